@@ -1,0 +1,108 @@
+"""Static activation ranges from calibration data.
+
+One onnxruntime pass over the calibration data per method collects what that
+method needs for the inputs of every quantizable layer: running min / max, the
+histograms of onnxruntime's own percentile and entropy calibrators, or a value
+sample for the MSE search. Results are kept per method.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper
+from onnxruntime.quantization.calibrate import HistogramCollector
+
+from .data import Dataset
+from .model import LoadedModel
+from .quantize import mse_activation_range
+
+PERCENTILE = 99.999          # onnxruntime's default for its percentile calibrator
+MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
+
+
+class ActivationCalibrator:
+    """Ranges of the float tensors that feed quantizable layers."""
+
+    def __init__(self, model: LoadedModel, calib: Dataset, session_options: ort.SessionOptions):
+        self.model = model
+        self.calib = calib
+        self.tensors = sorted({name for layer in model.layers if not layer.subgraph
+                               for name in _activation_inputs(layer, model)})
+        self._options = session_options
+        self._session: ort.InferenceSession | None = None
+        self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
+        self._samples: dict[str, np.ndarray] | None = None
+
+    def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
+        """(rmin, rmax) for `tensor` by `method` ("minmax", "percentile", "entropy", "mse")."""
+        if method == "mse":
+            key = f"mse{bits}"
+            if key not in self._ranges:
+                samples = self._mse_samples()
+                self._ranges[key] = {name: mse_activation_range(values, bits) for name, values in samples.items()}
+            return self._ranges[key][tensor]
+        if method not in self._ranges:
+            self._ranges[method] = self._compute(method)
+        return self._ranges[method][tensor]
+
+    def _batches(self):
+        if self._session is None:
+            augmented = onnx.ModelProto()
+            augmented.CopyFrom(self.model.proto)
+            present = {o.name for o in augmented.graph.output}
+            for name in self.tensors:
+                if name not in present:
+                    augmented.graph.output.append(helper.make_empty_tensor_value_info(name))
+            self._session = ort.InferenceSession(augmented.SerializeToString(), self._options,
+                                                 providers=["CPUExecutionProvider"])
+        for feed in self.calib.batches():
+            values = self._session.run(self.tensors, feed)
+            yield {name: np.asarray(value, dtype=np.float32) for name, value in zip(self.tensors, values)}
+
+    def _compute(self, method: str) -> dict[str, tuple[float, float]]:
+        if method == "minmax":
+            lo = {name: np.inf for name in self.tensors}
+            hi = {name: -np.inf for name in self.tensors}
+            for batch in self._batches():
+                for name, value in batch.items():
+                    lo[name] = min(lo[name], float(np.min(value)))
+                    hi[name] = max(hi[name], float(np.max(value)))
+            return {name: (lo[name], hi[name]) for name in self.tensors}
+        # onnxruntime's histogram calibrators, with the defaults of its own calibrater classes.
+        if method == "percentile":
+            collector = HistogramCollector("percentile", symmetric=False, num_bins=2048, num_quantized_bins=128,
+                                           percentile=PERCENTILE, scenario="same")
+        else:
+            collector = HistogramCollector("entropy", symmetric=False, num_bins=128, num_quantized_bins=128,
+                                           percentile=PERCENTILE, scenario="same")
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints progress to stdout
+            for batch in self._batches():
+                collector.collect(batch)
+            result = collector.compute_collection_result()
+        return {name: (float(result[name][0]), float(result[name][1])) for name in self.tensors}
+
+    def _mse_samples(self) -> dict[str, np.ndarray]:
+        if self._samples is None:
+            rng = np.random.default_rng(0)
+            parts: dict[str, list[np.ndarray]] = {name: [] for name in self.tensors}
+            per_batch = max(1, MSE_SAMPLE * self.calib.batch_size // max(self.calib.size, 1))
+            for batch in self._batches():
+                for name, value in batch.items():
+                    flat = value.reshape(-1)
+                    if flat.size > per_batch:
+                        flat = rng.choice(flat, per_batch, replace=False)
+                    parts[name].append(flat)
+            self._samples = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        return self._samples
+
+
+def _activation_inputs(layer, model: LoadedModel) -> list[str]:
+    """The float activation tensors a layer reads: one, or two for activation x activation MatMul."""
+    if layer.weight is not None:
+        return [layer.input]
+    node = next(n for n in model.proto.graph.node if n.name == layer.name)
+    return [name for name in node.input[:2]]

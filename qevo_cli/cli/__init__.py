@@ -1,0 +1,22 @@
+"""The `qevo` command line: a thin layer over the library."""
+from __future__ import annotations
+
+import typer
+
+from . import evaluate as evaluate_cmd
+from . import inspect as inspect_cmd
+
+app = typer.Typer(
+    name="qevo",
+    help="Search per-layer quantization policies that trade measured quality against size, latency and energy "
+         "on a named hardware target.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("inspect")(inspect_cmd.inspect)
+app.command("evaluate")(evaluate_cmd.evaluate)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,23 @@
+"""The one exception type qevo raises for problems the user can fix.
+
+The CLI turns a `QevoError` into a single line on stderr and exit code 2; library
+users catch it like any other exception.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QevoError(Exception):
+    """A problem with the user's input: a file, a field in it, or a setting."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
+        self.path = str(path) if path is not None else None
+        self.field = field
+        parts = []
+        if self.path:
+            parts.append(self.path)
+        if field:
+            parts.append(field)
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)

@@ -1,0 +1,193 @@
+"""Measure a policy: build the quantized variant and run it in onnxruntime on real data.
+
+A variant is the float graph with each quantized layer's weight replaced by its
+fake-quantized values and Q/DQ pairs in front of the layer's input activations.
+The fp32 reference outputs are computed once; each layer's quantized weight is
+computed once per choice and reused by every policy that asks for it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from .calibration import ActivationCalibrator, _activation_inputs
+from .data import Dataset
+from .errors import QevoError
+from .layers import Layer
+from .metrics import Metric
+from .model import LoadedModel, _graphs
+from .policy import LayerChoice, Policy
+from .quantize import activation_qparams, quantize_weight
+
+MS_DOMAIN = "com.microsoft"  # 16-bit Q/DQ below opset 21 lives in onnxruntime's contrib domain
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+def run_session(session: ort.InferenceSession, data: Dataset) -> list[np.ndarray]:
+    """All outputs over the whole data set, batches joined on axis 0."""
+    chunks: list[list[np.ndarray]] = []
+    for feed in data.batches():
+        chunks.append(session.run(None, feed))
+    joined = []
+    for parts in zip(*chunks):
+        joined.append(np.concatenate(parts, axis=0) if parts[0].ndim else np.stack(parts))
+    return joined
+
+
+class Evaluator:
+    """Scores policies of one model on one data set with one metric."""
+
+    def __init__(self, model: LoadedModel, data: Dataset, metric: Metric, calib: Dataset | None = None,
+                 threads: int = 1):
+        if metric.needs_labels and data.labels is None:
+            raise QevoError(f"metric {metric.name!r} needs labels; add a 'labels' array or use --metric agreement",
+                            path=data.path, field="labels")
+        self.model = model
+        self.data = data
+        self.metric = metric
+        self.options = session_options(threads)
+        self.calibrator = ActivationCalibrator(model, calib or data, self.options)
+        self._graph_index = {id(g): i for i, (g, _) in enumerate(_graphs(model.proto.graph))}
+        self._locations = self._locate_layers()
+        self._weights: dict[tuple, onnx.TensorProto] = {}
+        self._base_bytes = model.proto.SerializeToString()
+        self.reference = self._run(self._base_bytes)
+        self.fp32_score = self.metric(self.reference, data.labels, self.reference)
+
+    # -- public --------------------------------------------------------------------------------
+    def evaluate(self, policy: Policy) -> float:
+        """The metric of the policy's variant on the evaluation data."""
+        return self.metric(self.outputs(policy), self.data.labels, self.reference)
+
+    def outputs(self, policy: Policy) -> list[np.ndarray]:
+        if not policy.layers:
+            return self.reference
+        return self._run(self.variant(policy).SerializeToString())
+
+    def variant(self, policy: Policy) -> onnx.ModelProto:
+        """The float model with the policy's quantization simulated in the graph."""
+        self.check(policy)
+        variant = onnx.ModelProto()
+        variant.CopyFrom(self.model.proto)
+        graphs = [g for g, _ in _graphs(variant.graph)]
+        inserted: dict[int, list[tuple[str, list[onnx.NodeProto]]]] = {}
+        needs_ms_domain = False
+        for layer in self.model.layers:
+            choice = policy.layers.get(layer.name)
+            if choice is None:
+                continue
+            graph_i, node_i = self._locations[layer.name]
+            graph = graphs[graph_i]
+            if layer.weight is not None and choice.weight != "fp32":
+                self._set_weight(graph, layer, choice)
+            if layer.subgraph is None and choice.activation != "fp32":
+                node = graph.node[node_i]
+                new_nodes = []
+                for position, tensor in enumerate(node.input[:2]):
+                    if tensor in _activation_inputs(layer, self.model):
+                        nodes, output = self._activation_nodes(layer, tensor, choice)
+                        node.input[position] = output
+                        new_nodes.extend(nodes)
+                        needs_ms_domain |= choice.activation == "int16"
+                inserted.setdefault(graph_i, []).append((node.name, new_nodes))
+        for graph_i, entries in inserted.items():
+            _insert_before(graphs[graph_i], dict(entries))
+        if needs_ms_domain and not any(o.domain == MS_DOMAIN for o in variant.opset_import):
+            variant.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+        return variant
+
+    def check(self, policy: Policy) -> None:
+        known = {layer.name for layer in self.model.layers}
+        for name in policy.layers:
+            if name not in known:
+                raise QevoError(f"policy names layer {name!r}, which {self.model.path.name} does not have "
+                                f"(it has {len(known)} quantizable layers; see qevo inspect)")
+
+    # -- building blocks ---------------------------------------------------------------------
+    def _locate_layers(self) -> dict[str, tuple[int, int]]:
+        names = {layer.name for layer in self.model.layers}
+        where = {}
+        for graph_i, (graph, _) in enumerate(_graphs(self.model.proto.graph)):
+            for node_i, node in enumerate(graph.node):
+                if node.name in names:
+                    where[node.name] = (graph_i, node_i)
+        return where
+
+    def quantized_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
+        if choice.weight in ("fp32", "fp16"):
+            key = (layer.name, choice.weight)
+        tensor = self._weights.get(key)
+        if tensor is None:
+            original = self._find_initializer(layer.weight)
+            values = quantize_weight(numpy_helper.to_array(original), choice, layer.channel_axis)
+            tensor = numpy_helper.from_array(values.astype(numpy_helper.to_array(original).dtype),
+                                             name=f"{layer.weight}__{layer.name}")
+            self._weights[key] = tensor
+        return tensor
+
+    def _find_initializer(self, name: str) -> onnx.TensorProto:
+        for graph, _ in _graphs(self.model.proto.graph):
+            for tensor in graph.initializer:
+                if tensor.name == name:
+                    return tensor
+        raise QevoError(f"weight {name!r} not found in the model")
+
+    def _set_weight(self, graph: onnx.GraphProto, layer: Layer, choice: LayerChoice) -> None:
+        # A new initializer per layer: a weight shared by two layers can take two formats.
+        tensor = self.quantized_weight(layer, choice)
+        graph.initializer.append(tensor)
+        node = graph.node[self._locations[layer.name][1]]
+        for position, name in enumerate(node.input):
+            if name == layer.weight:
+                node.input[position] = tensor.name
+
+    def _activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice):
+        prefix = f"{tensor}__qevo__{layer.name}"
+        out = f"{prefix}__dq"
+        if choice.activation == "fp16":
+            return [helper.make_node("Cast", [tensor], [f"{prefix}__h"], to=onnx.TensorProto.FLOAT16),
+                    helper.make_node("Cast", [f"{prefix}__h"], [out], to=onnx.TensorProto.FLOAT)], out
+        if choice.activation == "dynamic-int8":
+            return [helper.make_node("DynamicQuantizeLinear", [tensor], [f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"]),
+                    helper.make_node("DequantizeLinear", [f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"], [out])], out
+        bits = choice.activation_bits
+        rmin, rmax = self.calibrator.range(tensor, choice.calibration, bits)
+        scale, zero_point = activation_qparams(rmin, rmax, bits)
+        zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
+        domain = "" if bits == 8 else MS_DOMAIN
+        params = [f"{prefix}__scale", f"{prefix}__zp"]
+        constants = [helper.make_node("Constant", [], [params[0]], value=helper.make_tensor("", onnx.TensorProto.FLOAT, [], [float(scale)])),
+                     helper.make_node("Constant", [], [params[1]], value=helper.make_tensor("", zp_type, [], [zero_point]))]
+        return constants + [
+            helper.make_node("QuantizeLinear", [tensor, *params], [f"{prefix}__q"], domain=domain),
+            helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)], out
+
+    def _run(self, model_bytes: bytes) -> list[np.ndarray]:
+        try:
+            session = ort.InferenceSession(model_bytes, self.options, providers=["CPUExecutionProvider"])
+            return run_session(session, self.data)
+        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                ort.capi.onnxruntime_pybind11_state.RuntimeException) as err:
+            raise QevoError(f"onnxruntime could not run the model: {str(err).splitlines()[0]}",
+                            path=self.model.path) from None
+
+
+def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:
+    """Put each list of new nodes right before the named node, keeping topological order."""
+    nodes = []
+    for node in graph.node:
+        nodes.extend(before.get(node.name, ()))
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)

@@ -1,0 +1,362 @@
+"""Load an ONNX model, normalise it, and list the layers qevo can quantize.
+
+Normalising handles the traps real models set: weights stored as Constant nodes
+(folded into initializers), opsets below 13 (converted up, since per-channel
+DequantizeLinear needs `axis`), layers inside If / Loop / Scan bodies (found and
+marked), several or integer inputs and dynamic dimensions (fixed for counting).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import QevoError
+from .layers import KIND_ACT_MATMUL, KIND_CONV, KIND_DEPTHWISE, KIND_GEMM, Layer
+
+MIN_OPSET = 13
+TARGET_OPSET = 17
+QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+SUBGRAPH_OPS = ("If", "Loop", "Scan")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as the data must provide it."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]   # ints are fixed, strings name a dynamic dim, None is unnamed
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype} [{dims}]"
+
+
+@dataclass
+class LoadedModel:
+    """A normalised model and what qevo knows about it."""
+
+    path: Path
+    proto: onnx.ModelProto
+    layers: list[Layer]
+    inputs: list[InputSpec]
+    output_names: list[str]
+    digest: str                          # content hash of the normalised model
+    other_params: int                    # float parameters outside quantizable weights (biases, norms, ...)
+    dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
+    notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise QevoError(f"no quantizable layer named {name!r} in {self.path}")
+
+    @property
+    def weight_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+
+def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedModel:
+    """Read, check and normalise an ONNX file and list its quantizable layers."""
+    path = Path(path)
+    proto = _read(path)
+    notes: list[str] = []
+    folded = fold_constants(proto)
+    if folded:
+        notes.append(f"folded {folded} Constant node(s) into initializers")
+    _name_nodes(proto.graph)
+    opset = default_opset(proto)
+    if opset < MIN_OPSET:
+        proto = _upgrade_opset(proto, path)
+        notes.append(f"converted opset {opset} to {default_opset(proto)}")
+    inputs = _input_specs(proto)
+    fixed = _fix_dims(inputs, dims or {}, path)
+    assumed = sorted(name for name in fixed if name not in (dims or {}))
+    if assumed:
+        notes.append("dynamic dims fixed to 1 for counting: " + ", ".join(assumed) + " (set with --dim NAME=VALUE)")
+    shapes = _tensor_shapes(proto, inputs, fixed)
+    layers = list_layers(proto, shapes)
+    inside = [layer.name for layer in layers if layer.subgraph]
+    if inside:
+        notes.append(f"{len(inside)} layer(s) inside If/Loop/Scan bodies: weights are quantized, "
+                     "their input activations stay float")
+    weight_names = {layer.weight for layer in layers if layer.weight}
+    other = sum(int(np.prod(t.dims)) for t in _all_initializers(proto.graph)
+                if t.name not in weight_names and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
+    digest = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+    return LoadedModel(path=path, proto=proto, layers=layers, inputs=inputs,
+                       output_names=[o.name for o in proto.graph.output], digest=digest,
+                       other_params=other, dims=fixed, notes=notes)
+
+
+def _read(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise QevoError("model file not found", path=path)
+    if path.is_dir():
+        raise QevoError("expected an ONNX model file, got a directory", path=path)
+    data = path.read_bytes()
+    if not data:
+        raise QevoError("model file is empty", path=path)
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as err:  # protobuf raises several types on bad bytes
+        raise QevoError(f"not an ONNX model, or truncated ({type(err).__name__})", path=path) from None
+    if not proto.graph.node or not proto.opset_import:
+        raise QevoError("not an ONNX model, or truncated (no graph nodes or opset)", path=path)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except (OSError, ValueError) as err:
+            raise QevoError(f"cannot read external weight data ({err})", path=path) from None
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "invalid model"
+        raise QevoError(f"not a valid ONNX model ({first})", path=path) from None
+    return proto
+
+
+def default_opset(proto: onnx.ModelProto) -> int:
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    return 0
+
+
+def _upgrade_opset(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.version_converter.convert_version(proto, TARGET_OPSET)
+    except Exception as err:  # the converter raises bare RuntimeErrors from C++
+        raise QevoError(f"opset {default_opset(proto)} is below {MIN_OPSET} and could not be converted "
+                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__})", path=path) from None
+
+
+def _graphs(graph: onnx.GraphProto, path: str = ""):
+    """Yield (graph, path) for the graph and every subgraph below it."""
+    yield graph, path
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g, f"{path}{node.name}/{attr.name}/")
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for i, sub in enumerate(attr.graphs):
+                    yield from _graphs(sub, f"{path}{node.name}/{attr.name}[{i}]/")
+
+
+def _all_initializers(graph: onnx.GraphProto):
+    for sub, _ in _graphs(graph):
+        yield from sub.initializer
+
+
+def fold_constants(proto: onnx.ModelProto) -> int:
+    """Move tensors held by Constant nodes into initializers, in every graph. Returns how many."""
+    folded = 0
+    for graph, _ in _graphs(proto.graph):
+        keep = []
+        for node in graph.node:
+            value = next((a for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
+                         None) if node.op_type == "Constant" and node.domain in ("", "ai.onnx") else None
+            if value is None:
+                keep.append(node)
+                continue
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            folded += 1
+        if len(keep) != len(graph.node):
+            del graph.node[:]
+            graph.node.extend(keep)
+    return folded
+
+
+def _name_nodes(graph: onnx.GraphProto) -> None:
+    """Give every node a unique name: layers are addressed by node name."""
+    seen: set[str] = set()
+    for sub, _ in _graphs(graph):
+        for i, node in enumerate(sub.node):
+            name = node.name or f"{node.op_type}_{i}"
+            while name in seen:
+                name = f"{name}_{i}"
+            node.name = name
+            seen.add(name)
+
+
+_ONNX_TO_NUMPY = {k: np.dtype(v) for k, v in {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT16: np.int16,
+    onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.UINT16: np.uint16,
+    onnx.TensorProto.UINT32: np.uint32, onnx.TensorProto.UINT64: np.uint64, onnx.TensorProto.BOOL: np.bool_,
+}.items()}
+
+
+def _input_specs(proto: onnx.ModelProto) -> list[InputSpec]:
+    initializer_names = {t.name for t in proto.graph.initializer}
+    specs = []
+    for value in proto.graph.input:
+        if value.name in initializer_names:
+            continue  # old exporters list initializers as inputs too
+        tensor_type = value.type.tensor_type
+        dtype = _ONNX_TO_NUMPY.get(tensor_type.elem_type, np.dtype(np.float32))
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                      for d in tensor_type.shape.dim)
+        specs.append(InputSpec(value.name, dtype, shape))
+    return specs
+
+
+def _fix_dims(inputs: list[InputSpec], dims: dict[str, int], path: Path) -> dict[str, int]:
+    names = {d for spec in inputs for d in spec.shape if isinstance(d, str)}
+    unknown = sorted(set(dims) - names)
+    if unknown:
+        raise QevoError(f"--dim {unknown[0]}: the model has no dynamic dim of that name "
+                        f"(it has: {', '.join(sorted(names)) or 'none'})", path=path)
+    return {name: int(dims.get(name, 1)) for name in sorted(names)}
+
+
+def _concrete_inputs(inputs: list[InputSpec], dims: dict[str, int]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in inputs:
+        shape = [d if isinstance(d, int) else dims.get(d, 1) if isinstance(d, str) else 1 for d in spec.shape]
+        feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    return feeds
+
+
+def _tensor_shapes(proto: onnx.ModelProto, inputs: list[InputSpec], dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every tensor the quantizable layers touch, at the fixed dims.
+
+    ONNX shape inference first; where it leaves a shape unknown (data-dependent
+    reshapes), one onnxruntime run on zeros fills it in.
+    """
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for value in fixed.graph.input:
+        for d in value.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = dims.get(d.dim_param, 1)
+    shapes: dict[str, tuple[int, ...]] = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+    except Exception:  # inference is an optimisation; the run below covers what it misses
+        inferred = fixed
+    for graph, _ in _graphs(inferred.graph):
+        for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+            dim_list = value.type.tensor_type.shape.dim
+            if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dim_list):
+                shapes[value.name] = tuple(d.dim_value for d in dim_list)
+        for tensor in graph.initializer:
+            shapes[tensor.name] = tuple(tensor.dims)
+    needed = {name for node in proto.graph.node if node.op_type in QUANTIZABLE_OPS
+              for name in list(node.input[:2]) + [node.output[0]] if name}
+    missing = sorted(needed - set(shapes))
+    if missing:
+        shapes.update(_shapes_by_running(proto, inputs, dims, missing))
+    return shapes
+
+
+def _shapes_by_running(proto, inputs, dims, names) -> dict[str, tuple[int, ...]]:
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(helper.make_empty_tensor_value_info(name))
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        values = session.run(names, _concrete_inputs(inputs, dims))
+    except Exception:  # a model that cannot run on zeros keeps its unknown shapes (counted as 0)
+        return {}
+    return {name: tuple(np.shape(v)) for name, v in zip(names, values)}
+
+
+def _attr(node: onnx.NodeProto, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def list_layers(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> list[Layer]:
+    """Every Conv / ConvTranspose / Gemm / MatMul, in graph order, subgraphs included."""
+    layers = []
+    outer_initializers: dict[str, onnx.TensorProto] = {}
+    for graph, path in _graphs(proto.graph):
+        # A subgraph may use initializers of the graphs around it.
+        outer_initializers.update({t.name: t for t in graph.initializer})
+        for node in graph.node:
+            if node.op_type in QUANTIZABLE_OPS and node.domain in ("", "ai.onnx"):
+                layer = _make_layer(node, outer_initializers, shapes, path or None)
+                if layer is not None:
+                    layers.append(layer)
+    return layers
+
+
+def _numel(shape: tuple[int, ...] | None) -> int:
+    return int(np.prod(shape)) if shape else 0
+
+
+def _make_layer(node, initializers, shapes, subgraph) -> Layer | None:
+    op = node.op_type
+    a, b = node.input[0], node.input[1]
+    out = node.output[0]
+    in_shape, out_shape = shapes.get(a), shapes.get(out)
+    weight_name = b if b in initializers else None
+    if op == "MatMul" and weight_name is None and a in initializers:
+        weight_name, a = a, b  # weight on the left: x = W @ act
+        in_shape = shapes.get(a)
+    if weight_name is None:
+        if op != "MatMul":
+            return None  # a Conv or Gemm with a computed weight has nothing constant to quantize
+        k = in_shape[-1] if in_shape else 0
+        return Layer(name=node.name, op_type=op, kind=KIND_ACT_MATMUL, input=a, output=out, weight=None,
+                     weight_shape=(), params=0, macs=_numel(out_shape) * k,
+                     input_elems=_numel(in_shape) + _numel(shapes.get(b)), output_elems=_numel(out_shape),
+                     subgraph=subgraph)
+    tensor = initializers[weight_name]
+    if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+        return None  # already quantized
+    w_shape = tuple(int(d) for d in tensor.dims)
+    params = _numel(w_shape)
+    if op in ("Conv", "ConvTranspose"):
+        group = int(_attr(node, "group", 1))
+        if op == "Conv":
+            channel_axis, reduce_axis = 0, 1
+            macs = _numel(out_shape) * params // max(w_shape[0], 1)
+            depthwise = group > 1 and w_shape[1] == 1
+        else:
+            channel_axis, reduce_axis = 1, 0
+            macs = _numel(in_shape) * params // max(w_shape[0], 1)
+            depthwise = False
+        kind = KIND_DEPTHWISE if depthwise else KIND_CONV
+    elif op == "Gemm":
+        trans_b = int(_attr(node, "transB", 0))
+        channel_axis, reduce_axis = (0, 1) if trans_b else (1, 0)
+        macs = _numel(out_shape) * w_shape[reduce_axis]
+        kind = KIND_GEMM
+    else:
+        channel_axis, reduce_axis = len(w_shape) - 1, max(len(w_shape) - 2, 0)
+        macs = _numel(out_shape) * w_shape[reduce_axis]
+        kind = KIND_GEMM
+    return Layer(name=node.name, op_type=op, kind=kind, input=a, output=out, weight=weight_name,
+                 weight_shape=w_shape, params=params, macs=int(macs), input_elems=_numel(in_shape),
+                 output_elems=_numel(out_shape), channel_axis=channel_axis, reduce_axis=reduce_axis,
+                 subgraph=subgraph)
+
+
+def weight_array(model: LoadedModel, layer: Layer) -> np.ndarray:
+    """The layer's float weight as float32."""
+    for tensor in _all_initializers(model.proto.graph):
+        if tensor.name == layer.weight:
+            return numpy_helper.to_array(tensor).astype(np.float32)
+    raise QevoError(f"weight {layer.weight!r} of layer {layer.name!r} not found")

@@ -1,0 +1,193 @@
+"""Quantization policies: what each layer becomes, as plain versioned data.
+
+A policy maps layer names to a `LayerChoice`. Layers the policy does not name stay fp32.
+Policies round-trip through YAML and JSON unchanged.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import QevoError
+
+POLICY_VERSION = 1
+
+WEIGHT_FORMATS = ("fp32", "fp16", "int2", "int3", "int4", "int5", "int6", "int7", "int8")
+ACTIVATION_FORMATS = ("fp32", "fp16", "int8", "int16", "dynamic-int8")
+GRANULARITIES = ("per-tensor", "per-channel", "per-group-32", "per-group-64", "per-group-128")
+CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
+WEIGHT_RANGES = ("minmax", "mse")
+
+
+def weight_bits(fmt: str) -> int:
+    """Stored bits per weight element for a weight format."""
+    if fmt == "fp32":
+        return 32
+    if fmt == "fp16":
+        return 16
+    return int(fmt[3:])
+
+
+def activation_bits(fmt: str) -> int:
+    """Bits per activation element as the layer consumes it."""
+    return {"fp32": 32, "fp16": 16, "int8": 8, "int16": 16, "dynamic-int8": 8}[fmt]
+
+
+def group_size(granularity: str) -> int | None:
+    """Group length along the input dimension, or None when not grouped."""
+    if granularity.startswith("per-group-"):
+        return int(granularity.rsplit("-", 1)[1])
+    return None
+
+
+def _check(value: Any, allowed: tuple[str, ...], name: str) -> None:
+    if value not in allowed:
+        raise QevoError(f"got {value!r}, expected one of {', '.join(allowed)}", field=name)
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """How one layer is quantized.
+
+    weight:      stored weight format ("fp32" keeps the layer's weights as they are)
+    activation:  format of the layer's input activation; int8/int16 are static (ranges
+                 from calibration), "dynamic-int8" takes the range of each batch at run time
+    granularity: weight scale granularity
+    calibration: how static activation ranges are chosen from calibration data
+    symmetric:   symmetric weight grid (zero point 0) or asymmetric
+    weight_range: "minmax" uses the full range, "mse" searches the clipping that minimises error
+    """
+
+    weight: str = "int8"
+    activation: str = "int8"
+    granularity: str = "per-channel"
+    calibration: str = "minmax"
+    symmetric: bool = True
+    weight_range: str = "minmax"
+
+    def __post_init__(self) -> None:
+        _check(self.weight, WEIGHT_FORMATS, "weight")
+        _check(self.activation, ACTIVATION_FORMATS, "activation")
+        _check(self.granularity, GRANULARITIES, "granularity")
+        _check(self.calibration, CALIBRATIONS, "calibration")
+        _check(self.weight_range, WEIGHT_RANGES, "weight_range")
+        if not isinstance(self.symmetric, bool):
+            raise QevoError(f"got {self.symmetric!r}, expected true or false", field="symmetric")
+
+    @property
+    def weight_bits(self) -> int:
+        return weight_bits(self.weight)
+
+    @property
+    def activation_bits(self) -> int:
+        return activation_bits(self.activation)
+
+    @property
+    def weight_is_int(self) -> bool:
+        return self.weight.startswith("int")
+
+    @property
+    def activation_is_static_int(self) -> bool:
+        return self.activation in ("int8", "int16")
+
+    def short(self) -> str:
+        """Compact label such as 'W4A8' or 'W16fA32f'."""
+        w = f"W{self.weight_bits}" + ("" if self.weight_is_int else "f")
+        a = f"A{self.activation_bits}" + ("d" if self.activation == "dynamic-int8" else "" if self.activation.startswith("int") else "f")
+        return w + a
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "") -> "LayerChoice":
+        if not isinstance(data, Mapping):
+            raise QevoError(f"expected a mapping of choice fields, got {type(data).__name__}", field=where or None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise QevoError(f"unknown key {unknown[0]!r}, expected one of {', '.join(sorted(known))}",
+                            field=f"{where}.{unknown[0]}" if where else unknown[0])
+        try:
+            return cls(**dict(data))
+        except QevoError as err:
+            raise QevoError(str(err).split(": ", 1)[-1], field=f"{where}.{err.field}" if where else err.field) from None
+
+
+FP32 = LayerChoice(weight="fp32", activation="fp32")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-layer choices, keyed by layer name. Unnamed layers stay fp32."""
+
+    layers: Mapping[str, LayerChoice] = field(default_factory=dict)
+    version: int = POLICY_VERSION
+
+    @classmethod
+    def uniform(cls, layer_names: Iterable[str], choice: LayerChoice) -> "Policy":
+        return cls({name: choice for name in layer_names})
+
+    def choice(self, layer_name: str) -> LayerChoice:
+        return self.layers.get(layer_name, FP32)
+
+    def with_layer(self, layer_name: str, choice: LayerChoice) -> "Policy":
+        return replace(self, layers={**self.layers, layer_name: choice})
+
+    def key(self) -> str:
+        """Canonical text: equal policies give equal keys (used for caching)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def summary(self) -> str:
+        """Bit summary such as 'W4:3 W8:4 A8:7'."""
+        counts: dict[str, int] = {}
+        for choice in self.layers.values():
+            for tag in (f"W{choice.weight_bits}" + ("" if choice.weight_is_int else "f"),
+                        f"A{choice.activation_bits}" + ("" if choice.activation.startswith(("int", "dyn")) else "f")):
+                counts[tag] = counts.get(tag, 0) + 1
+        return " ".join(f"{tag}:{n}" for tag, n in sorted(counts.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version,
+                "layers": {name: asdict(choice) for name, choice in sorted(self.layers.items())}}
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | None = None) -> "Policy":
+        try:
+            if not isinstance(data, Mapping):
+                raise QevoError("expected a mapping with 'version' and 'layers'")
+            version = data.get("version")
+            if version != POLICY_VERSION:
+                raise QevoError(f"got {version!r}, expected {POLICY_VERSION}", field="version")
+            layers = data.get("layers")
+            if not isinstance(layers, Mapping):
+                raise QevoError("expected a mapping of layer name to choice", field="layers")
+            extra = sorted(set(data) - {"version", "layers", "model", "target", "objectives", "metric"})
+            if extra:
+                raise QevoError(f"unknown key {extra[0]!r}, expected version and layers", field=extra[0])
+            return cls({str(name): LayerChoice.from_dict(choice, f"layers.{name}")
+                        for name, choice in layers.items()}, version=version)
+        except QevoError as err:
+            if path is None:
+                raise
+            raise QevoError(str(err), path=path) from None
+
+    def dumps(self, fmt: str = "yaml") -> str:
+        if fmt == "json":
+            return json.dumps(self.to_dict(), indent=2) + "\n"
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Policy":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise QevoError(f"cannot read policy file ({err.strerror})", path=path) from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise QevoError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({str(err).splitlines()[0]})",
+                            path=path) from None
+        return cls.from_dict(data, path=str(path))

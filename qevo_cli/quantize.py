@@ -1,0 +1,121 @@
+"""Fake quantization of weights: round to the format's grid, return float32.
+
+The rounded weights are written back into the float graph, so a variant runs in
+onnxruntime with exactly the values the target would hold.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .policy import LayerChoice, group_size
+
+# Clipping ratios tried by the MSE-optimal weight range.
+MSE_CLIP_RATIOS = np.linspace(0.3, 1.0, 36)
+
+
+def int_grid(bits: int, symmetric: bool) -> tuple[int, int]:
+    """(qmin, qmax) of a signed integer grid. Symmetric grids drop -2^(b-1) so zero
+    sits in the middle, as onnxruntime's symmetric int8 does ([-127, 127])."""
+    qmax = 2 ** (bits - 1) - 1
+    return (-qmax if symmetric else -qmax - 1), qmax
+
+
+def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None) -> np.ndarray:
+    """The layer's weight as the target would store it, returned as float32."""
+    weight = np.asarray(weight, dtype=np.float32)
+    if choice.weight == "fp32":
+        return weight
+    if choice.weight == "fp16":
+        return weight.astype(np.float16).astype(np.float32)
+    rows, restore = _rows(weight, choice.granularity, channel_axis)
+    qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
+    if choice.weight_range == "mse":
+        quantized = _fake_quant_mse(rows, qmin, qmax, choice.symmetric)
+    else:
+        quantized = _fake_quant(rows, qmin, qmax, choice.symmetric, 1.0)
+    return restore(quantized)
+
+
+def _rows(weight: np.ndarray, granularity: str, channel_axis: int | None):
+    """Reshape so each row shares one scale; return the rows and a function that undoes it."""
+    shape = weight.shape
+    if granularity == "per-tensor" or channel_axis is None or weight.ndim < 2:
+        return weight.reshape(1, -1), lambda rows: rows.reshape(shape)
+    moved = np.moveaxis(weight, channel_axis, 0)
+    moved_shape = moved.shape
+    per_channel = moved.reshape(moved_shape[0], -1)
+    size = group_size(granularity)
+    if size is None:
+        return per_channel, lambda rows: np.moveaxis(rows.reshape(moved_shape), 0, channel_axis)
+    channels, length = per_channel.shape
+    groups = -(-length // size)
+    # Pad the last group with zeros: they change neither its range nor the real weights.
+    padded = np.zeros((channels, groups * size), dtype=np.float32)
+    padded[:, :length] = per_channel
+
+    def restore(rows: np.ndarray) -> np.ndarray:
+        back = rows.reshape(channels, groups * size)[:, :length]
+        return np.moveaxis(back.reshape(moved_shape), 0, channel_axis)
+
+    return padded.reshape(channels * groups, size), restore
+
+
+def _scales(rows: np.ndarray, qmin: int, qmax: int, symmetric: bool, ratio):
+    if symmetric:
+        amax = np.max(np.abs(rows), axis=1, keepdims=True) * ratio
+        scale = np.where(amax > 0, amax / qmax, 1.0)
+        return scale.astype(np.float32), np.zeros_like(scale, dtype=np.float32)
+    lo = np.minimum(np.min(rows, axis=1, keepdims=True), 0.0) * ratio
+    hi = np.maximum(np.max(rows, axis=1, keepdims=True), 0.0) * ratio
+    scale = np.where(hi > lo, (hi - lo) / (qmax - qmin), 1.0).astype(np.float32)
+    zero_point = np.clip(np.round(qmin - lo / scale), qmin, qmax).astype(np.float32)
+    return scale, zero_point
+
+
+def _fake_quant(rows, qmin, qmax, symmetric, ratio):
+    scale, zero_point = _scales(rows, qmin, qmax, symmetric, ratio)
+    q = np.clip(np.round(rows / scale) + zero_point, qmin, qmax)
+    return ((q - zero_point) * scale).astype(np.float32)
+
+
+def _fake_quant_mse(rows, qmin, qmax, symmetric):
+    """Per row, the clipping ratio with the least squared rounding-plus-clipping error."""
+    best = _fake_quant(rows, qmin, qmax, symmetric, 1.0)
+    best_error = np.sum((best - rows) ** 2, axis=1)
+    for ratio in MSE_CLIP_RATIOS[:-1]:
+        candidate = _fake_quant(rows, qmin, qmax, symmetric, ratio)
+        error = np.sum((candidate - rows) ** 2, axis=1)
+        better = error < best_error
+        best[better] = candidate[better]
+        best_error = np.where(better, error, best_error)
+    return best
+
+
+def activation_qparams(rmin: float, rmax: float, bits: int) -> tuple[np.float32, int]:
+    """Scale and zero point of an asymmetric unsigned activation grid covering [rmin, rmax] and 0."""
+    qmax = 2 ** bits - 1
+    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
+    if rmax - rmin <= 0:
+        return np.float32(1.0), 0
+    scale = np.float32((rmax - rmin) / qmax)
+    zero_point = int(np.clip(round(-rmin / float(scale)), 0, qmax))
+    return scale, zero_point
+
+
+def mse_activation_range(sample: np.ndarray, bits: int) -> tuple[float, float]:
+    """The clipped [min, max] of a value sample with the least quantization MSE at `bits`."""
+    lo, hi = float(np.min(sample)), float(np.max(sample))
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi <= lo:
+        return lo, hi
+    best, best_error = (lo, hi), np.inf
+    qmax = 2 ** bits - 1
+    for ratio in MSE_CLIP_RATIOS:
+        rmin, rmax = lo * ratio, hi * ratio
+        scale = (rmax - rmin) / qmax
+        zero_point = np.round(-rmin / scale)
+        q = np.clip(np.round(sample / scale) + zero_point, 0, qmax)
+        error = float(np.mean(((q - zero_point) * scale - sample) ** 2))
+        if error < best_error:
+            best, best_error = (rmin, rmax), error
+    return best

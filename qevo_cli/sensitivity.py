@@ -1,0 +1,85 @@
+"""Per-layer sensitivity: each layer quantized alone, the rest fp32, the metric drop recorded.
+
+The table is cached on disk, keyed by the content of the model, the data, the
+calibration data and the metric, so a second run reads it instead of measuring.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .defaults import cache_dir
+from .evaluate import Evaluator
+from .files import atomic_write_text
+from .policy import LayerChoice, Policy
+
+TABLE_VERSION = 1
+DEFAULT_WEIGHT_FORMATS = ("int2", "int3", "int4", "int6", "int8", "fp16")
+DEFAULT_ACTIVATION_FORMATS = ("int8", "int16")
+
+
+def probe_choices(weight_formats=DEFAULT_WEIGHT_FORMATS,
+                  activation_formats=DEFAULT_ACTIVATION_FORMATS) -> dict[str, LayerChoice]:
+    """Column label -> the choice measured: weights alone (activations fp32), or activations alone."""
+    columns = {}
+    for fmt in weight_formats:
+        columns[f"W:{fmt}"] = LayerChoice(weight=fmt, activation="fp32")
+    for fmt in activation_formats:
+        columns[f"A:{fmt}"] = LayerChoice(weight="fp32", activation=fmt)
+    return columns
+
+
+@dataclass
+class SensitivityTable:
+    """drops[layer][column] = fp32 metric minus the metric with only that layer quantized."""
+
+    fp32_score: float
+    columns: list[str]
+    drops: dict[str, dict[str, float]]
+    from_cache: bool = False
+
+    def to_dict(self) -> dict:
+        return {"version": TABLE_VERSION, "fp32_score": self.fp32_score, "columns": self.columns,
+                "drops": self.drops}
+
+
+def measure_sensitivity(evaluator: Evaluator, weight_formats=DEFAULT_WEIGHT_FORMATS,
+                        activation_formats=DEFAULT_ACTIVATION_FORMATS, use_cache: bool = True,
+                        progress: Callable[[int, int], None] | None = None) -> SensitivityTable:
+    columns = probe_choices(weight_formats, activation_formats)
+    layers = [layer for layer in evaluator.model.layers]
+    path = _cache_path(evaluator, list(columns))
+    if use_cache and path.exists():
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("version") == TABLE_VERSION:
+                return SensitivityTable(cached["fp32_score"], cached["columns"], cached["drops"], from_cache=True)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is measured again
+    drops: dict[str, dict[str, float]] = {}
+    total = len(layers) * len(columns)
+    done = 0
+    for layer in layers:
+        row = {}
+        for label, choice in columns.items():
+            if (label.startswith("W:") and layer.weight is None) or (label.startswith("A:") and layer.subgraph):
+                continue  # nothing to quantize on that side of this layer
+            score = evaluator.evaluate(Policy({layer.name: choice}))
+            row[label] = evaluator.fp32_score - score
+            done += 1
+            if progress:
+                progress(done, total)
+        drops[layer.name] = row
+    table = SensitivityTable(evaluator.fp32_score, list(columns), drops)
+    atomic_write_text(path, json.dumps(table.to_dict(), indent=1))
+    return table
+
+
+def _cache_path(evaluator: Evaluator, columns: list[str]) -> Path:
+    key = json.dumps({"version": TABLE_VERSION, "model": evaluator.model.digest, "data": evaluator.data.digest,
+                      "calib": evaluator.calibrator.calib.digest, "metric": evaluator.metric.identity,
+                      "columns": columns}, sort_keys=True)
+    return cache_dir() / "sensitivity" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
