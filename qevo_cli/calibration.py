@@ -3,12 +3,16 @@
 One onnxruntime pass over the calibration data per method collects what that
 method needs for the inputs of every quantizable layer: running min / max, the
 histograms of onnxruntime's own percentile and entropy calibrators, or a value
-sample for the MSE search. Results are kept per method.
+sample for the MSE search. Ranges are kept per method, in memory and on disk
+(keyed by the model and calibration data content), since the histogram methods
+take seconds.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 
 import numpy as np
 import onnx
@@ -17,11 +21,16 @@ from onnx import helper
 from onnxruntime.quantization.calibrate import HistogramCollector
 
 from .data import Dataset
+from .defaults import cache_dir
+from .files import atomic_write_text
 from .model import LoadedModel
 from .quantize import mse_activation_range
 
 PERCENTILE = 99.999          # onnxruntime's default for its percentile calibrator
 MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
+# onnxruntime's EntropyCalibrater defaults to 128 bins and 128 quantized bins, which leaves its
+# KL search a single candidate (the min-max range). 2048 bins, as TensorRT uses, gives it room.
+ENTROPY_BINS = 2048
 
 
 class ActivationCalibrator:
@@ -46,8 +55,21 @@ class ActivationCalibrator:
                 self._ranges[key] = {name: mse_activation_range(values, bits) for name, values in samples.items()}
             return self._ranges[key][tensor]
         if method not in self._ranges:
-            self._ranges[method] = self._compute(method)
+            self._ranges[method] = self._cached(method)
         return self._ranges[method][tensor]
+
+    def _cached(self, method: str) -> dict[str, tuple[float, float]]:
+        key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,
+                          "tensors": self.tensors, "entropy_bins": ENTROPY_BINS, "percentile": PERCENTILE})
+        path = cache_dir() / "calibration" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+        try:
+            stored = json.loads(path.read_text())
+            return {name: (float(lo), float(hi)) for name, (lo, hi) in stored.items()}
+        except (OSError, ValueError, TypeError):
+            pass  # absent or damaged: compute again
+        ranges = self._compute(method)
+        atomic_write_text(path, json.dumps(ranges))
+        return ranges
 
     def _batches(self):
         if self._session is None:
@@ -72,12 +94,12 @@ class ActivationCalibrator:
                     lo[name] = min(lo[name], float(np.min(value)))
                     hi[name] = max(hi[name], float(np.max(value)))
             return {name: (lo[name], hi[name]) for name in self.tensors}
-        # onnxruntime's histogram calibrators, with the defaults of its own calibrater classes.
+        # onnxruntime's histogram collector does the percentile and entropy work.
         if method == "percentile":
             collector = HistogramCollector("percentile", symmetric=False, num_bins=2048, num_quantized_bins=128,
                                            percentile=PERCENTILE, scenario="same")
         else:
-            collector = HistogramCollector("entropy", symmetric=False, num_bins=128, num_quantized_bins=128,
+            collector = HistogramCollector("entropy", symmetric=False, num_bins=ENTROPY_BINS, num_quantized_bins=128,
                                            percentile=PERCENTILE, scenario="same")
         with contextlib.redirect_stdout(io.StringIO()):  # it prints progress to stdout
             for batch in self._batches():

@@ -21,7 +21,10 @@ LABELS_KEY = "labels"
 
 @dataclass
 class Dataset:
-    """Model inputs stacked on axis 0 (one row per sample) and optional labels."""
+    """Model inputs stacked on axis 0 (one row per sample) and optional labels.
+
+    A model input of rank 0 (a flag, a sample rate) holds one value used for every batch.
+    """
 
     path: Path
     inputs: dict[str, np.ndarray]
@@ -31,11 +34,12 @@ class Dataset:
 
     @property
     def size(self) -> int:
-        return len(next(iter(self.inputs.values())))
+        return next((len(array) for array in self.inputs.values() if array.ndim), 1)
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, self.size, self.batch_size):
-            yield {name: array[start:start + self.batch_size] for name, array in self.inputs.items()}
+            yield {name: array[start:start + self.batch_size] if array.ndim else array
+                   for name, array in self.inputs.items()}
 
 
 def load_data(path: str | Path, model: LoadedModel, batch_size: int = 256) -> Dataset:
@@ -61,12 +65,15 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int = 256) -> Da
                             path=path, field=name)
     counts = set()
     fixed_batch = 1
+    batched = [spec for spec in model.inputs if spec.shape]
     for spec in model.inputs:
-        array = arrays[spec.name]
-        _check_array(spec, array, path)
-        counts.add(len(array))
+        _check_array(spec, arrays[spec.name], path)
+    for spec in batched:
+        counts.add(len(arrays[spec.name]))
         if isinstance(spec.shape[0], int):
             fixed_batch = spec.shape[0]
+    if not batched:
+        counts.add(1)
     if len(counts) != 1:
         raise QevoError(f"inputs hold different sample counts {sorted(counts)}; every input needs one row per sample",
                         path=path)
@@ -79,7 +86,7 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int = 256) -> Da
         if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
             raise QevoError("labels contain NaN or Inf", path=path, field=LABELS_KEY)
     # A model with a fixed batch dim runs in batches of exactly that size.
-    if any(isinstance(spec.shape[0], int) for spec in model.inputs):
+    if any(isinstance(spec.shape[0], int) for spec in batched):
         if count % fixed_batch:
             raise QevoError(f"{count} samples do not fill batches of the model's fixed batch size {fixed_batch}",
                             path=path)

@@ -40,7 +40,12 @@ def run_session(session: ort.InferenceSession, data: Dataset) -> list[np.ndarray
         chunks.append(session.run(None, feed))
     joined = []
     for parts in zip(*chunks):
-        joined.append(np.concatenate(parts, axis=0) if parts[0].ndim else np.stack(parts))
+        if isinstance(parts[0], list):  # sequence outputs, such as ZipMap's list of dicts
+            joined.append([item for part in parts for item in part])
+        elif parts[0].ndim:
+            joined.append(np.concatenate(parts, axis=0))
+        else:
+            joined.append(np.stack(parts))
     return joined
 
 

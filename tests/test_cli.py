@@ -1,0 +1,149 @@
+"""The inspect and evaluate commands, and their answers to bad input."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import tiny_models
+from qevo_cli.cli import app
+from qevo_cli.defaults import DEFAULT_DATA, DEFAULT_MODEL
+from qevo_cli.policy import LayerChoice, Policy
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_inspect_default_table():
+    result = invoke("inspect")
+    assert result.exit_code == 0, result.output
+    for name in ("stem", "conv2", "depthwise", "pointwise", "conv5", "fc", "head"):
+        assert name in result.stdout
+    assert "MACs" in result.stdout
+
+
+def test_inspect_json_is_pure_json():
+    result = invoke("inspect", "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["model"].endswith("model.onnx")
+    first = report["layers"][0]
+    assert {"name", "op_type", "params", "macs", "weight_shape", "size_share"} <= set(first)
+    assert sum(layer["params"] for layer in report["layers"]) == report["totals"]["quantizable_params"]
+
+
+def test_inspect_sensitivity_json_then_cached(isolated_cache):
+    result = invoke("inspect", "--sensitivity", "--json")
+    assert result.exit_code == 0, result.output
+    sensitivity = json.loads(result.stdout)["sensitivity"]
+    assert sensitivity["metric"] == "accuracy" and not sensitivity["cached"]
+    assert set(sensitivity["drops"]) == {"stem", "conv2", "depthwise", "pointwise", "conv5", "fc", "head"}
+    assert list((isolated_cache / "sensitivity").glob("*.json"))
+    again = json.loads(invoke("inspect", "--sensitivity", "--json").stdout)["sensitivity"]
+    assert again["cached"] and again["drops"] == sensitivity["drops"]
+    table = invoke("inspect", "--sensitivity")
+    assert "W2" in table.stdout and "A16" in table.stdout
+
+
+def test_inspect_with_dim(tmp_path):
+    model = tiny_models.save(tiny_models.conv_gemm(), tmp_path / "m.onnx")
+    one = json.loads(invoke("inspect", model, "--json").stdout)
+    four = json.loads(invoke("inspect", model, "--dim", "N=4", "--json").stdout)
+    assert four["totals"]["macs"] == 4 * one["totals"]["macs"]
+
+
+def test_evaluate_policy_file(tmp_path):
+    policy = tmp_path / "p.json"
+    policy.write_text(Policy({"fc": LayerChoice(weight="int4"), "conv5": LayerChoice(weight="int4")}).dumps("json"))
+    result = invoke("evaluate", "--policy", policy, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["metric"] == "accuracy" and abs(report["drop"]) < 2.0 and report["samples"] == 540
+    text = invoke("evaluate", "--policy", policy, "--metric", "sqnr")
+    assert text.exit_code == 0 and "sqnr" in text.stdout and "dB" in text.stdout
+
+
+# -- bad input: exit 2, one line naming the problem, no traceback ---------------------------------
+
+def _data(tmp_path, name="d.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _images(n=8, dtype=np.float32, shape=(1, 8, 8)):
+    return np.random.default_rng(0).random((n, *shape)).astype(dtype)
+
+
+BAD_INPUTS = {
+    "missing model": (lambda t: ["inspect", t / "nope.onnx"], "model file not found"),
+    "empty model": (lambda t: ["inspect", _write(t / "e.onnx", b"")], "model file is empty"),
+    "not onnx": (lambda t: ["inspect", _write(t / "x.onnx", b"this is plain text, not a model\n" * 20)],
+                 "not an ONNX model"),
+    "truncated onnx": (lambda t: ["inspect", _write(t / "t.onnx", DEFAULT_MODEL.read_bytes()[:5000])],
+                       "not an ONNX model, or truncated"),
+    "no quantizable layer": (lambda t: ["inspect", tiny_models.save(tiny_models.no_quantizable_layer(), t / "r.onnx")],
+                             "no quantizable layer"),
+    "data missing input": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, other=_images())],
+                           "key 'other' is not a model input"),
+    "data without the input": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, labels=np.zeros(8))],
+                               "missing model input 'image'"),
+    "wrong dtype": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, image=_images(dtype=np.float64))],
+                    "dtype float64, expected float32"),
+    "wrong shape": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, image=_images(shape=(1, 9, 8)))],
+                    "axis 2 must be 8"),
+    "wrong rank": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, image=_images(shape=(8, 8)))],
+                   "expected 4"),
+    "label count": (lambda t: ["inspect", "--sensitivity", "--data",
+                               _data(t, image=_images(), labels=np.zeros(7, np.int64))], "7 labels for 8 samples"),
+    "nan in data": (lambda t: ["inspect", "--sensitivity", "--data", _data(t, image=_nan_images())],
+                    "NaN or Inf"),
+    "no labels for accuracy": (lambda t: ["inspect", "--sensitivity", "--metric", "accuracy", "--data",
+                                          _data(t, image=_images())], "needs labels"),
+    "unknown metric": (lambda t: ["inspect", "--sensitivity", "--metric", "f1score"], "unknown metric 'f1score'"),
+    "metric file missing": (lambda t: ["inspect", "--sensitivity", "--metric", f"{t}/m.py:score"],
+                            "metric file not found"),
+    "not npz": (lambda t: ["inspect", "--sensitivity", "--data", _write(t / "d.npz", b"garbage")],
+                "not a readable .npz"),
+    "missing data": (lambda t: ["inspect", "--sensitivity", "--data", t / "none.npz"], "data file not found"),
+    "bad dim": (lambda t: ["inspect", "--dim", "batch"], "expected NAME=POSITIVE_INTEGER"),
+    "unknown dim": (lambda t: ["inspect", "--dim", "seq=3"], "no dynamic dim of that name"),
+    "model needs data": (lambda t: ["evaluate", tiny_models.save(tiny_models.conv_gemm(), t / "m.onnx"),
+                                    "--policy", _policy(t)], "evaluation data is needed"),
+    "policy for another model": (lambda t: ["evaluate", "--policy", _policy(t, "not_a_layer")],
+                                 "policy names layer 'not_a_layer'"),
+    "bad policy": (lambda t: ["evaluate", "--policy", _write(t / "p.yaml", b"version: 1\nlayers: {fc: {weight: int9}}")],
+                   "layers.fc.weight: got 'int9'"),
+}
+
+
+def _write(path, content):
+    path.write_bytes(content)
+    return path
+
+
+def _nan_images():
+    images = _images()
+    images[3, 0, 2, 2] = np.nan
+    return images
+
+
+def _policy(tmp_path, layer="fc"):
+    path = tmp_path / "p.yaml"
+    path.write_text(Policy({layer: LayerChoice()}).dumps())
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, case):
+    make_args, expected = BAD_INPUTS[case]
+    result = invoke(*make_args(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert result.stdout == ""

@@ -1,0 +1,114 @@
+"""Model ingestion on tiny models that each carry a trap, and on the bundled default."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import tiny_models
+from qevo_cli.data import load_data
+from qevo_cli.errors import QevoError
+from qevo_cli.evaluate import Evaluator
+from qevo_cli.metrics import resolve_metric
+from qevo_cli.model import default_opset, load_model
+from qevo_cli.policy import LayerChoice, Policy
+
+
+def _load(tmp_path, model, name="m.onnx", **kwargs):
+    return load_model(tiny_models.save(model, tmp_path / name), **kwargs)
+
+
+def _evaluator(tmp_path, loaded, arrays, metric="sqnr"):
+    np.savez(tmp_path / "d.npz", **arrays)
+    return Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric(metric))
+
+
+def test_conv_and_gemm_counts_by_hand(tmp_path):
+    loaded = _load(tmp_path, tiny_models.conv_gemm())
+    conv, gemm = loaded.layers
+    assert (conv.op_type, conv.kind, conv.weight_shape, conv.params) == ("Conv", "conv", (8, 3, 3, 3), 216)
+    assert conv.macs == 8 * 6 * 6 * 3 * 3 * 3          # output elements x (C_in x kh x kw)
+    assert (conv.input_elems, conv.output_elems) == (3 * 36, 8 * 36)
+    assert conv.channel_axis == 0
+    assert gemm.macs == 288 * 4 and gemm.channel_axis == 0  # transB=1: weight is [N, K]
+    assert loaded.other_params == 8 + 4                     # the biases
+    assert loaded.dims == {"N": 1}
+
+
+def test_dynamic_batch_fixed_with_dim(tmp_path):
+    loaded = _load(tmp_path, tiny_models.conv_gemm(), dims={"N": 4})
+    assert loaded.layers[0].macs == 4 * 8 * 6 * 6 * 27
+    with pytest.raises(QevoError, match="no dynamic dim of that name"):
+        _load(tmp_path, tiny_models.conv_gemm(), name="b.onnx", dims={"batch": 4})
+
+
+def test_constant_weights_are_folded(tmp_path):
+    loaded = _load(tmp_path, tiny_models.constant_weights())
+    assert [layer.name for layer in loaded.layers] == ["matmul"]
+    assert loaded.layers[0].weight_shape == (5, 3) and loaded.layers[0].channel_axis == 1
+    assert any("Constant" in note for note in loaded.notes)
+    assert not any(node.op_type == "Constant" for node in loaded.proto.graph.node)
+
+
+def test_opset_11_is_converted_and_quantized_variant_runs(tmp_path):
+    loaded = _load(tmp_path, tiny_models.opset11())
+    assert default_opset(loaded.proto) >= 13
+    assert any("opset 11" in note for note in loaded.notes)
+    x = np.random.default_rng(1).standard_normal((16, 3, 6, 6)).astype(np.float32)
+    evaluator = _evaluator(tmp_path, loaded, {"x": x})
+    policy = Policy.uniform([l.name for l in loaded.layers], LayerChoice(weight="int8", activation="int8"))
+    assert 20 < evaluator.evaluate(policy) < 100   # quantized: close to fp32 but not identical
+
+
+def test_if_subgraph_layers_are_found_and_quantized(tmp_path):
+    loaded = _load(tmp_path, tiny_models.if_subgraph())
+    names = {layer.name: layer for layer in loaded.layers}
+    assert set(names) == {"then_matmul", "else_matmul"}
+    assert names["then_matmul"].subgraph == "branch/then_branch/"
+    assert any("If/Loop/Scan" in note for note in loaded.notes)
+    x = np.random.default_rng(2).standard_normal((32, 4)).astype(np.float32)
+    evaluator = _evaluator(tmp_path, loaded, {"x": x, "flag": np.array(True)})  # a scalar input: one value for all
+    assert evaluator.fp32_score == 100.0
+    taken = evaluator.evaluate(Policy({"then_matmul": LayerChoice(weight="int2", activation="fp32")}))
+    not_taken = evaluator.evaluate(Policy({"else_matmul": LayerChoice(weight="int2", activation="fp32")}))
+    assert taken < 30 and not_taken == 100.0
+
+
+def test_two_inputs_int_input_and_activation_matmul(tmp_path):
+    loaded = _load(tmp_path, tiny_models.two_inputs_with_int())
+    assert [(s.name, str(s.dtype)) for s in loaded.inputs] == [("a", "float32"), ("ids", "int64")]
+    proj, scores = loaded.layers
+    assert proj.kind == "gemm" and proj.macs == 4 * 8 * 6
+    assert scores.kind == "act_matmul" and scores.weight is None and scores.params == 0
+    assert scores.macs == 4 * 4 * 8
+    rng = np.random.default_rng(3)
+    evaluator = _evaluator(tmp_path, loaded, {"a": rng.standard_normal((8, 4, 6)).astype(np.float32),
+                                              "ids": rng.integers(0, 5, (8, 4))})
+    only_activations = Policy({"scores": LayerChoice(weight="fp32", activation="int8")})
+    assert 20 < evaluator.evaluate(only_activations) < 100
+
+
+def test_ai_onnx_ml_model(tmp_path):
+    loaded = _load(tmp_path, tiny_models.ml_classifier())
+    assert [layer.name for layer in loaded.layers] == ["linear"]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    plain = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x})[0]
+    np.savez(tmp_path / "d.npz", x=x, labels=plain)
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("accuracy"))
+    assert evaluator.fp32_score == 100.0
+    assert evaluator.evaluate(Policy({"linear": LayerChoice(weight="int2", activation="int8")})) < 100.0
+
+
+def test_conv_transpose_channel_axis(tmp_path):
+    loaded = _load(tmp_path, tiny_models.conv_transpose())
+    layer = loaded.layers[0]
+    assert layer.channel_axis == 1 and layer.kind == "conv"
+    assert layer.macs == 4 * 3 * 3 * 6 * 2 * 2   # input elements x (C_out x kh x kw)
+
+
+def test_default_model_layers(default_workspace):
+    layers = default_workspace.model.layers
+    assert len(layers) >= 6
+    kinds = [layer.kind for layer in layers]
+    assert kinds.count("conv") >= 3 and "depthwise" in kinds and "gemm" in kinds
+    assert {layer.op_type for layer in layers} >= {"Conv", "Gemm", "MatMul"}
+    assert default_workspace.model.path.stat().st_size < 2_000_000

@@ -1,0 +1,119 @@
+"""Tiny ONNX models built inline, each carrying one trap real models set."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+RNG = np.random.default_rng(0)
+
+
+def _weight(name, *shape):
+    return numpy_helper.from_array(RNG.standard_normal(shape).astype(np.float32), name=name)
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=17, extra_opsets=()):
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def conv_gemm(batch="N"):
+    """Conv 3->8 (3x3, pad 1) on 3x6x6, Flatten, Gemm 288->4 (transB=1). Dynamic batch by default."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])
+    nodes = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "gw", "gb"], ["y"], name="gemm", transB=1)]
+    inits = [_weight("cw", 8, 3, 3, 3), _weight("cb", 8), _weight("gw", 4, 288), _weight("gb", 4)]
+    return _model(nodes, [x], [y], inits)
+
+
+def constant_weights():
+    """Weights held by Constant nodes, no initializers (as PaddleOCR exports)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    w = RNG.standard_normal((5, 3)).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["w"], name="const_w", value=numpy_helper.from_array(w)),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")]
+    return _model(nodes, [x], [y])
+
+
+def opset11():
+    """The conv_gemm model at opset 11."""
+    model = conv_gemm()
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", 11))
+    onnx.checker.check_model(model)
+    return model
+
+
+def if_subgraph():
+    """An If whose branches each hold a MatMul with its own weight (as silero-vad's sample-rate branches)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    cond = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+
+    def branch(tag):
+        out = helper.make_tensor_value_info(f"{tag}_y", TensorProto.FLOAT, ["N", 2])
+        node = helper.make_node("MatMul", ["x", f"{tag}_w"], [f"{tag}_y"], name=f"{tag}_matmul")
+        return helper.make_graph([node], tag, [], [out], initializer=[_weight(f"{tag}_w", 4, 2)])
+
+    nodes = [helper.make_node("If", ["flag"], ["y"], name="branch", then_branch=branch("then"),
+                              else_branch=branch("else"))]
+    return _model(nodes, [x, cond], [y])
+
+
+def two_inputs_with_int():
+    """Two inputs, one float and one int64 (an index), and an activation x activation MatMul."""
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 4, 6])
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["h"], name="proj"),
+             helper.make_node("Cast", ["ids"], ["idf"], to=TensorProto.FLOAT, name="cast"),
+             helper.make_node("Unsqueeze", ["idf", "axis"], ["idu"], name="unsq"),
+             helper.make_node("Add", ["h", "idu"], ["h2"], name="add"),
+             helper.make_node("Transpose", ["h2"], ["ht"], perm=[0, 2, 1], name="transpose"),
+             helper.make_node("MatMul", ["h2", "ht"], ["y"], name="scores")]
+    inits = [_weight("w", 6, 8), numpy_helper.from_array(np.array([2], dtype=np.int64), name="axis")]
+    return _model(nodes, [a, ids], [y], inits)
+
+
+def ml_classifier():
+    """A linear classifier ending in ai.onnx.ml ops, as skl2onnx writes it: label and ZipMap probabilities."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])
+    probs = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["z"], name="linear"),
+             helper.make_node("Add", ["z", "b"], ["logits"], name="bias"),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1),
+             helper.make_node("ArgMax", ["logits"], ["idx"], name="argmax", axis=1, keepdims=0),
+             helper.make_node("ArrayFeatureExtractor", ["classes", "idx"], ["picked"], name="classes",
+                              domain="ai.onnx.ml"),
+             helper.make_node("Reshape", ["picked", "flat"], ["label"], name="reshape")]
+    inits = [_weight("w", 4, 3), _weight("b", 3),
+             numpy_helper.from_array(np.array([10, 20, 30], dtype=np.int64), name="classes"),
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), name="flat")]
+    return _model(nodes, [x], [label, probs], inits, extra_opsets=[helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+def no_quantizable_layer():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    return _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y])
+
+
+def conv_transpose():
+    """ConvTranspose 4->6, 2x2 stride 2, on 4x3x3: weight [C_in, C_out, kh, kw], channels on axis 1."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 6, 6])
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])]
+    return _model(nodes, [x], [y], [_weight("w", 4, 6, 2, 2)])
+
+
+def save(model, path):
+    onnx.save(model, str(path))
+    return path
