@@ -17,6 +17,10 @@ from .errors import QevoError
 from .model import InputSpec, LoadedModel
 
 LABELS_KEY = "labels"
+# Batches of about this many input bytes: a fresh session for each variant allocates its
+# buffers on the first run, and large batches make that (and cache misses) dominate.
+BATCH_BYTES = 4 << 20
+MAX_BATCH = 256
 
 
 @dataclass
@@ -42,8 +46,11 @@ class Dataset:
                    for name, array in self.inputs.items()}
 
 
-def load_data(path: str | Path, model: LoadedModel, batch_size: int = 256) -> Dataset:
-    """Read an `.npz` file and validate it against the model's inputs."""
+def load_data(path: str | Path, model: LoadedModel, batch_size: int | None = None) -> Dataset:
+    """Read an `.npz` file and validate it against the model's inputs.
+
+    `batch_size` defaults to what keeps a batch near BATCH_BYTES of input.
+    """
     path = Path(path)
     if not path.exists():
         raise QevoError("data file not found", path=path)
@@ -91,6 +98,9 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int = 256) -> Da
             raise QevoError(f"{count} samples do not fill batches of the model's fixed batch size {fixed_batch}",
                             path=path)
         batch_size = fixed_batch
+    elif batch_size is None:
+        sample_bytes = sum(arrays[spec.name][0].nbytes for spec in batched) or 1
+        batch_size = int(max(1, min(MAX_BATCH, BATCH_BYTES // sample_bytes)))
     return Dataset(path=path, inputs={spec.name: arrays[spec.name] for spec in model.inputs}, labels=labels,
                    digest=_digest(arrays, labels), batch_size=batch_size)
 
