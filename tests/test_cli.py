@@ -147,3 +147,18 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0]
     assert result.stdout == ""
+
+
+def test_inspect_with_target_costs_each_layer():
+    result = invoke("inspect", "--target", "arm-neon", "--json")
+    assert result.exit_code == 0, result.output
+    target = json.loads(result.stdout)["target"]
+    fp32, w8a8, w4a8 = (target["policies"][k] for k in ("fp32", "W8A8", "W4A8"))
+    assert w4a8["size_bytes"] < w8a8["size_bytes"] < fp32["size_bytes"]
+    assert w8a8["latency_s"] < fp32["latency_s"] and w8a8["energy_j"] < fp32["energy_j"]
+    assert {layer["bound"] for layer in fp32["layers"]} <= {"compute", "memory"}
+    assert len(fp32["layers"]) == 7
+    table = invoke("inspect", "--target", "hexagon")
+    assert table.exit_code == 0 and "W4A8 us" in table.stdout and "model size" in table.stdout
+    bad = invoke("inspect", "--target", "no-such-target")
+    assert bad.exit_code == 2 and "unknown profile 'no-such-target'" in bad.stderr

@@ -5,6 +5,7 @@ import typer
 
 from . import evaluate as evaluate_cmd
 from . import inspect as inspect_cmd
+from .profiles import app as profiles_app
 
 app = typer.Typer(
     name="qevo",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.command("inspect")(inspect_cmd.inspect)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.add_typer(profiles_app, name="profiles")
 
 
 def main() -> None:

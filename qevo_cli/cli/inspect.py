@@ -1,12 +1,16 @@
 """`qevo inspect`: the quantizable layers of a model, their size and cost, and their sensitivity."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ..cost import model_cost
+from ..model import LoadedModel
+from ..policy import FP32, LayerChoice
+from ..profiles import load_profile, uniform_policy
 from ..sensitivity import measure_sensitivity
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
@@ -29,10 +33,14 @@ def inspect(
     dim: DimOpt = None,
     sensitivity: Annotated[bool, typer.Option(
         "--sensitivity", help="Measure each layer quantized alone at each format (cached on disk).")] = False,
+    target: Annotated[Optional[str], typer.Option(
+        "--target", help="Hardware profile (built-in name or YAML file): per-layer latency, energy and size "
+                         "at fp32, W8A8 and W4A8, and whether each layer is compute- or memory-bound.")] = None,
     threads: ThreadsOpt = 1,
     json_output: JsonOpt = False,
 ) -> None:
     """List a model's quantizable layers: op, weight shape, parameters, MACs and share of model size."""
+    profile = load_profile(target) if target else None
     workspace = open_workspace(model, data, calib, metric, parse_dims(dim), need_data=sensitivity)
     loaded = workspace.model
     total_params = loaded.weight_params + loaded.other_params
@@ -48,6 +56,8 @@ def inspect(
                    "macs": sum(layer.macs for layer in loaded.layers), "fp32_bytes": 4 * total_params},
         "notes": loaded.notes,
     }
+    if profile is not None:
+        report["target"] = _target_costs(loaded, profile)
     table = None
     if sensitivity:
         evaluator = workspace.evaluator(threads)
@@ -62,6 +72,8 @@ def inspect(
         print_json(report)
         return
     _render_layers(report)
+    if profile is not None:
+        _render_target(report["target"])
     if table is not None:
         _render_sensitivity(report["sensitivity"])
 
@@ -84,6 +96,50 @@ def _render_layers(report: dict) -> None:
     out.print(f"inputs: {inputs}")
     for note in report["notes"]:
         out.print(f"[dim]note: {note}[/]")
+
+
+COSTED = {"fp32": FP32, "W8A8": LayerChoice(weight="int8", activation="int8"),
+          "W4A8": LayerChoice(weight="int4", activation="int8")}
+
+
+def _target_costs(loaded: LoadedModel, profile) -> dict:
+    """Per-layer and total cost at fp32, uniform W8A8 and W4A8 (layers the target cannot run
+    at a format keep W8A8, or fp32, and are listed)."""
+    report = {"name": profile.name, "chip": profile.chip, "policies": {}}
+    for label, choice in COSTED.items():
+        policy, behind = uniform_policy(profile, loaded.layers, choice)
+        cost = model_cost(loaded.layers, policy, profile, other_params=loaded.other_params)
+        report["policies"][label] = {
+            "latency_s": cost.latency_s, "energy_j": cost.energy_j, "size_bytes": cost.weight_bytes,
+            "not_offered": behind,
+            "layers": [{"name": c.layer, "choice": policy.choice(c.layer).short(), "latency_s": c.latency_s,
+                        "energy_j": c.energy_j, "weight_bytes": c.weight_bytes, "bound": c.bound}
+                       for c in cost.layers]}
+    return report
+
+
+def _render_target(target: dict) -> None:
+    policies = target["policies"]
+    labels = list(policies)
+    table = Table(title=f"cost on {target['name']} ({target['chip']}), per inference", title_justify="left")
+    table.add_column("layer", no_wrap=True)
+    for unit in ("us", "uJ"):
+        for label in labels:
+            table.add_column(f"{label} {unit}", justify="right")
+    table.add_column("bound", justify="left")
+    for i, layer in enumerate(policies["fp32"]["layers"]):
+        rows = [policies[label]["layers"][i] for label in labels]
+        marks = ["*" if layer["name"] in policies[label]["not_offered"] else "" for label in labels]
+        table.add_row(layer["name"], *[f"{r['latency_s'] * 1e6:.2f}{m}" for r, m in zip(rows, marks)],
+                      *[f"{r['energy_j'] * 1e6:.3f}" for r in rows], " ".join(r["bound"][0].upper() for r in rows))
+    table.add_row("[bold]model[/]", *[f"[bold]{policies[label]['latency_s'] * 1e6:.2f}[/]" for label in labels],
+                  *[f"[bold]{policies[label]['energy_j'] * 1e6:.3f}[/]" for label in labels], "")
+    out.print(table)
+    sizes = ", ".join(f"{label} {policies[label]['size_bytes'] / 1e3:.1f} kB" for label in labels)
+    out.print(f"model size: {sizes}. bound: C compute, M memory (fp32, W8A8, W4A8); the model total includes "
+              "the per-graph overhead")
+    if any(policy["not_offered"] for policy in policies.values()):
+        out.print("[dim]* the target does not offer that format for this layer; costed at W8A8 (or fp32)[/]")
 
 
 def _column_label(column: str) -> str:

@@ -1,0 +1,138 @@
+"""Pure cost functions: latency, energy and bytes of a layer or a model on a target.
+
+Per layer (the roofline):
+    compute_s = MACs / (throughput of the compute path x efficiency of the op kind)
+    memory_s  = bytes moved / bandwidth
+    latency   = max(compute_s, memory_s) + per-op overhead
+    energy    = MACs x energy per MAC (compute path) + bytes moved x energy per byte
+Bytes moved are the weights at their stored bit width (with their scales) plus the input
+and output activations at the layer's activation bit width. A model adds up its layers
+and one per-graph overhead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+from .errors import QevoError
+from .layers import Layer
+from .policy import LayerChoice, Policy, group_size
+from .profiles import Profile
+
+SCALE_BITS = 32          # each scale is stored as fp32
+FP32_BYTES = 4
+
+
+class LayerCost(NamedTuple):
+    """Cost of one layer; a named tuple because a search builds millions of them."""
+
+    layer: str
+    latency_s: float
+    energy_j: float
+    bytes: int                 # moved per inference: weights + activations in and out
+    weight_bytes: int          # stored size of the weights, scales included
+    activation_bytes: int
+    compute_s: float
+    memory_s: float
+    bound: str                 # "compute" or "memory", whichever term is slower
+    compute: str               # compute entry that runs it, e.g. "int8/int8"
+    native: bool               # False when the formats are unpacked or dequantized to run
+
+    def to_dict(self) -> dict:
+        return self._asdict()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCost:
+    latency_s: float
+    energy_j: float
+    bytes: int                 # moved per inference by the costed layers
+    weight_bytes: int          # size of the model: all weights, plus other parameters at fp32
+    layers: list[LayerCost]
+
+    def to_dict(self) -> dict:
+        return {"latency_s": self.latency_s, "energy_j": self.energy_j, "bytes": self.bytes,
+                "weight_bytes": self.weight_bytes, "layers": [cost.to_dict() for cost in self.layers]}
+
+
+def scale_count(layer: Layer, granularity: str) -> int:
+    """How many scales a weight tensor stores at this granularity."""
+    shape = layer.weight_shape
+    if not shape or layer.params == 0:
+        return 0
+    if granularity == "per-tensor":
+        return 1
+    channels = shape[layer.channel_axis if layer.channel_axis is not None else 0]
+    if granularity == "per-channel":
+        return channels
+    group = group_size(granularity)
+    if layer.reduce_axis is not None:
+        reduced = shape[layer.reduce_axis]
+        return (layer.params // reduced) * -(-reduced // group)
+    per_channel = layer.params // channels
+    return channels * -(-per_channel // group)
+
+
+def weight_bytes(layer: Layer, choice: LayerChoice) -> int:
+    """Stored size of the layer's weights: packed elements plus scales and zero points."""
+    if layer.weight is None:
+        return 0
+    bits = choice.weight_bits
+    total_bits = layer.params * bits
+    if choice.weight_is_int:
+        scales = scale_count(layer, choice.granularity)
+        total_bits += scales * (SCALE_BITS if choice.symmetric else SCALE_BITS + bits)
+    return -(-total_bits // 8)
+
+
+def activation_bytes(layer: Layer, choice: LayerChoice) -> int:
+    # Dynamic quantization reads and writes float tensors; the range is found at run time.
+    bits = 32 if choice.activation == "dynamic-int8" else choice.activation_bits
+    return -(-(layer.input_elems + layer.output_elems) * bits // 8)
+
+
+def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost:
+    """Latency, energy and bytes of one layer at one choice on one target."""
+    run = profile.compute_path(layer, choice)
+    if run is None or (profile.has_limits and not profile.offers(layer, choice)):
+        raise QevoError(f"{profile.why_not(layer, choice)}, expected a choice the target offers "
+                        f"(see qevo profiles show {profile.name})", field=f"layers.{layer.name}")
+    w_bytes = weight_bytes(layer, choice)
+    a_bytes = activation_bytes(layer, choice)
+    moved = w_bytes + a_bytes
+    compute_s = layer.macs / run.rate[layer.kind]
+    memory_s = moved / profile.bandwidth
+    slower = compute_s if compute_s >= memory_s else memory_s
+    return LayerCost(
+        layer=layer.name,
+        latency_s=slower + profile.per_op_s,
+        energy_j=layer.macs * run.joules_per_mac + moved * profile.joules_per_byte,
+        bytes=moved,
+        weight_bytes=w_bytes,
+        activation_bytes=a_bytes,
+        compute_s=compute_s,
+        memory_s=memory_s,
+        bound="compute" if compute_s >= memory_s else "memory",
+        compute=run.label,
+        native=run.native,
+    )
+
+
+def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_params: int = 0) -> ModelCost:
+    """Totals over the layers at the policy's choices, plus the per-graph overhead.
+
+    `other_params` counts parameters outside the quantizable layers (biases, norms), kept fp32.
+    """
+    costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
+    return ModelCost(
+        latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s,
+        energy_j=sum(cost.energy_j for cost in costs),
+        bytes=sum(cost.bytes for cost in costs),
+        weight_bytes=sum(cost.weight_bytes for cost in costs) + other_params * FP32_BYTES,
+        layers=costs,
+    )
+
+
+def roofline_latency(macs: float, moved_bytes: float, rate: float, bandwidth: float, per_op_s: float) -> float:
+    """The roofline on raw numbers, for measurements that give bytes directly (fitting)."""
+    return max(macs / rate, moved_bytes / bandwidth) + per_op_s
