@@ -22,6 +22,8 @@ from torch import nn
 
 OUT = Path(__file__).resolve().parents[1] / "qevo_cli" / "data" / "default"
 SEED = 0
+# Narrow on purpose: little redundancy, so layers differ in how much low-bit weights cost them.
+WIDTHS = {"stem": 8, "conv2": 8, "pointwise": 8, "conv5": 16, "fc": 16}
 
 
 class DigitsNet(nn.Module):
@@ -32,15 +34,17 @@ class DigitsNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.depthwise = nn.Conv2d(32, 32, 3, padding=1, groups=32)
-        self.pointwise = nn.Conv2d(32, 64, 1)
-        self.conv5 = nn.Conv2d(64, 64, 3, padding=1)
-        self.fc = nn.Linear(64 * 4 * 4, 64)
-        self.head_weight = nn.Parameter(torch.randn(64, 10) * 0.1)
+        w = WIDTHS
+        self.stem = nn.Conv2d(1, w["stem"], 3, padding=1)
+        self.conv2 = nn.Conv2d(w["stem"], w["conv2"], 3, padding=1)
+        self.depthwise = nn.Conv2d(w["conv2"], w["conv2"], 3, padding=1, groups=w["conv2"])
+        self.pointwise = nn.Conv2d(w["conv2"], w["pointwise"], 1)
+        self.conv5 = nn.Conv2d(w["pointwise"], w["conv5"], 3, padding=1)
+        self.fc = nn.Linear(w["conv5"] * 4 * 4, w["fc"])
+        self.head_weight = nn.Parameter(torch.randn(w["fc"], 10) * 0.1)
         self.head_bias = nn.Parameter(torch.zeros(10))
-        self.norms = nn.ModuleList([nn.BatchNorm2d(c) for c in (16, 32, 32, 64, 64)])
+        self.norms = nn.ModuleList([nn.BatchNorm2d(w[name]) for name in ("stem", "conv2", "conv2", "pointwise",
+                                                                          "conv5")])
         self.dropout = nn.Dropout(0.3)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -59,7 +63,7 @@ def load_splits() -> dict[str, np.ndarray]:
     images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = digits.target.astype(np.int64)
     x_train, x_eval, y_train, y_eval = train_test_split(
-        images, labels, test_size=0.3, random_state=SEED, stratify=labels)
+        images, labels, test_size=0.5, random_state=SEED, stratify=labels)
     rng = np.random.default_rng(SEED)
     calib = rng.choice(len(x_train), size=256, replace=False)
     return {"x_train": x_train, "y_train": y_train, "x_eval": x_eval, "y_eval": y_eval,
@@ -70,7 +74,8 @@ def train(splits: dict[str, np.ndarray], epochs: int) -> DigitsNet:
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     model = DigitsNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     x = torch.from_numpy(splits["x_train"])
     y = torch.from_numpy(splits["y_train"])
     generator = torch.Generator().manual_seed(SEED)
@@ -83,6 +88,7 @@ def train(splits: dict[str, np.ndarray], epochs: int) -> DigitsNet:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        schedule.step()
     return model.eval()
 
 
@@ -118,7 +124,7 @@ def _readable_names(graph: onnx.GraphProto) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

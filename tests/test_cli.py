@@ -61,7 +61,7 @@ def test_evaluate_policy_file(tmp_path):
     result = invoke("evaluate", "--policy", policy, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["metric"] == "accuracy" and abs(report["drop"]) < 2.0 and report["samples"] == 540
+    assert report["metric"] == "accuracy" and abs(report["drop"]) < 2.0 and report["samples"] == 899
     text = invoke("evaluate", "--policy", policy, "--metric", "sqnr")
     assert text.exit_code == 0 and "sqnr" in text.stdout and "dB" in text.stdout
 

@@ -184,8 +184,8 @@ def test_model_cost_adds_layers_graph_overhead_and_other_parameters():
 
 
 def test_refuses_a_choice_the_target_does_not_offer():
-    with pytest.raises(QevoError, match="layers.conv5: hexagon offers int4 weights only for conv/gemm layers"):
-        layer_cost(CONV5, LayerChoice(weight="int4"), load_profile("hexagon"))
+    with pytest.raises(QevoError, match="layers.conv5: hexagon offers int2 weights only for gemm layers"):
+        layer_cost(CONV5, LayerChoice(weight="int2"), load_profile("hexagon"))
     with pytest.raises(QevoError, match="layers.fc: nvidia-trt does not offer int3 weights"):
         layer_cost(MATMUL, LayerChoice(weight="int3"), load_profile("nvidia-trt"))
 

@@ -139,14 +139,15 @@ def test_yaml_problems(text, expected):
 ALL_CHOICES = [LayerChoice(weight=w, activation=a) for w in WEIGHT_FORMATS for a in ACTIVATION_FORMATS]
 
 
-def test_hexagon_int4_only_on_wide_pointwise_and_linear_layers():
+def test_hexagon_int4_on_conv_and_linear_layers_int2_on_linear_only():
     hexagon = load_profile("hexagon")
-    w4a8 = LayerChoice(weight="int4", activation="int8")
-    assert hexagon.offers(conv("pointwise", 64, 32, 1), w4a8)
-    assert hexagon.offers(gemm("fc", 64, 1024), w4a8)
-    assert not hexagon.offers(conv("conv5", 64, 64, 3), w4a8)          # 3x3 kernel
-    assert not hexagon.offers(gemm("head", 10, 64), w4a8)              # 10 output channels
-    assert "only for conv/gemm layers" in hexagon.why_not(gemm("head", 10, 64), w4a8)
+    w4a8, w2a8 = LayerChoice(weight="int4", activation="int8"), LayerChoice(weight="int2", activation="int8")
+    for layer in (conv("pointwise", 64, 32, 1), conv("conv5", 64, 64, 3), gemm("head", 10, 64)):
+        assert hexagon.offers(layer, w4a8)
+    assert hexagon.run_label("int4", "int8") == "int8/int8"           # unpacked: saves bytes, not compute
+    assert hexagon.offers(gemm("fc", 64, 1024), w2a8)
+    assert not hexagon.offers(conv("conv5", 64, 64, 3), w2a8)
+    assert "int2 weights only for gemm layers" in hexagon.why_not(conv("conv5", 64, 64, 3), w2a8)
     assert not hexagon.offers(gemm("fc", 64, 1024), LayerChoice(weight="int3"))
     assert not hexagon.offers(gemm("fc", 64, 1024), LayerChoice(activation="dynamic-int8"))
 
@@ -225,9 +226,9 @@ def test_cli_show_bad_file_exits_2_with_one_line(tmp_path):
 
 def test_uniform_policy_keeps_what_the_target_does_not_offer_at_the_fallback():
     layers = [conv("pointwise", 64, 32, 1), conv("conv5", 64, 64, 3), gemm("head", 10, 64)]
-    policy, behind = uniform_policy(load_profile("hexagon"), layers, LayerChoice(weight="int4"))
-    assert behind == ["conv5", "head"]
-    assert policy.choice("pointwise").weight == "int4" and policy.choice("conv5") == LayerChoice()
+    policy, behind = uniform_policy(load_profile("hexagon"), layers, LayerChoice(weight="int2"))
+    assert behind == ["pointwise", "conv5"]
+    assert policy.choice("head").weight == "int2" and policy.choice("conv5") == LayerChoice()
 
 
 def test_docs_sanity_table_is_what_the_script_prints():
