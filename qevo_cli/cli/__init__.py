@@ -6,6 +6,7 @@ import typer
 from . import evaluate as evaluate_cmd
 from . import inspect as inspect_cmd
 from .profiles import app as profiles_app
+from .search import search as search_command
 
 app = typer.Typer(
     name="qevo",
@@ -15,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("search")(search_command)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.add_typer(profiles_app, name="profiles")

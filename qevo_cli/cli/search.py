@@ -1,0 +1,192 @@
+"""`qevo search`: the Pareto front of per-layer policies for a model on a target."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..config import SearchConfig
+from ..errors import QevoError
+from ..policy import Policy
+from ..search import Search, SearchResult, resume_search
+from ..workspace import parse_dims
+from .common import err, handle_errors, out, print_json
+from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
+
+EXIT_INFEASIBLE = 3
+EXIT_INTERRUPTED = 130
+
+# CLI option name -> SearchConfig field, for flags that map one to one.
+FIELDS = {
+    "model": "model", "data": "data", "calib": "calib", "metric": "metric", "target": "target",
+    "objectives": "objectives", "max_drop": "max_drop", "max_size_mb": "max_size_mb",
+    "max_latency_ms": "max_latency_ms", "max_energy_mj": "max_energy_mj", "weight_formats": "weight_formats",
+    "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration",
+    "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
+    "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
+    "threads": "threads",
+}
+
+
+@handle_errors
+def search(
+    ctx: typer.Context,
+    model: ModelArg = None,
+    target: Annotated[Optional[str], typer.Option(
+        "--target", help="Hardware profile: a built-in name (qevo profiles list) or a YAML file.")] = None,
+    data: DataOpt = None,
+    calib: CalibOpt = None,
+    metric: MetricOpt = None,
+    dim: DimOpt = None,
+    objectives: Annotated[str, typer.Option(
+        "--objectives", help="Objectives to minimise, comma-separated from metric, size, latency, energy. "
+                             "Four objectives use NSGA-III.")] = "metric,size,latency",
+    max_drop: Annotated[Optional[float], typer.Option(
+        "--max-drop", help="Budget: largest metric drop from fp32 (points, or dB for sqnr).")] = None,
+    max_size_mb: Annotated[Optional[float], typer.Option("--max-size-mb", help="Budget: model size in MB.")] = None,
+    max_latency_ms: Annotated[Optional[float], typer.Option(
+        "--max-latency-ms", help="Budget: latency per inference on the target, ms.")] = None,
+    max_energy_mj: Annotated[Optional[float], typer.Option(
+        "--max-energy-mj", help="Budget: energy per inference on the target, mJ.")] = None,
+    weight_formats: Annotated[str, typer.Option(
+        "--weight-formats", help="Weight formats to choose from: fp32, fp16, int2 ... int8.")] = "int2,int4,int8,fp16",
+    act_formats: Annotated[str, typer.Option(
+        "--act-formats", help="Activation formats to choose from: fp32, fp16, int8, int16, dynamic-int8.")
+    ] = "int8,int16,fp16",
+    granularity: Annotated[str, typer.Option(
+        "--granularity", help="Weight granularities: per-tensor, per-channel, per-group-32/64/128.")] = "per-channel",
+    calibration: Annotated[str, typer.Option(
+        "--calibration", help="Activation calibration methods: minmax, percentile, mse, entropy.")] = "minmax",
+    algorithm: Annotated[str, typer.Option(
+        "--algorithm", help="auto (NSGA-II up to 3 objectives, NSGA-III for 4), nsga2 or nsga3.")] = "auto",
+    pop: Annotated[int, typer.Option("--pop", help="Population size.")] = 32,
+    generations: Annotated[int, typer.Option("--generations", help="Stop after this many generations.")] = 30,
+    evaluations: Annotated[Optional[int], typer.Option(
+        "--evaluations", help="Stop after this many evaluated policies.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        "--time-limit", help="Stop after this many seconds.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same front.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Evaluate in this many processes.")] = 1,
+    dask: Annotated[Optional[str], typer.Option(
+        "--dask", help="Evaluate on a Dask cluster, e.g. tcp://HOST:8786 (needs qevo[dask]).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="Run directory. Default: qevo-runs/<model>-<target>-<time>.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue the run in this directory from its last checkpoint.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Read settings from a YAML file; flags given on the command line win.")] = None,
+    threads: ThreadsOpt = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Search per-layer quantization policies: measured metric against size, latency and energy on a target."""
+    given = _flags(ctx, dict(locals()))
+    show_progress = not (quiet or json_output)
+    with _ProgressDisplay(show_progress, generations) as display:
+        try:
+            if resume is not None:
+                result = resume_search(resume, callback=display.update,
+                                       overrides={k: v for k, v in given.items() if k in ("workers", "dask", "threads")})
+            else:
+                settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
+                display.total = settings.generations
+                result = Search(settings, callback=display.update).run()
+        except KeyboardInterrupt:
+            where = resume or display.run_dir
+            err.print(f"interrupted; the run keeps every finished evaluation. Resume with: qevo search --resume {where}")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    _report(result, json_output)
+    if not result.feasible:
+        names = ", ".join(f"#{s['id']} (over budget by {s['violation']:.3g})" for s in result.front["solutions"])
+        typer.echo(f"error: no policy meets the budgets; the closest are written to {result.run_dir / 'front.json'}: "
+                   f"{names}", err=True)
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _flags(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """Settings the user gave on the command line (or every default when there is no --config)."""
+    given: dict[str, Any] = {}
+    for option, field_name in FIELDS.items():
+        source = ctx.get_parameter_source("out_dir" if option == "out" else option)
+        value = values["out_dir" if option == "out" else option]
+        # by name: Typer may carry its own copy of click's ParameterSource
+        from_command_line = getattr(source, "name", None) == "COMMANDLINE"
+        if from_command_line or (values["config"] is None and value is not None):
+            given[field_name] = str(value) if isinstance(value, Path) else value
+    if values["dim"]:
+        given["dims"] = parse_dims(values["dim"])
+    return given
+
+
+class _ProgressDisplay:
+    """Generation, evaluations, cache hits, front size and hypervolume, on stderr."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self.total = total
+        self.run_dir: Path | None = None
+        self._progress = Progress(TextColumn("gen"), MofNCompleteColumn(), BarColumn(),
+                                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err,
+                                  disable=not enabled, transient=False)
+        self._task = None
+
+    def __enter__(self):
+        self._progress.__enter__()
+        self._task = self._progress.add_task("search", total=self.total, status="starting")
+        return self
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+    def update(self, progress) -> None:
+        self._progress.update(self._task, completed=progress.generation, total=self.total,
+                              status=f"evals {progress.evaluations} (measured {progress.measured}, cached "
+                                     f"{progress.cache_hits})  front {progress.front_size}  HV {progress.hypervolume:.4f}")
+
+
+def _summary(solution: dict[str, Any]) -> str:
+    return Policy.from_dict(solution["policy"]).summary()
+
+
+def _report(result: SearchResult, json_output: bool) -> None:
+    front = result.front
+    progress = result.progress
+    if json_output:
+        print_json({
+            "run_dir": str(result.run_dir), "model": front["model"], "target": front["target"],
+            "metric": front["metric"], "fp32_metric": front["fp32_metric"], "objectives": front["objectives"],
+            "feasible": result.feasible, "front_size": len(front["solutions"]) if result.feasible else 0,
+            "evaluated": front["evaluated"], "measured": progress.measured,
+            "measured_this_session": progress.measured_now, "cache_hits": progress.cache_hits,
+            "generations": progress.generation, "seconds": round(progress.elapsed_s, 3),
+            "hypervolume": front["hypervolume"], "references": [
+                {"name": r["name"], "objectives": r["objectives"], "metric": r["metric"]} for r in front["references"]],
+            "solutions": [{"id": s["id"], "objectives": s["objectives"], "metric": s["metric"],
+                           "feasible": s["feasible"], "bits": _summary(s)} for s in front["solutions"]],
+            "notes": result.notes})
+        return
+    objectives = front["objectives"]
+    units = {"metric": "drop", "size": "MB", "latency": "ms", "energy": "mJ"}
+    title = (f"{'Pareto front' if result.feasible else 'closest policies (none meets the budgets)'}: "
+             f"{len(front['solutions'])} policies for {Path(front['model']).name} on {front['target']} "
+             f"({front['metric']}, fp32 {front['fp32_metric']:.3f}{front['metric_unit']})")
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", justify="right")
+    for name in objectives:
+        table.add_column(f"{name} ({units[name]})", justify="right")
+    table.add_column("bits")
+    for reference in front["references"]:
+        table.add_row(f"[dim]{reference['name']}[/]", *[f"[dim]{reference['objectives'][n]:.4g}[/]" for n in objectives],
+                      "[dim]reference[/]")
+    for solution in front["solutions"]:
+        table.add_row(str(solution["id"]), *[f"{solution['objectives'][n]:.4g}" for n in objectives], _summary(solution))
+    out.print(table)
+    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from cache) "
+              f"in {progress.elapsed_s:.1f}s over {progress.generation} generations; hypervolume "
+              f"{front['hypervolume']:.4f}")
+    for note in result.notes:
+        out.print(f"[dim]note: {note}[/]")
+    out.print(f"run directory: {result.run_dir} (front.json, run.yaml, evaluations.sqlite)")

@@ -1,0 +1,115 @@
+"""Search settings: one dataclass, read from flags, a YAML file or a run's run.yaml."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import QevoError
+from .genome import Allowed
+from .problem import parse_objectives
+
+ALGORITHMS = ("auto", "nsga2", "nsga3")
+
+
+@dataclass
+class SearchConfig:
+    target: str | None = None
+    model: str | None = None
+    data: str | None = None
+    calib: str | None = None
+    metric: str | None = None
+    dims: dict[str, int] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ("metric", "size", "latency")
+    max_drop: float | None = None
+    max_size_mb: float | None = None
+    max_latency_ms: float | None = None
+    max_energy_mj: float | None = None
+    weight_formats: tuple[str, ...] = ("int2", "int4", "int8", "fp16")
+    act_formats: tuple[str, ...] = ("int8", "int16", "fp16")
+    granularity: tuple[str, ...] = ("per-channel",)
+    calibration: tuple[str, ...] = ("minmax",)
+    algorithm: str = "auto"
+    pop: int = 32
+    generations: int = 30
+    evaluations: int | None = None
+    time_limit: float | None = None
+    seed: int = 0
+    workers: int = 1
+    dask: str | None = None
+    out: str | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            raise QevoError("no target: pass --target NAME or FILE (see qevo profiles list)", field="target")
+        self.objectives = parse_objectives(self.objectives)
+        for name in ("weight_formats", "act_formats", "granularity", "calibration"):
+            value = getattr(self, name)
+            setattr(self, name, tuple(v.strip() for v in (value.split(",") if isinstance(value, str) else value)))
+        self.allowed()  # validates the format names
+        if self.algorithm not in ALGORITHMS:
+            raise QevoError(f"got {self.algorithm!r}, expected one of {', '.join(ALGORITHMS)}", field="algorithm")
+        for name, low in (("pop", 4), ("generations", 1), ("workers", 1), ("threads", 1), ("evaluations", 1)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise QevoError(f"got {value!r}, expected an integer of at least {low}", field=name)
+        for name in ("max_drop", "max_size_mb", "max_latency_ms", "max_energy_mj", "time_limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise QevoError(f"got {value!r}, expected a number", field=name)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise QevoError(f"got {self.seed!r}, expected an integer", field="seed")
+        if not isinstance(self.dims, dict):
+            raise QevoError("expected a mapping of dim name to value", field="dims")
+
+    def allowed(self) -> Allowed:
+        return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration)
+
+    def budgets(self) -> dict[str, float]:
+        limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,
+                  "energy": self.max_energy_mj}
+        return {name: float(value) for name, value in limits.items() if value is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration"):
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str | Path | None = None, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
+        """Settings from a mapping (a YAML config), then `overrides` (flags the user gave) on top."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise QevoError("expected a mapping of settings", path=source)
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                near = difflib.get_close_matches(str(key).replace("-", "_"), known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; expected one of {', '.join(known)}"
+                raise QevoError(f"unknown key {key!r}{hint}", path=source, field=str(key))
+        merged = {**dict(data), **dict(overrides)}
+        try:
+            return cls(**merged)
+        except QevoError as err:
+            if source is None or err.path:
+                raise
+            raise QevoError(str(err), path=source) from None
+        except TypeError as err:
+            raise QevoError(f"bad settings ({err})", path=source) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise QevoError(f"cannot read config ({err.strerror})", path=path) from None
+        except yaml.YAMLError as err:
+            raise QevoError(f"not valid YAML ({str(err).splitlines()[0]})", path=path) from None
+        return cls.from_mapping(data, path, overrides)

@@ -1,0 +1,47 @@
+"""From every evaluated policy to the Pareto front a user chooses from."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from pymoo.indicators.hv import HV
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+
+def non_dominated(rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> list[dict[str, Any]]:
+    """Feasible rows on the first front; of rows with identical objectives, the first evaluated."""
+    feasible = [row for row in rows if row["violation"] <= 0]
+    unique: dict[tuple, dict[str, Any]] = {}
+    for row in feasible:
+        unique.setdefault(tuple(round(row["objectives"][name], 12) for name in objectives), row)
+    candidates = list(unique.values())
+    if not candidates:
+        return []
+    F = np.array([[row["objectives"][name] for name in objectives] for row in candidates])
+    first = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    return sorted((candidates[i] for i in first), key=lambda row: [row["objectives"][n] for n in objectives])
+
+
+def closest(rows: Sequence[dict[str, Any]], count: int = 5) -> list[dict[str, Any]]:
+    """The policies that miss the budgets by the least."""
+    return sorted(rows, key=lambda row: row["violation"])[:count]
+
+
+class HypervolumeScale:
+    """Hypervolume of a front after dividing each objective by its fp32 reference value.
+
+    The metric loss is divided by the fp32 metric's magnitude (or 1), so a policy that
+    loses everything sits at 1; the reference point is 1.1 on every axis.
+    """
+
+    def __init__(self, objectives: Sequence[str], fp32_values: dict[str, float], fp32_metric: float):
+        self.objectives = list(objectives)
+        self.scale = np.array([abs(fp32_metric) or 1.0 if name == "metric" else (fp32_values[name] or 1.0)
+                               for name in objectives])
+        self.indicator = HV(ref_point=np.full(len(objectives), 1.1))
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> float:
+        if not rows:
+            return 0.0
+        F = np.array([[row["objectives"][name] for name in self.objectives] for row in rows]) / self.scale
+        return float(self.indicator(F))

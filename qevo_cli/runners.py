@@ -1,0 +1,89 @@
+"""Measuring policies: serially, in worker processes, or on a Dask cluster.
+
+`MeasureTask` is what travels to a worker: the paths and settings to open the
+workspace, and one policy. Each process opens the workspace once and keeps its
+evaluator. Results come back in input order whichever runner is used, so the same
+seed gives the same front serially, with workers and on Dask.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from pymoo.parallelization.dask import DaskParallelization
+from pymoo.parallelization.starmap import StarmapParallelization
+
+from .errors import QevoError
+from .evaluate import Evaluator
+from .policy import Policy
+
+_EVALUATORS: dict[tuple, Evaluator] = {}   # one per workspace per process
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """How to open the same workspace in any process."""
+
+    model: str | None
+    data: str | None
+    calib: str | None
+    metric: str | None
+    dims: tuple[tuple[str, int], ...] = ()
+    threads: int = 1
+
+    def evaluator(self) -> Evaluator:
+        key = (self.model, self.data, self.calib, self.metric, self.dims, self.threads)
+        evaluator = _EVALUATORS.get(key)
+        if evaluator is None:
+            from .workspace import open_workspace
+
+            workspace = open_workspace(self.model, self.data, self.calib, self.metric, dict(self.dims))
+            evaluator = workspace.evaluator(self.threads)
+            _EVALUATORS[key] = evaluator
+        return evaluator
+
+
+@dataclass(frozen=True)
+class MeasureTask:
+    spec: WorkspaceSpec
+
+    def __call__(self, policy_data: dict[str, Any]) -> tuple[float, float]:
+        """(metric, seconds) of one policy, measured in this process."""
+        evaluator = self.spec.evaluator()
+        start = time.perf_counter()
+        value = evaluator.evaluate(Policy.from_dict(policy_data))
+        return value, time.perf_counter() - start
+
+
+Runner = Callable[[Callable, list], list]
+
+
+def _serial(f, items):
+    return [f(item) for item in items]
+
+
+@contextmanager
+def open_runner(workers: int = 1, dask_address: str | None = None) -> Iterator[Runner]:
+    """A map function `runner(f, items) -> results` over the chosen executor."""
+    if dask_address:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise QevoError("needs Dask: pip install 'qevo[dask]'", field="--dask") from None
+        try:
+            client = Client(dask_address, timeout=20)
+        except (OSError, TimeoutError) as err:
+            raise QevoError(f"cannot reach the Dask scheduler at {dask_address} ({err})", field="--dask") from None
+        try:
+            yield DaskParallelization(client)
+        finally:
+            client.close()
+    elif workers > 1:
+        # spawn, not fork: onnxruntime's thread pools do not survive a fork
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            yield StarmapParallelization(pool.starmap)
+    else:
+        yield _serial

@@ -1,0 +1,296 @@
+"""The search: NSGA-II / NSGA-III over per-layer policies, measured for real, costed on a target.
+
+`run_search(config)` opens the workspace, builds the space, seeds the population,
+and runs pymoo generation by generation. After each generation it checkpoints the
+algorithm, records every evaluated policy and rewrites front.json, so a killed run
+resumes (`resume_search(dir)`) without measuring anything twice.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime
+import pymoo
+from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
+from pymoo.algorithms.moo.nsga3 import NSGA3, comp_by_cv_then_random
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.selection.tournament import TournamentSelection
+from pymoo.termination.collection import TerminationCollection
+from pymoo.termination.max_eval import MaximumFunctionCallTermination
+from pymoo.termination.max_gen import MaximumGenerationTermination
+from pymoo.termination.max_time import TimeBasedTermination
+from pymoo.util.display.multi import MultiObjectiveOutput
+from pymoo.util.ref_dirs import get_reference_directions
+
+from . import __version__
+from .config import SearchConfig
+from .errors import QevoError
+from .front import HypervolumeScale, closest, non_dominated
+from .genome import SearchSpace, build_space
+from .policy import FP32, LayerChoice, Policy
+from .problem import Costing, QuantizationProblem, Scored
+from .profiles import load_profile, uniform_policy
+from .runners import MeasureTask, WorkspaceSpec, open_runner
+from .seeding import initial_population
+from .sensitivity import measure_sensitivity
+from .store import EvaluationCache, RunStore
+
+FRONT_VERSION = 1
+
+
+@dataclass
+class Progress:
+    """What a search reports after each generation (and what a callback receives)."""
+
+    generation: int = 0
+    evaluations: int = 0      # policies scored, cached or not
+    measured: int = 0         # policies run in onnxruntime by this search
+    measured_now: int = 0     # of those, measured since this process started (differs after a resume)
+    cache_hits: int = 0       # policies found in the shared cache or in this run's store
+    front_size: int = 0
+    hypervolume: float = 0.0
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    front: dict[str, Any]
+    progress: Progress
+    feasible: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def default_run_dir(model_name: str, target: str) -> Path:
+    return Path("qevo-runs") / f"{model_name}-{Path(target).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _by_violation_then_random(pop, P, random_state=None, **kwargs):
+    """NSGA-III's tournament, as a module-level function so checkpoints pickle."""
+    return comp_by_cv_then_random(pop, P, random_state=random_state, **kwargs)
+
+
+def make_algorithm(kind: str, n_obj: int, pop_size: int, sampling: np.ndarray):
+    """A fresh algorithm with fresh operators: pymoo's integer recipe (SBX and PM with rounding)."""
+    common = dict(pop_size=pop_size, sampling=sampling, eliminate_duplicates=True, output=MultiObjectiveOutput(),
+                  crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
+                  mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()))
+    if kind == "nsga3" or (kind == "auto" and n_obj >= 4):
+        partitions = max(p for p in range(1, 13)
+                         if p == 1 or len(get_reference_directions("das-dennis", n_obj, n_partitions=p)) <= pop_size)
+        ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
+        return NSGA3(ref_dirs=ref_dirs, selection=TournamentSelection(func_comp=_by_violation_then_random), **common)
+    return NSGA2(selection=TournamentSelection(func_comp=binary_tournament), **common)
+
+
+class Measurer:
+    """Scores policies: this run's store first, then the shared cache, then the runner.
+
+    Policies are measured in small chunks, and each chunk is stored before the next
+    starts, so a killed search loses at most the chunk in flight.
+    """
+
+    def __init__(self, store: RunStore, cache: EvaluationCache, costing: Costing, task: MeasureTask, runner,
+                 progress: Progress, chunk: int):
+        self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
+        self.progress = progress
+        self.chunk = chunk
+        self.generation = 0
+
+    def _row(self, key: str, policy: Policy, metric: float, seconds: float, cached: bool) -> dict[str, Any]:
+        values = self.costing.values(policy, metric)
+        violation = float(sum(max(0.0, g) for g in self.costing.constraints(values)))
+        return {"key": key, "policy": policy.to_dict(), "metric": metric, "objectives": values,
+                "violation": violation, "seconds": seconds, "cached": cached}
+
+    def __call__(self, policies: list[Policy]) -> list[Scored]:
+        keys = [policy.key() for policy in policies]
+        known = self.store.known(keys)
+        from_cache = self.cache.get_many([k for k in keys if k not in known])
+        self.store.record([self._row(k, p, *from_cache[k], cached=True) for k, p in zip(keys, policies)
+                           if k in from_cache], self.generation)
+        known.update(from_cache)
+        missing: dict[str, Policy] = {}
+        for key, policy in zip(keys, policies):
+            if key not in known:
+                missing.setdefault(key, policy)
+        pending = list(missing.items())
+        for start in range(0, len(pending), self.chunk):
+            batch = pending[start:start + self.chunk]
+            results = self.runner(self.task, [policy.to_dict() for _, policy in batch])
+            self.cache.put_many((key, value, seconds) for (key, _), (value, seconds) in zip(batch, results))
+            self.store.record([self._row(key, policy, value, seconds, cached=False)
+                               for (key, policy), (value, seconds) in zip(batch, results)], self.generation)
+            known.update({key: result for (key, _), result in zip(batch, results)})
+        scored = []
+        for key, policy in zip(keys, policies):
+            row = self._row(key, policy, *known[key], cached=key not in missing)
+            scored.append(Scored(policy, row["metric"], row["objectives"], row["violation"], row["seconds"],
+                                 row["cached"]))
+        self.progress.evaluations += len(policies)
+        self.progress.measured += len(missing)
+        self.progress.measured_now += len(missing)
+        self.progress.cache_hits += len(set(keys)) - len(missing)
+        return scored
+
+
+class Search:
+    """One search run, new or resumed; `run()` drives it to the end."""
+
+    def __init__(self, config: SearchConfig, run_dir: Path | None = None, resume: bool = False,
+                 callback: Callable[[Progress], Any] | None = None):
+        self.config = config
+        self.callback = callback
+        self.started = time.perf_counter()
+        self.progress = Progress()
+        self.spec = WorkspaceSpec(config.model, config.data, config.calib, config.metric,
+                                  tuple(sorted(config.dims.items())), config.threads)
+        self.profile = load_profile(config.target)
+        self.evaluator = self.spec.evaluator()
+        model = self.evaluator.model
+        self.space: SearchSpace = build_space(model.layers, self.profile, config.allowed())
+        if self.space.n_var == 0:
+            raise QevoError("nothing to search: every layer has a single allowed choice on this target "
+                            "(allow more formats with --weight-formats / --act-formats)", field="target")
+        self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
+            model.name, self.profile.name)
+        self.store = RunStore(self.run_dir, create=not resume)
+        self.cache = EvaluationCache({"model": model.digest, "data": self.evaluator.data.digest,
+                                      "calib": self.evaluator.calibrator.calib.digest,
+                                      "metric": self.evaluator.metric.identity, "onnxruntime": onnxruntime.__version__})
+        self.costing = Costing(self.space, self.profile, model.other_params, self.evaluator.fp32_score,
+                               config.objectives, config.budgets())
+        self.notes = list(self.space.notes)
+        if not resume:
+            self.store.write_config(self._resolved_config())
+
+    def _resolved_config(self) -> dict[str, Any]:
+        model = self.evaluator.model
+        return {"qevo_run": 1, "settings": self.config.to_dict(),
+                "resolved": {"model": str(model.path), "model_digest": model.digest,
+                             "data": str(self.evaluator.data.path), "data_digest": self.evaluator.data.digest,
+                             "calib": str(self.evaluator.calibrator.calib.path), "metric": self.evaluator.metric.name,
+                             "target": self.profile.name, "target_origin": self.profile.origin,
+                             "search_space_size": self.space.size, "genes": self.space.n_var},
+                "versions": {"qevo": __version__, "pymoo": pymoo.__version__, "onnxruntime": onnxruntime.__version__,
+                             "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()}}
+
+    # -- references and seeds -----------------------------------------------------------------
+    def _reference(self, name: str, policy: Policy, measure: Measurer) -> dict[str, Any]:
+        scored = measure([policy])[0]
+        return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
+
+    def _sampling(self) -> np.ndarray:
+        allowed_ints = tuple(f for f in self.config.weight_formats if f.startswith("int"))
+        table = measure_sensitivity(self.evaluator, weight_formats=allowed_ints, activation_formats=()) \
+            if allowed_ints else None
+        if self.space.size <= self.config.pop:   # small enough to measure every policy
+            grids = np.meshgrid(*[np.arange(u + 1) for u in self.space.upper], indexing="ij")
+            return np.stack([g.reshape(-1) for g in grids], axis=1).astype(int)
+        return initial_population(self.space, self.config.pop, table, self.profile, self.config.seed)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, algorithm=None) -> SearchResult:
+        config = self.config
+        with open_runner(config.workers, config.dask) as runner:
+            chunk = 16 * max(config.workers, 8 if config.dask else 1)
+            measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
+                               chunk)
+            references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
+                          self._reference("uniform W8A8", uniform_policy(
+                              self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0],
+                              measure)]
+            fp32_values = references[0]["objectives"]
+            self.hypervolume = HypervolumeScale(config.objectives, fp32_values, self.evaluator.fp32_score)
+            if algorithm is None:
+                sampling = self._sampling()
+                algorithm = make_algorithm(config.algorithm, len(config.objectives), config.pop, sampling)
+                problem = QuantizationProblem(self.space, self.costing)
+                generations = 1 if self.space.size <= config.pop else config.generations
+                algorithm.setup(problem, termination=_termination_for(config, generations), seed=config.seed,
+                                verbose=False)
+            algorithm.problem.measure = measure
+            front = self._write_front(references)
+            while algorithm.has_next():
+                measure.generation = algorithm.n_iter or 1
+                algorithm.next()
+                front = self._write_front(references)
+                self.progress.generation = algorithm.n_iter - 1
+                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
+                self.progress.elapsed_s = time.perf_counter() - self.started
+                if self.callback is not None and self.callback(self.progress) is False:
+                    break
+            algorithm.problem.measure = None
+        self.progress.elapsed_s = time.perf_counter() - self.started
+        return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
+
+    def _write_front(self, references: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = self.store.evaluations()
+        objectives = list(self.config.objectives)
+        chosen = non_dominated(rows, objectives)
+        feasible = bool(chosen)
+        if not feasible:
+            chosen = closest(rows)
+        self.progress.front_size = len(chosen) if feasible else 0
+        self.progress.hypervolume = self.hypervolume(chosen) if feasible else 0.0
+        evaluator = self.evaluator
+        front = {
+            "version": FRONT_VERSION,
+            "model": str(evaluator.model.path), "model_digest": evaluator.model.digest,
+            "target": self.profile.name, "metric": evaluator.metric.name, "metric_unit": evaluator.metric.unit,
+            "fp32_metric": evaluator.fp32_score, "objectives": objectives,
+            "units": {"metric": f"drop ({evaluator.metric.unit or 'metric units'})", "size": "MB", "latency": "ms",
+                      "energy": "mJ"},
+            "budgets": self.config.budgets(), "feasible": feasible,
+            "references": references,
+            "solutions": [{"id": row["id"], "objectives": row["objectives"], "metric": row["metric"],
+                           "feasible": row["violation"] <= 0, "violation": row["violation"],
+                           "policy": row["policy"]} for row in chosen],
+            "hypervolume": self.progress.hypervolume, "evaluated": len(rows),
+        }
+        self.store.write_front(front)
+        return front
+
+
+def _termination_for(config: SearchConfig, generations: int):
+    parts = [MaximumGenerationTermination(generations)]
+    if config.evaluations:
+        parts.append(MaximumFunctionCallTermination(config.evaluations))
+    if config.time_limit:
+        parts.append(TimeBasedTermination(config.time_limit))
+    return TerminationCollection(*parts)
+
+
+def run_search(config: SearchConfig, callback: Callable[[Progress], Any] | None = None) -> SearchResult:
+    """Run a new search; `callback(progress)` after each generation may return False to stop."""
+    return Search(config, callback=callback).run()
+
+
+def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | None = None,
+                  overrides: dict[str, Any] | None = None) -> SearchResult:
+    """Continue a run that stopped, from its last checkpoint, without measuring stored policies again."""
+    store = RunStore(run_dir, create=False)
+    saved = store.read_config()
+    settings = saved.get("settings") if isinstance(saved, dict) else None
+    if not isinstance(settings, dict):
+        raise QevoError("run.yaml has no settings", path=Path(run_dir) / RunStore.RUN_FILE)
+    settings = {**settings, **(overrides or {})}
+    config = SearchConfig.from_mapping(settings, Path(run_dir) / RunStore.RUN_FILE)
+    checkpoint = store.load_checkpoint()
+    store.close()
+    search = Search(config, run_dir=Path(run_dir), resume=True, callback=callback)
+    if checkpoint is None:
+        return search.run()
+    search.progress = checkpoint["progress"]
+    search.progress.measured_now = 0
+    search.started -= search.progress.elapsed_s
+    return search.run(algorithm=checkpoint["algorithm"])

@@ -1,0 +1,169 @@
+"""Where a search keeps what it learns.
+
+`RunStore`: a run directory with `run.yaml` (resolved configuration), `front.json`,
+`checkpoint.pkl` (algorithm state after each generation) and `evaluations.sqlite`
+(every evaluated policy). `EvaluationCache`: a SQLite cache shared by all runs under
+QEVO_CACHE_DIR, keyed by model, data and metric content and the policy.
+SQLite in WAL mode keeps both intact through a SIGKILL and lets several searches
+share the cache at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .defaults import cache_dir
+from .errors import QevoError
+from .files import atomic_write_bytes, atomic_write_text
+
+EVALUATION_VERSION = 1   # bump when a change to the simulator changes measured metrics
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class EvaluationCache:
+    """Measured metrics of policies, shared by every run on this machine."""
+
+    def __init__(self, context: dict[str, str], path: Path | None = None):
+        self.path = path or cache_dir() / "evaluations.sqlite"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = _connect(self.path)
+            self._db.execute("CREATE TABLE IF NOT EXISTS metric (key TEXT PRIMARY KEY, value REAL, seconds REAL)")
+        except (OSError, sqlite3.Error) as err:
+            raise QevoError(f"cannot open the evaluation cache ({err})", path=self.path) from None
+        self._prefix = json.dumps({**context, "version": EVALUATION_VERSION}, sort_keys=True)
+
+    def key(self, policy_key: str) -> str:
+        return hashlib.sha256((self._prefix + policy_key).encode()).hexdigest()
+
+    def get_many(self, policy_keys: list[str]) -> dict[str, tuple[float, float]]:
+        found = {}
+        keys = {self.key(k): k for k in policy_keys}
+        items = list(keys)
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            rows = self._db.execute(f"SELECT key, value, seconds FROM metric WHERE key IN ({','.join('?' * len(chunk))})",
+                                    chunk).fetchall()
+            for key, value, seconds in rows:
+                found[keys[key]] = (value, seconds)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, float, float]]) -> None:
+        rows = [(self.key(k), value, seconds) for k, value, seconds in items]
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO metric VALUES (?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RunStore:
+    """One search's run directory."""
+
+    RUN_FILE = "run.yaml"
+    FRONT_FILE = "front.json"
+    CHECKPOINT_FILE = "checkpoint.pkl"
+    DB_FILE = "evaluations.sqlite"
+
+    def __init__(self, directory: str | Path, create: bool = True):
+        self.dir = Path(directory)
+        if create:
+            if self.dir.exists() and not self.dir.is_dir():
+                raise QevoError("exists and is not a directory", path=self.dir)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                probe = self.dir / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as err:
+                raise QevoError(f"cannot write the run directory ({err.strerror})", path=self.dir) from None
+        elif not (self.dir / self.RUN_FILE).is_file():
+            raise QevoError(f"not a qevo run directory (no {self.RUN_FILE})", path=self.dir)
+        self._db = _connect(self.dir / self.DB_FILE)
+        self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (
+            id INTEGER PRIMARY KEY, key TEXT UNIQUE, policy TEXT, metric REAL, objectives TEXT,
+            violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")
+
+    # -- configuration, front, checkpoint -----------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / self.RUN_FILE, yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.dir / self.RUN_FILE
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise QevoError(f"cannot read ({err})", path=path) from None
+        if not isinstance(data, dict):
+            raise QevoError("expected a mapping", path=path)
+        return data
+
+    def write_front(self, front: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / self.FRONT_FILE, json.dumps(front, indent=1) + "\n")
+
+    def read_front(self) -> dict[str, Any]:
+        path = self.dir / self.FRONT_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise QevoError(f"cannot read the front ({err})", path=path) from None
+
+    def save_checkpoint(self, state: Any) -> None:
+        atomic_write_bytes(self.dir / self.CHECKPOINT_FILE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def load_checkpoint(self) -> Any | None:
+        path = self.dir / self.CHECKPOINT_FILE
+        if not path.exists():
+            return None
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception as err:  # a checkpoint from another version of qevo or pymoo
+            raise QevoError(f"cannot read the checkpoint ({type(err).__name__}: {err})", path=path) from None
+
+    # -- evaluations ---------------------------------------------------------------------------
+    def record(self, rows: list[dict[str, Any]], generation: int) -> None:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO evaluation (key, policy, metric, objectives, violation, seconds, generation,"
+                " cached, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r["key"], json.dumps(r["policy"]), r["metric"], json.dumps(r["objectives"]), r["violation"],
+                  r["seconds"], generation, int(r["cached"]), now) for r in rows])
+
+    def known(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """Metric and seconds of policies this run already measured."""
+        found = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for key, metric, seconds in self._db.execute(
+                    f"SELECT key, metric, seconds FROM evaluation WHERE key IN ({','.join('?' * len(chunk))})", chunk):
+                found[key] = (metric, seconds)
+        return found
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT id, key, policy, metric, objectives, violation, seconds, generation, cached "
+                                "FROM evaluation ORDER BY id").fetchall()
+        return [{"id": r[0], "key": r[1], "policy": json.loads(r[2]), "metric": r[3], "objectives": json.loads(r[4]),
+                 "violation": r[5], "seconds": r[6], "generation": r[7], "cached": bool(r[8])} for r in rows]
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

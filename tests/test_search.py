@@ -1,0 +1,186 @@
+"""The search: front files, determinism, resume after SIGKILL, workers, Dask, cache, budgets."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from qevo_cli.cli import app
+from qevo_cli.config import SearchConfig
+from qevo_cli.errors import QevoError
+from qevo_cli.search import make_algorithm, resume_search, run_search
+from qevo_cli.store import RunStore
+
+SMALL = dict(target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8", pop=10, generations=3, seed=3)
+
+
+def _front_set(front):
+    """A front as a set of (policy, objectives), independent of row ids."""
+    return {(json.dumps(s["policy"], sort_keys=True), tuple(round(v, 9) for v in s["objectives"].values()))
+            for s in front["solutions"]}
+
+
+def test_front_files_and_non_domination(tmp_path):
+    result = run_search(SearchConfig(out=str(tmp_path / "run"), **SMALL))
+    front = json.loads((tmp_path / "run" / "front.json").read_text())
+    assert {"version", "model", "target", "metric", "objectives", "references", "solutions"} <= set(front)
+    assert [r["name"] for r in front["references"]] == ["fp32", "uniform W8A8"]
+    assert front["references"][0]["objectives"]["metric"] == 0.0
+    solutions = front["solutions"]
+    assert solutions and all(s["feasible"] for s in solutions)
+    F = np.array([[s["objectives"][n] for n in front["objectives"]] for s in solutions])
+    for i in range(len(F)):
+        dominated = np.all(F <= F[i], axis=1) & np.any(F < F[i], axis=1)
+        assert not dominated.any()
+    store = RunStore(tmp_path / "run", create=False)
+    rows = store.evaluations()
+    assert len(rows) == front["evaluated"] >= 10
+    assert {s["id"] for s in solutions} <= {r["id"] for r in rows}
+    config = store.read_config()
+    assert config["settings"]["seed"] == 3 and "pymoo" in config["versions"]
+    assert result.progress.generation == 3
+
+
+def test_same_seed_same_front(tmp_path, monkeypatch):
+    fronts = []
+    for i in range(2):
+        monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / f"cache{i}"))   # measured afresh each time
+        fronts.append(run_search(SearchConfig(out=str(tmp_path / f"run{i}"), **SMALL)).front)
+    assert _front_set(fronts[0]) == _front_set(fronts[1])
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache2"))
+    other = run_search(SearchConfig(out=str(tmp_path / "run2"), **{**SMALL, "seed": 4})).front
+    assert _front_set(other) != _front_set(fronts[0]) or other["evaluated"] != fronts[0]["evaluated"]
+
+
+def test_repeated_search_is_served_from_the_cache(tmp_path):
+    first = run_search(SearchConfig(out=str(tmp_path / "a"), **SMALL))
+    second = run_search(SearchConfig(out=str(tmp_path / "b"), **SMALL))
+    assert first.progress.measured > 0
+    assert second.progress.measured == 0 and second.progress.cache_hits > 0
+    assert _front_set(first.front) == _front_set(second.front)
+
+
+def test_workers_give_the_same_front_as_serial(tmp_path, monkeypatch):
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "serial-cache"))
+    serial = run_search(SearchConfig(out=str(tmp_path / "serial"), **SMALL))
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "pool-cache"))
+    pooled = run_search(SearchConfig(out=str(tmp_path / "pool"), workers=2, **SMALL))
+    assert pooled.progress.measured == serial.progress.measured > 0
+    assert _front_set(pooled.front) == _front_set(serial.front)
+
+
+def test_dask_local_cluster_gives_the_same_front(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "serial-cache"))
+    serial = run_search(SearchConfig(out=str(tmp_path / "serial"), **SMALL))
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "dask-cache"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        on_dask = run_search(SearchConfig(out=str(tmp_path / "dask"), dask=cluster.scheduler_address, **SMALL))
+    assert on_dask.progress.measured == serial.progress.measured > 0
+    assert _front_set(on_dask.front) == _front_set(serial.front)
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    settings = ["--target", "arm-neon", "--weight-formats", "int2,int4,int8", "--act-formats", "int8,int16",
+                "--pop", "16", "--generations", "8", "--seed", "5", "--quiet"]
+    env = {**os.environ, "QEVO_CACHE_DIR": str(tmp_path / "cache-killed")}
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "qevo_cli", "search", *settings, "--out", str(killed_dir)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    checkpoint = killed_dir / "checkpoint.pkl"
+    while time.time() < deadline and not (checkpoint.exists() and RunStore(killed_dir, create=False).count() > 60):
+        time.sleep(0.05)
+        assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stored = RunStore(killed_dir, create=False).count()
+    assert stored > 0
+    # an empty cache: whatever is not measured again must come from the run's own store
+    env["QEVO_CACHE_DIR"] = str(tmp_path / "cache-resumed")
+    resumed = subprocess.run([sys.executable, "-m", "qevo_cli", "search", "--resume", str(killed_dir), "--json"],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    total = RunStore(killed_dir, create=False).count()
+    assert summary["measured_this_session"] == total - stored
+
+    env["QEVO_CACHE_DIR"] = str(tmp_path / "cache-whole")
+    whole = subprocess.run([sys.executable, "-m", "qevo_cli", "search", *settings, "--out", str(tmp_path / "whole"),
+                            "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert _front_set(json.loads((killed_dir / "front.json").read_text())) == \
+        _front_set(json.loads((tmp_path / "whole" / "front.json").read_text()))
+    assert total == RunStore(tmp_path / "whole", create=False).count()
+
+
+def test_infeasible_budget_exits_3_and_writes_the_closest(tmp_path):
+    out = tmp_path / "tight"
+    result = CliRunner().invoke(app, ["search", "--target", "arm-neon", "--weight-formats", "int4,int8",
+                                      "--act-formats", "int8", "--pop", "8", "--generations", "2",
+                                      "--max-size-mb", "0.0001", "--out", str(out), "--quiet"])
+    assert result.exit_code == 3, result.output
+    front = json.loads((out / "front.json").read_text())
+    assert front["feasible"] is False and front["solutions"]
+    assert not any(s["feasible"] for s in front["solutions"])
+    violations = [s["violation"] for s in front["solutions"]]
+    assert violations == sorted(violations) and violations[0] > 0
+    assert f"#{front['solutions'][0]['id']}" in result.stderr and "front.json" in result.stderr
+
+
+def test_cli_json_config_file_and_flags_win(tmp_path):
+    config = tmp_path / "search.yaml"
+    config.write_text("target: arm-neon\nweight_formats: [int4, int8]\nact_formats: [int8]\npop: 8\ngenerations: 2\n"
+                      "objectives: [metric, size, latency, energy]\n")
+    result = CliRunner().invoke(app, ["search", "--config", str(config), "--generations", "1",
+                                      "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["generations"] == 1 and summary["objectives"] == ["metric", "size", "latency", "energy"]
+    assert summary["front_size"] == len(summary["solutions"]) > 0
+    saved = RunStore(tmp_path / "run", create=False).read_config()["settings"]
+    assert saved["pop"] == 8 and saved["generations"] == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("target: arm-neon\ngenerashuns: 3\n", "unknown key 'generashuns'; did you mean 'generations'?"),
+    ("target: arm-neon\npop: many\n", "pop: got 'many', expected an integer"),
+    ("target: arm-neon\nweight_formats: [int9]\n", "--weight-formats: got 'int9'"),
+    ("target: [unclosed\n", "not valid YAML"),
+])
+def test_bad_config_files(tmp_path, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    result = CliRunner().invoke(app, ["search", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert message in result.stderr and str(config) in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_directory_that_is_not_a_run(tmp_path):
+    result = CliRunner().invoke(app, ["search", "--resume", str(tmp_path)])
+    assert result.exit_code == 2 and "not a qevo run directory" in result.stderr
+    with pytest.raises(QevoError):
+        resume_search(tmp_path / "missing")
+
+
+def test_algorithm_factory_builds_fresh_objects():
+    sampling = np.zeros((4, 3), dtype=int)
+    first, second = make_algorithm("auto", 3, 8, sampling), make_algorithm("auto", 3, 8, sampling)
+    assert type(first).__name__ == "NSGA2" and first.mating.crossover is not second.mating.crossover
+    assert type(make_algorithm("auto", 4, 40, sampling)).__name__ == "NSGA3"
+    assert type(make_algorithm("nsga3", 3, 40, sampling)).__name__ == "NSGA3"
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        settings = SearchConfig.from_file(path)
+        assert settings.target and settings.objectives
