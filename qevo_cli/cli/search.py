@@ -12,6 +12,7 @@ from ..config import SearchConfig
 from ..errors import QevoError
 from ..policy import Policy
 from ..search import Search, SearchResult, resume_search
+from ..units import human
 from ..workspace import parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -169,20 +170,22 @@ def _report(result: SearchResult, json_output: bool) -> None:
             "notes": result.notes})
         return
     objectives = front["objectives"]
-    units = {"metric": "drop", "size": "MB", "latency": "ms", "energy": "mJ"}
+    headers = {"metric": f"{front['metric']} drop", "size": "size", "latency": "latency", "energy": "energy"}
+    unit = front["metric_unit"]
     title = (f"{'Pareto front' if result.feasible else 'closest policies (none meets the budgets)'}: "
              f"{len(front['solutions'])} policies for {Path(front['model']).name} on {front['target']} "
              f"({front['metric']}, fp32 {front['fp32_metric']:.3f}{front['metric_unit']})")
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right")
     for name in objectives:
-        table.add_column(f"{name} ({units[name]})", justify="right")
+        table.add_column(headers[name], justify="right")
     table.add_column("bits")
     for reference in front["references"]:
-        table.add_row(f"[dim]{reference['name']}[/]", *[f"[dim]{reference['objectives'][n]:.4g}[/]" for n in objectives],
-                      "[dim]reference[/]")
+        table.add_row(f"[dim]{reference['name']}[/]",
+                      *[f"[dim]{human(n, reference['objectives'][n], unit)}[/]" for n in objectives], "[dim]reference[/]")
     for solution in front["solutions"]:
-        table.add_row(str(solution["id"]), *[f"{solution['objectives'][n]:.4g}" for n in objectives], _summary(solution))
+        table.add_row(str(solution["id"]), *[human(n, solution["objectives"][n], unit) for n in objectives],
+                      _summary(solution))
     out.print(table)
     out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from cache) "
               f"in {progress.elapsed_s:.1f}s over {progress.generation} generations; hypervolume "
