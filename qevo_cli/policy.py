@@ -140,13 +140,16 @@ class Policy:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def summary(self) -> str:
-        """Bit summary such as 'W4:3 W8:4 A8:7'."""
+        """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f')."""
         counts: dict[str, int] = {}
         for choice in self.layers.values():
             for tag in (f"W{choice.weight_bits}" + ("" if choice.weight_is_int else "f"),
                         f"A{choice.activation_bits}" + ("" if choice.activation.startswith(("int", "dyn")) else "f")):
                 counts[tag] = counts.get(tag, 0) + 1
-        return " ".join(f"{tag}:{n}" for tag, n in sorted(counts.items()))
+        def order(tag: str) -> tuple:
+            return (tag[0] != "W", int(tag[1:].rstrip("f")), tag)
+
+        return " ".join(f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order))
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version,

@@ -170,6 +170,7 @@ class Search:
         self.costing = Costing(self.space, self.profile, model.other_params, self.evaluator.fp32_score,
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
+        self._membership: dict[str, bool] = {}
         if not resume:
             self.store.write_config(self._resolved_config())
 
@@ -233,8 +234,20 @@ class Search:
         self.progress.elapsed_s = time.perf_counter() - self.started
         return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
 
+    def _in_space(self, row: dict[str, Any]) -> bool:
+        """References such as fp32 are stored too, but only policies of the search space make the front."""
+        known = self._membership.get(row["key"])
+        if known is None:
+            try:
+                self.space.encode(Policy.from_dict(row["policy"]))
+                known = True
+            except QevoError:
+                known = False
+            self._membership[row["key"]] = known
+        return known
+
     def _write_front(self, references: list[dict[str, Any]]) -> dict[str, Any]:
-        rows = self.store.evaluations()
+        rows = [row for row in self.store.evaluations() if self._in_space(row)]
         objectives = list(self.config.objectives)
         chosen = non_dominated(rows, objectives)
         feasible = bool(chosen)

@@ -117,11 +117,17 @@ class RunStore:
         atomic_write_text(self.dir / self.FRONT_FILE, json.dumps(front, indent=1) + "\n")
 
     def read_front(self) -> dict[str, Any]:
-        path = self.dir / self.FRONT_FILE
+        return self.read_front_file(self.dir / self.FRONT_FILE)
+
+    @staticmethod
+    def read_front_file(path: Path) -> dict[str, Any]:
         try:
-            return json.loads(path.read_text())
+            front = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise QevoError(f"cannot read the front ({err})", path=path) from None
+        if not isinstance(front, dict):
+            raise QevoError("expected a JSON object", path=path)
+        return front
 
     def save_checkpoint(self, state: Any) -> None:
         atomic_write_bytes(self.dir / self.CHECKPOINT_FILE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))

@@ -60,6 +60,6 @@ def test_unreadable_policy_files(tmp_path):
 def test_summary_and_short_labels():
     policy = Policy({"a": LayerChoice(weight="int4"), "b": LayerChoice(weight="int8", activation="int16"),
                      "c": LayerChoice(weight="fp16", activation="fp16")})
-    assert policy.summary() == "A16:1 A16f:1 A8:1 W16f:1 W4:1 W8:1"
+    assert policy.summary() == "W4:1 W8:1 W16f:1 A8:1 A16:1 A16f:1"
     assert policy.layers["a"].short() == "W4A8"
     assert policy.choice("missing").weight == "fp32"

@@ -5,6 +5,8 @@ import typer
 
 from . import evaluate as evaluate_cmd
 from . import inspect as inspect_cmd
+from .pareto import app as pareto_app
+from .pareto import export as export_command
 from .profiles import app as profiles_app
 from .search import search as search_command
 
@@ -19,6 +21,8 @@ app = typer.Typer(
 app.command("search")(search_command)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("export")(export_command)
+app.add_typer(pareto_app, name="pareto")
 app.add_typer(profiles_app, name="profiles")
 
 

@@ -1,0 +1,135 @@
+"""`qevo pareto show` and `qevo export`: look at a front, choose from it, write the choice."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import QevoError
+from ..files import atomic_write_text
+from ..pick import pick
+from ..plot import save_png, terminal_plot
+from ..policy import Policy
+from ..runs import load_front
+from ..units import human
+from .common import handle_errors, out, print_json
+
+app = typer.Typer(help="Look at a search's Pareto front and choose from it.", no_args_is_help=True)
+
+RunArg = Annotated[Optional[Path], typer.Argument(
+    help="Run directory. Default: the most recent run under ./qevo-runs.", show_default=False)]
+PickOpt = Annotated[Optional[str], typer.Option(
+    "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")]
+
+
+def _knee_id(front: dict[str, Any]) -> int | None:
+    return pick(front, "knee")["id"] if front.get("feasible", True) and front["solutions"] else None
+
+
+@app.command("show")
+@handle_errors
+def show(
+    run_dir: RunArg = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by this objective.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Show at most this many policies.")] = None,
+    pick_rule: PickOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Write a PNG: the front against the references, one panel per pair of objectives.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
+) -> None:
+    """Show a run's Pareto front in human units, with the references and the knee marked."""
+    directory, front = load_front(run_dir)
+    objectives = front["objectives"]
+    if sort is not None and sort not in objectives:
+        raise QevoError(f"got {sort!r}, expected one of the run's objectives {', '.join(objectives)}", field="--sort")
+    solutions = list(front["solutions"])
+    key = sort or objectives[0]
+    solutions.sort(key=lambda s: ([s["objectives"][key]] + [s["objectives"][n] for n in objectives], s["id"]))
+    if limit:
+        solutions = solutions[:limit]
+    knee = _knee_id(front)
+    picked = pick(front, pick_rule)["id"] if pick_rule else None
+    if plot is not None:
+        save_png(front, plot, knee_id=knee)
+    if json_output:
+        print_json({"run_dir": str(directory), "target": front["target"], "metric": front["metric"],
+                    "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
+                    "references": front["references"],
+                    "solutions": [{**s, "bits": Policy.from_dict(s["policy"]).summary()} for s in solutions]})
+        return
+    unit = front.get("metric_unit", "")
+    table = Table(title=f"{Path(front['model']).name} on {front['target']}: {len(front['solutions'])} policies "
+                        f"({front['metric']}, fp32 {front.get('fp32_metric', 0):.3f}{unit})", title_justify="left")
+    table.add_column("id", justify="right")
+    for name in objectives:
+        table.add_column(f"{front['metric']} drop" if name == "metric" else name, justify="right")
+    table.add_column("bits")
+    table.add_column("")
+    for reference in front["references"]:
+        table.add_row(f"[dim]{reference['name']}[/]", *[f"[dim]{human(n, reference['objectives'][n], unit)}[/]"
+                                                        for n in objectives],
+                      f"[dim]{Policy.from_dict(reference['policy']).summary()}[/]", "[dim]reference[/]")
+    for solution in solutions:
+        marks = " ".join(m for m, on in (("knee", solution["id"] == knee), ("picked", solution["id"] == picked)) if on)
+        style = "bold" if marks else ""
+        cells = [str(solution["id"]), *[human(n, solution["objectives"][n], unit) for n in objectives],
+                 Policy.from_dict(solution["policy"]).summary(), marks]
+        table.add_row(*[f"[{style}]{c}[/]" if style and c else c for c in cells])
+    out.print(table)
+    if len(objectives) >= 2 and front["solutions"] and shutil.get_terminal_size((80, 24)).columns >= 60:
+        x_name = "size" if "size" in objectives and objectives[0] == "metric" else objectives[1]
+        for line in terminal_plot(front, x_name, objectives[0], width=min(60, out.width - 25), knee_id=knee):
+            out.print(line, highlight=False, markup=False)
+        out.print("* policy   K knee   F fp32   W uniform W8A8", style="dim")
+    if plot is not None:
+        out.print(f"plot written to {plot}")
+
+
+def _export_policy(front: dict[str, Any], solution: dict[str, Any], output: Path) -> None:
+    data = {"version": solution["policy"]["version"], "model": front["model"], "target": front["target"],
+            "metric": front["metric"],
+            "objectives": {name: solution["objectives"][name] for name in front["objectives"]},
+            "layers": solution["policy"]["layers"]}
+    data["objectives"]["measured_metric"] = solution["metric"]
+    if output.suffix == ".json":
+        atomic_write_text(output, json.dumps(data, indent=2) + "\n")
+    else:
+        import yaml
+
+        atomic_write_text(output, yaml.safe_dump(data, sort_keys=False))
+
+
+@handle_errors
+def export(
+    paths: Annotated[list[Path], typer.Argument(
+        help="[RUN_DIR] OUTPUT: the run (default: the most recent under ./qevo-runs) and the file to write "
+             "(.yaml or .json: the chosen policy with its objectives, model and target).", show_default=False)],
+    pick_rule: Annotated[str, typer.Option(
+        "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")
+    ] = "knee",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
+) -> None:
+    """Write one policy from a run's front to a file that qevo evaluate reads."""
+    if len(paths) not in (1, 2):
+        raise QevoError("expected [RUN_DIR] OUTPUT", field="paths")
+    run_dir, output = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    if output.suffix not in (".yaml", ".yml", ".json"):
+        raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml or .json", path=output)
+    directory, front = load_front(run_dir)
+    if not front.get("feasible", True):
+        raise QevoError("the run found no policy within its budgets; pick one by id to export a closest policy",
+                        path=directory) if not pick_rule.isdigit() else None
+    solution = pick(front, pick_rule)
+    _export_policy(front, solution, output)
+    result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": pick_rule,
+              "objectives": solution["objectives"], "metric": solution["metric"]}
+    if json_output:
+        print_json(result)
+        return
+    unit = front.get("metric_unit", "")
+    values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
+    out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")

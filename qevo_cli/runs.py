@@ -1,0 +1,33 @@
+"""Finding and reading finished runs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import QevoError
+from .store import RunStore
+
+RUNS_DIR = Path("qevo-runs")
+
+
+def latest_run(root: Path = RUNS_DIR) -> Path:
+    """The run under `root` whose front was written last."""
+    fronts = sorted(root.glob(f"*/{RunStore.FRONT_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
+    if not fronts:
+        raise QevoError(f"no runs found under ./{root}; run qevo search first or name a run directory", path=root)
+    return fronts[-1].parent
+
+
+def load_front(run_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
+    """(run directory, its front.json) for a named run, or the most recent one."""
+    directory = Path(run_dir) if run_dir is not None else latest_run()
+    if not directory.is_dir():
+        raise QevoError("not a directory; expected a qevo run directory", path=directory)
+    path = directory / RunStore.FRONT_FILE
+    if not path.is_file():
+        raise QevoError(f"not a qevo run directory (no {RunStore.FRONT_FILE})", path=directory)
+    front = RunStore.read_front_file(path)
+    missing = {"version", "objectives", "solutions", "references"} - set(front)
+    if missing:
+        raise QevoError(f"missing keys {', '.join(sorted(missing))}", path=path)
+    return directory, front

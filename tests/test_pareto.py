@@ -1,0 +1,125 @@
+"""Looking at a front, choosing from it, and writing the choice: assertions on the files."""
+import json
+import struct
+
+import pytest
+from typer.testing import CliRunner
+
+from qevo_cli.cli import app
+from qevo_cli.config import SearchConfig
+from qevo_cli.pick import pick
+from qevo_cli.policy import Policy
+from qevo_cli.search import run_search
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pareto")
+    import os
+    previous = os.environ.get("QEVO_CACHE_DIR")
+    os.environ["QEVO_CACHE_DIR"] = str(root / "cache")
+    try:
+        result = run_search(SearchConfig(target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8,int16",
+                                         pop=16, generations=4, seed=1,
+                                         out=str(root / "qevo-runs" / "model-arm-neon-1")))
+    finally:
+        if previous is not None:
+            os.environ["QEVO_CACHE_DIR"] = previous
+    assert len(result.front["solutions"]) >= 4
+    return result.run_dir
+
+
+def _png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_show_json_sort_limit_and_knee(run_dir):
+    result = runner.invoke(app, ["pareto", "show", str(run_dir), "--sort", "size", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    sizes = [s["objectives"]["size"] for s in shown["solutions"]]
+    assert len(sizes) == 3 and sizes == sorted(sizes)
+    front = json.loads((run_dir / "front.json").read_text())
+    assert shown["knee"] in {s["id"] for s in front["solutions"]}
+    assert all(s["bits"].startswith("W") for s in shown["solutions"])
+
+
+def test_show_table_marks_knee_and_references(run_dir):
+    result = runner.invoke(app, ["pareto", "show", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "knee" in result.stdout and "uniform W8A8" in result.stdout and "fp32" in result.stdout
+
+
+def test_plot_png_has_one_panel_per_pair(run_dir, tmp_path):
+    plot = tmp_path / "front.png"
+    result = runner.invoke(app, ["pareto", "show", str(run_dir), "--plot", str(plot), "--json"])
+    assert result.exit_code == 0, result.output
+    width, height = _png_size(plot)
+    assert (width, height) == (1500, 420)      # three objectives: three panels of 5 x 4.2 inches at 100 dpi
+    assert plot.stat().st_size > 20_000
+
+
+def test_most_recent_run_is_the_default(run_dir, monkeypatch):
+    monkeypatch.chdir(run_dir.parent.parent)
+    result = runner.invoke(app, ["pareto", "show", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["run_dir"].endswith(run_dir.name)
+
+
+def test_pick_rules_are_deterministic_and_respected(run_dir):
+    front = json.loads((run_dir / "front.json").read_text())
+    for rule in ("knee", "weights=1,1,1", "weights=0.2,0.6,0.2,0", "max-drop=1.0,min=latency"):
+        assert pick(front, rule)["id"] == pick(front, rule)["id"]
+    within = pick(front, "max-drop=1.0,min=size")
+    assert within["objectives"]["metric"] <= 1.0
+    assert within["objectives"]["size"] == min(s["objectives"]["size"] for s in front["solutions"]
+                                               if s["objectives"]["metric"] <= 1.0)
+    # pseudo-weights: stating metric as the priority never gives a worse metric than stating size
+    metric_first, size_first = pick(front, "weights=1,0,0"), pick(front, "weights=0,1,0")
+    assert metric_first["objectives"]["metric"] <= size_first["objectives"]["metric"]
+    assert size_first["objectives"]["size"] <= metric_first["objectives"]["size"]
+    some = front["solutions"][-1]
+    assert pick(front, str(some["id"])) is not None and pick(front, str(some["id"]))["id"] == some["id"]
+
+
+@pytest.mark.parametrize("rule, message", [
+    ("median", "expected knee, weights=..., an id"),
+    ("weights=1,x", "expected comma-separated numbers"),
+    ("weights=1,1", "expected 3 non-negative weights"),
+    ("max-drop=1.0", "a rule needs min=OBJECTIVE"),
+    ("max-drop=-5,min=size", "no solution on the front satisfies"),
+    ("99999", "no solution with id 99999"),
+])
+def test_bad_pick_rules(run_dir, tmp_path, rule, message):
+    result = runner.invoke(app, ["export", str(run_dir), str(tmp_path / "p.yaml"), "--pick", rule])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_export_policy_and_measure_it_again(run_dir, tmp_path):
+    for suffix in ("yaml", "json"):
+        output = tmp_path / f"chosen.{suffix}"
+        result = runner.invoke(app, ["export", str(run_dir), str(output), "--pick", "knee", "--json"])
+        assert result.exit_code == 0, result.output
+        exported = json.loads(result.stdout)
+        policy = Policy.load(output)
+        front = json.loads((run_dir / "front.json").read_text())
+        solution = next(s for s in front["solutions"] if s["id"] == exported["id"])
+        assert policy == Policy.from_dict(solution["policy"])
+        measured = runner.invoke(app, ["evaluate", "--policy", str(output), "--json"])
+        assert measured.exit_code == 0, measured.output
+        assert json.loads(measured.stdout)["score"] == pytest.approx(solution["metric"], abs=1e-9)
+
+
+def test_show_and_export_answer_bad_run_dirs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    nothing = runner.invoke(app, ["pareto", "show"])
+    assert nothing.exit_code == 2 and "no runs found" in nothing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(app, ["pareto", "show", "empty"])
+    assert empty.exit_code == 2 and "not a qevo run directory" in empty.stderr
+    bad_type = runner.invoke(app, ["export", "empty", "out.txt"])
+    assert bad_type.exit_code == 2 and "expected .yaml or .json" in bad_type.stderr
