@@ -247,7 +247,8 @@ class Search:
         return known
 
     def _write_front(self, references: list[dict[str, Any]]) -> dict[str, Any]:
-        rows = [row for row in self.store.evaluations() if self._in_space(row)]
+        evaluated = self.store.evaluations()
+        rows = [row for row in evaluated if self._in_space(row)]
         objectives = list(self.config.objectives)
         chosen = non_dominated(rows, objectives)
         feasible = bool(chosen)
@@ -268,7 +269,7 @@ class Search:
             "solutions": [{"id": row["id"], "objectives": row["objectives"], "metric": row["metric"],
                            "feasible": row["violation"] <= 0, "violation": row["violation"],
                            "policy": row["policy"]} for row in chosen],
-            "hypervolume": self.progress.hypervolume, "evaluated": len(rows),
+            "hypervolume": self.progress.hypervolume, "evaluated": len(evaluated),
         }
         self.store.write_front(front)
         return front
