@@ -28,12 +28,43 @@ def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int |
     if choice.weight == "fp16":
         return weight.astype(np.float16).astype(np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
+    codes, scale, zero_point = _row_codes(rows, choice)
+    return restore(((codes - zero_point) * scale).astype(np.float32))
+
+
+def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None):
+    """Integer codes, scales and zero points of a per-tensor or per-channel integer weight.
+
+    Returns (codes shaped like the weight, scale, zero_point), the scales and zero points
+    one per output channel along `channel_axis` (or scalars per-tensor), such that
+    (codes - zero_point) * scale is exactly `quantize_weight(...)`.
+    """
+    if not choice.weight_is_int or choice.granularity not in ("per-tensor", "per-channel"):
+        raise ValueError(f"no integer codes for {choice.weight} {choice.granularity}")
+    weight = np.asarray(weight, dtype=np.float32)
+    rows, restore = _rows(weight, choice.granularity, channel_axis)
+    codes, scale, zero_point = _row_codes(rows, choice)
+    return restore(codes).astype(np.int32), scale.reshape(-1), zero_point.reshape(-1).astype(np.int32)
+
+
+def _row_codes(rows: np.ndarray, choice: LayerChoice):
+    """Per row: codes, scale and zero point, the clipping chosen by `choice.weight_range`."""
     qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
-    if choice.weight_range == "mse":
-        quantized = _fake_quant_mse(rows, qmin, qmax, choice.symmetric)
-    else:
-        quantized = _fake_quant(rows, qmin, qmax, choice.symmetric, 1.0)
-    return restore(quantized)
+    ratios = MSE_CLIP_RATIOS[::-1] if choice.weight_range == "mse" else np.array([1.0])
+    best = None
+    for ratio in ratios:   # 1.0 first, so ties keep the full range
+        scale, zero_point = _scales(rows, qmin, qmax, choice.symmetric, ratio)
+        codes = np.clip(np.round(rows / scale) + zero_point, qmin, qmax)
+        error = np.sum(((codes - zero_point) * scale - rows) ** 2, axis=1, keepdims=True)
+        if best is None:
+            best = [codes, scale, zero_point, error]
+            continue
+        better = error < best[3]
+        best[0] = np.where(better, codes, best[0])
+        best[1] = np.where(better, scale, best[1])
+        best[2] = np.where(better, zero_point, best[2])
+        best[3] = np.where(better, error, best[3])
+    return best[0], best[1], best[2]
 
 
 def _rows(weight: np.ndarray, granularity: str, channel_axis: int | None):
@@ -70,25 +101,6 @@ def _scales(rows: np.ndarray, qmin: int, qmax: int, symmetric: bool, ratio):
     scale = np.where(hi > lo, (hi - lo) / (qmax - qmin), 1.0).astype(np.float32)
     zero_point = np.clip(np.round(qmin - lo / scale), qmin, qmax).astype(np.float32)
     return scale, zero_point
-
-
-def _fake_quant(rows, qmin, qmax, symmetric, ratio):
-    scale, zero_point = _scales(rows, qmin, qmax, symmetric, ratio)
-    q = np.clip(np.round(rows / scale) + zero_point, qmin, qmax)
-    return ((q - zero_point) * scale).astype(np.float32)
-
-
-def _fake_quant_mse(rows, qmin, qmax, symmetric):
-    """Per row, the clipping ratio with the least squared rounding-plus-clipping error."""
-    best = _fake_quant(rows, qmin, qmax, symmetric, 1.0)
-    best_error = np.sum((best - rows) ** 2, axis=1)
-    for ratio in MSE_CLIP_RATIOS[:-1]:
-        candidate = _fake_quant(rows, qmin, qmax, symmetric, ratio)
-        error = np.sum((candidate - rows) ** 2, axis=1)
-        better = error < best_error
-        best[better] = candidate[better]
-        best_error = np.where(better, error, best_error)
-    return best
 
 
 def activation_qparams(rmin: float, rmax: float, bits: int) -> tuple[np.float32, int]:

@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     previous = os.environ.get("QEVO_CACHE_DIR")
     os.environ["QEVO_CACHE_DIR"] = str(root / "cache")
     try:
-        result = run_search(SearchConfig(target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8,int16",
+        result = run_search(SearchConfig(target="arm-neon", weight_formats="int4,int8", act_formats="int8,int16",
                                          pop=16, generations=4, seed=1,
                                          out=str(root / "qevo-runs" / "model-arm-neon-1")))
     finally:
@@ -122,4 +122,69 @@ def test_show_and_export_answer_bad_run_dirs(tmp_path, monkeypatch):
     empty = runner.invoke(app, ["pareto", "show", "empty"])
     assert empty.exit_code == 2 and "not a qevo run directory" in empty.stderr
     bad_type = runner.invoke(app, ["export", "empty", "out.txt"])
-    assert bad_type.exit_code == 2 and "expected .yaml or .json" in bad_type.stderr
+    assert bad_type.exit_code == 2 and "expected .yaml, .json or .onnx" in bad_type.stderr
+
+
+def _load_and_count(path):
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(str(path))
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])   # onnxruntime loads it
+    types = {t.data_type for t in model.graph.initializer}
+    ops = {node.op_type for node in model.graph.node}
+    return model, types, ops
+
+
+@pytest.mark.parametrize("rule", ["knee", "max-drop=3.0,min=size"])
+def test_export_onnx_loads_and_measures_within_half_a_point(run_dir, tmp_path, rule):
+    output = tmp_path / "chosen.onnx"
+    result = runner.invoke(app, ["export", str(run_dir), str(output), "--pick", rule, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert abs(report["measured_metric"] - report["metric"]) <= 0.5 and report["within_tolerance"]
+    model, types, ops = _load_and_count(output)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    chosen = Policy.from_dict(next(s for s in json.loads((run_dir / "front.json").read_text())["solutions"]
+                                   if s["id"] == report["id"])["policy"])
+    weights = {c.weight for c in chosen.layers.values()}
+    if "int4" in weights:
+        assert 22 in types                      # INT4 initializers
+    if "int8" in weights:
+        assert 3 in types                       # INT8 initializers
+    assert not list(tmp_path.glob(".*tmp"))     # no temporary file left behind
+
+
+def test_export_uniform_int8_and_hexagon_qnn(tmp_path):
+    from qevo_cli.export import export_onnx
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.workspace import open_workspace
+    evaluator = open_workspace().evaluator()
+    names = [layer.name for layer in evaluator.model.layers]
+    w8a8 = Policy.uniform(names, LayerChoice(weight="int8", activation="int8"))
+    expected = evaluator.evaluate(w8a8)
+    for qnn in (False, True):
+        report = export_onnx(evaluator, w8a8, tmp_path / f"w8a8-{qnn}.onnx", qnn=qnn, expected=expected)
+        assert abs(report.difference) <= 0.5 and len(report.quantizer_layers) == len(names)
+        _load_and_count(report.path)
+
+
+def test_export_refuses_unstorable_formats_unless_simulated(run_dir, tmp_path):
+    from qevo_cli.errors import QevoError
+    from qevo_cli.export import export_onnx
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.workspace import open_workspace
+    evaluator = open_workspace().evaluator()
+    policy = Policy({"fc": LayerChoice(weight="int3"), "conv5": LayerChoice(weight="int4", granularity="per-group-32")})
+    with pytest.raises(QevoError, match="pass --allow-simulated"):
+        export_onnx(evaluator, policy, tmp_path / "no.onnx")
+    assert not (tmp_path / "no.onnx").exists()
+    report = export_onnx(evaluator, policy, tmp_path / "sim.onnx", allow_simulated=True,
+                         expected=evaluator.evaluate(policy))
+    assert report.simulated_layers == ["fc", "conv5"] and abs(report.difference) < 1e-9
+
+
+def test_export_tolerance_sets_exit_code(run_dir, tmp_path):
+    result = runner.invoke(app, ["export", str(run_dir), str(tmp_path / "m.onnx"), "--tolerance", "0", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == (0 if report["difference"] == 0 else 4)
+    assert (tmp_path / "m.onnx").exists()      # complete either way: the user decides what to do with it

@@ -54,3 +54,18 @@ def test_evaluate_command_on_a_policy_file(tmp_path, pages):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["fp32"] == 100.0 and 0.0 <= report["drop"] <= 100.0 and report["samples"] == 24
+
+
+def test_export_keeps_metadata_and_measures_within_half_a_point(tmp_path, pages):
+    import onnx
+
+    from qevo_cli.export import export_onnx
+    workspace = open_workspace(MODEL, pages)
+    evaluator = workspace.evaluator(threads=2)
+    names = [layer.name for layer in workspace.model.layers]
+    policy = Policy({name: LayerChoice(weight="int4" if i % 3 == 0 else "int8", activation="int8")
+                     for i, name in enumerate(names)})
+    report = export_onnx(evaluator, policy, tmp_path / "orientation.onnx", expected=evaluator.evaluate(policy))
+    assert abs(report.difference) <= 0.5
+    exported = onnx.load(str(report.path))
+    assert {p.key: p.value for p in exported.metadata_props}["character"] == "0\n90\n180\n270"

@@ -103,33 +103,77 @@ def _export_policy(front: dict[str, Any], solution: dict[str, Any], output: Path
         atomic_write_text(output, yaml.safe_dump(data, sort_keys=False))
 
 
+EXIT_MISMATCH = 4
+
+
 @handle_errors
 def export(
     paths: Annotated[list[Path], typer.Argument(
-        help="[RUN_DIR] OUTPUT: the run (default: the most recent under ./qevo-runs) and the file to write "
-             "(.yaml or .json: the chosen policy with its objectives, model and target).", show_default=False)],
+        help="[RUN_DIR] OUTPUT: the run (default: the most recent under ./qevo-runs) and the file to write: "
+             ".yaml or .json (the chosen policy with its objectives, model and target) or .onnx (a quantized "
+             "QDQ model, loaded and measured again).", show_default=False)],
     pick_rule: Annotated[str, typer.Option(
         "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")
     ] = "knee",
+    target: Annotated[Optional[str], typer.Option(
+        "--target", help="For .onnx: the runtime to suit; hexagon uses onnxruntime's QNN configuration helper. "
+                         "Default: the run's target.")] = None,
+    allow_simulated: Annotated[bool, typer.Option(
+        "--allow-simulated", help="For .onnx: write formats no runtime stores (2, 3, 5, 6, 7 bits, per-group) "
+                                  "as weights rounded to their levels in float.")] = False,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", min=0.0, help="For .onnx: largest allowed difference between the search's metric and the "
+                                     "exported model's, in metric points; beyond it, exit 4.")] = 0.5,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
-    """Write one policy from a run's front to a file that qevo evaluate reads."""
+    """Write one policy from a run's front: as a policy file, or as a quantized ONNX model measured again."""
     if len(paths) not in (1, 2):
         raise QevoError("expected [RUN_DIR] OUTPUT", field="paths")
     run_dir, output = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
-    if output.suffix not in (".yaml", ".yml", ".json"):
-        raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml or .json", path=output)
+    if output.suffix not in (".yaml", ".yml", ".json", ".onnx"):
+        raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml, .json or .onnx",
+                        path=output)
     directory, front = load_front(run_dir)
-    if not front.get("feasible", True):
-        raise QevoError("the run found no policy within its budgets; pick one by id to export a closest policy",
-                        path=directory) if not pick_rule.isdigit() else None
+    if not front.get("feasible", True) and not pick_rule.isdigit():
+        raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
     solution = pick(front, pick_rule)
-    _export_policy(front, solution, output)
     result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": pick_rule,
               "objectives": solution["objectives"], "metric": solution["metric"]}
+    if output.suffix == ".onnx":
+        report = _export_model(directory, front, solution, output, target, allow_simulated)
+        result.update({"measured_metric": report.measured, "difference": report.difference,
+                       "tolerance": tolerance, "within_tolerance": abs(report.difference) <= tolerance,
+                       "simulated_layers": report.simulated_layers})
+    else:
+        _export_policy(front, solution, output)
     if json_output:
         print_json(result)
-        return
-    unit = front.get("metric_unit", "")
-    values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
-    out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")
+    else:
+        unit = front.get("metric_unit", "")
+        values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
+        out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")
+        if "measured_metric" in result:
+            out.print(f"{front['metric']}: search {solution['metric']:.3f}{unit}, exported model measured "
+                      f"{result['measured_metric']:.3f}{unit} (difference {result['difference']:+.3f}, tolerance "
+                      f"{tolerance})")
+    if "within_tolerance" in result and not result["within_tolerance"]:
+        typer.echo(f"error: {output}: the exported model measures {result['measured_metric']:.3f}, the search said "
+                   f"{solution['metric']:.3f}: more than --tolerance {tolerance} apart", err=True)
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def _export_model(directory: Path, front: dict[str, Any], solution: dict[str, Any], output: Path,
+                  target: str | None, allow_simulated: bool):
+    from ..export import export_onnx
+    from ..runners import WorkspaceSpec
+    from ..store import RunStore
+
+    settings = RunStore(directory, create=False).read_config().get("settings", {})
+    spec = WorkspaceSpec(settings.get("model"), settings.get("data"), settings.get("calib"), settings.get("metric"),
+                         tuple(sorted((settings.get("dims") or {}).items())), int(settings.get("threads", 1)))
+    evaluator = spec.evaluator()
+    if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
+        raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
+    return export_onnx(evaluator, Policy.from_dict(solution["policy"]), output,
+                       qnn=(target or front["target"]) == "hexagon", allow_simulated=allow_simulated,
+                       expected=solution["metric"])
