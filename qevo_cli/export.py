@@ -11,6 +11,7 @@ no runtime stores (2, 3, 5, 6, 7 bits, per-group scales) are refused unless
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from .errors import QevoError
 from .evaluate import Evaluator, _insert_before, run_session
+from .files import publish
 from .layers import Layer
 from .model import _graphs
 from .policy import LayerChoice, Policy
@@ -101,7 +103,7 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, qnn: b
         onnx.checker.check_model(quantized)
         session = ort.InferenceSession(tmp, evaluator.options, providers=["CPUExecutionProvider"])
         measured = evaluator.metric(run_session(session, evaluator.data), evaluator.data.labels, evaluator.reference)
-        os.replace(tmp, output)
+        publish(tmp, output)
     except QevoError:
         raise
     except Exception as err:  # the quantizer and onnxruntime raise many types; report them in one line
@@ -202,6 +204,9 @@ def _run_quantizer(evaluator: Evaluator, policy: Policy, layers: list[Layer], mo
                                    "rmin": np.array(low, np.float32), "rmax": np.array(high, np.float32)}]
     source = output.with_suffix(".source.onnx")
     onnx.save(model, source)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)   # the quantizer logs advice (pre-processing, opset) on the root logger
     try:
         if qnn:
             from onnxruntime.quantization import quantize
@@ -224,4 +229,5 @@ def _run_quantizer(evaluator: Evaluator, policy: Policy, layers: list[Layer], mo
                                            "OpTypesToExcludeOutputQuantization": sorted(
                                                {layer.op_type for layer in layers})})
     finally:
+        root.setLevel(level)
         source.unlink(missing_ok=True)
