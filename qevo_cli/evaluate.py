@@ -7,6 +7,8 @@ computed once per choice and reused by every policy that asks for it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -22,6 +24,15 @@ from .policy import LayerChoice, Policy
 from .quantize import activation_qparams, quantize_weight
 
 MS_DOMAIN = "com.microsoft"  # 16-bit Q/DQ below opset 21 lives in onnxruntime's contrib domain
+
+
+@dataclass(frozen=True)
+class ActivationNodes:
+    """Nodes (and their constants) that quantize one input tensor of one layer; `output` replaces it."""
+
+    nodes: list[onnx.NodeProto]
+    initializers: list[onnx.TensorProto]
+    output: str
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:
@@ -71,6 +82,7 @@ class Evaluator:
         self._graph_index = {id(g): i for i, (g, _) in enumerate(_graphs(model.proto.graph))}
         self._locations = self._locate_layers()
         self._weights: dict[tuple, onnx.TensorProto] = {}
+        self._activation_cache: dict[tuple, ActivationNodes] = {}
         self._base_bytes = model.proto.SerializeToString()
         self.reference = self._run(self._base_bytes)
         self.fp32_score = self.metric(self.reference, data.labels, self.reference)
@@ -106,9 +118,10 @@ class Evaluator:
                 new_nodes = []
                 for position, tensor in enumerate(node.input[:2]):
                     if tensor in _activation_inputs(layer, self.model):
-                        nodes, output = self._activation_nodes(layer, tensor, choice)
-                        node.input[position] = output
-                        new_nodes.extend(nodes)
+                        built = self.activation_nodes(layer, tensor, choice)
+                        node.input[position] = built.output
+                        new_nodes.extend(built.nodes)
+                        graph.initializer.extend(built.initializers)
                         needs_ms_domain |= choice.activation == "int16"
                 inserted.setdefault(graph_i, []).append((node.name, new_nodes))
         for graph_i, entries in inserted.items():
@@ -163,26 +176,38 @@ class Evaluator:
             if name == layer.weight:
                 node.input[position] = tensor.name
 
-    def _activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice):
+    def activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
+        """The nodes that put `tensor` through the choice's activation format for `layer` (cached)."""
+        key = (layer.name, tensor, choice.activation, choice.calibration)
+        built = self._activation_cache.get(key)
+        if built is None:
+            built = self._build_activation_nodes(layer, tensor, choice)
+            self._activation_cache[key] = built
+        return built
+
+    def _build_activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
         prefix = f"{tensor}__qevo__{layer.name}"
         out = f"{prefix}__dq"
         if choice.activation == "fp16":
-            return [helper.make_node("Cast", [tensor], [f"{prefix}__h"], to=onnx.TensorProto.FLOAT16),
-                    helper.make_node("Cast", [f"{prefix}__h"], [out], to=onnx.TensorProto.FLOAT)], out
+            return ActivationNodes([helper.make_node("Cast", [tensor], [f"{prefix}__h"], to=onnx.TensorProto.FLOAT16),
+                                    helper.make_node("Cast", [f"{prefix}__h"], [out], to=onnx.TensorProto.FLOAT)],
+                                   [], out)
         if choice.activation == "dynamic-int8":
-            return [helper.make_node("DynamicQuantizeLinear", [tensor], [f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"]),
-                    helper.make_node("DequantizeLinear", [f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"], [out])], out
+            q, s, z = f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"
+            return ActivationNodes([helper.make_node("DynamicQuantizeLinear", [tensor], [q, s, z]),
+                                    helper.make_node("DequantizeLinear", [q, s, z], [out])], [], out)
         bits = choice.activation_bits
         rmin, rmax = self.calibrator.range(tensor, choice.calibration, bits)
         scale, zero_point = activation_qparams(rmin, rmax, bits)
         zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
         domain = "" if bits == 8 else MS_DOMAIN
         params = [f"{prefix}__scale", f"{prefix}__zp"]
-        constants = [helper.make_node("Constant", [], [params[0]], value=helper.make_tensor("", onnx.TensorProto.FLOAT, [], [float(scale)])),
-                     helper.make_node("Constant", [], [params[1]], value=helper.make_tensor("", zp_type, [], [zero_point]))]
-        return constants + [
-            helper.make_node("QuantizeLinear", [tensor, *params], [f"{prefix}__q"], domain=domain),
-            helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)], out
+        # initializers, not Constant nodes: nothing for the session to fold
+        initializers = [helper.make_tensor(params[0], onnx.TensorProto.FLOAT, [], [float(scale)]),
+                        helper.make_tensor(params[1], zp_type, [], [zero_point])]
+        return ActivationNodes([helper.make_node("QuantizeLinear", [tensor, *params], [f"{prefix}__q"], domain=domain),
+                                helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)],
+                               initializers, out)
 
     def _run(self, model_bytes: bytes) -> list[np.ndarray]:
         try:

@@ -133,9 +133,10 @@ def _direct_layers(evaluator: Evaluator, policy: Policy, layers: list[Layer]) ->
         if layer.subgraph is None and choice.activation != "fp32":
             for position, tensor in enumerate(node.input[:2]):
                 if tensor == layer.input or (layer.weight is None and position < 2):
-                    nodes, renamed = evaluator._activation_nodes(layer, tensor, choice)
-                    node.input[position] = renamed
-                    new_nodes += nodes
+                    built = evaluator.activation_nodes(layer, tensor, choice)
+                    node.input[position] = built.output
+                    new_nodes += built.nodes
+                    graph.initializer.extend(built.initializers)
                     needs_ms |= choice.activation == "int16"
         inserted.setdefault(graph_i, {})[node.name] = new_nodes
     for graph_i, before in inserted.items():
