@@ -46,10 +46,17 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.target is None:
             raise QevoError("no target: pass --target NAME or FILE (see qevo profiles list)", field="target")
-        self.objectives = parse_objectives(self.objectives)
-        for name in ("weight_formats", "act_formats", "granularity", "calibration"):
+        for name in ("target", "model", "data", "calib", "metric", "dask", "out"):
             value = getattr(self, name)
-            setattr(self, name, tuple(v.strip() for v in (value.split(",") if isinstance(value, str) else value)))
+            if value is not None and not isinstance(value, str):
+                raise QevoError(f"got {value!r}, expected a string", field=name)
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration"):
+            value = getattr(self, name)
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+                raise QevoError(f"got {value!r}, expected a list of names", field=name)
+            setattr(self, name, tuple(v.strip() for v in items))
+        self.objectives = parse_objectives(self.objectives)
         self.allowed()  # validates the format names
         if self.algorithm not in ALGORITHMS:
             raise QevoError(f"got {self.algorithm!r}, expected one of {', '.join(ALGORITHMS)}", field="algorithm")
@@ -61,10 +68,14 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise QevoError(f"got {value!r}, expected a number", field=name)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise QevoError(f"got {self.seed!r}, expected an integer", field="seed")
-        if not isinstance(self.dims, dict):
-            raise QevoError("expected a mapping of dim name to value", field="dims")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise QevoError(f"got {self.seed!r}, expected a non-negative integer", field="seed")
+        if not isinstance(self.dims, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+                for k, v in self.dims.items()):
+            raise QevoError(f"got {self.dims!r}, expected a mapping of dim name to positive integer", field="dims")
 
     def allowed(self) -> Allowed:
         return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration)

@@ -116,12 +116,15 @@ class Evaluator:
             if layer.subgraph is None and choice.activation != "fp32":
                 node = graph.node[node_i]
                 new_nodes = []
+                done: set[str] = set()   # x @ x: the same tensor on both inputs is quantized once
                 for position, tensor in enumerate(node.input[:2]):
                     if tensor in _activation_inputs(layer, self.model):
                         built = self.activation_nodes(layer, tensor, choice)
                         node.input[position] = built.output
-                        new_nodes.extend(built.nodes)
-                        graph.initializer.extend(built.initializers)
+                        if tensor not in done:
+                            new_nodes.extend(built.nodes)
+                            graph.initializer.extend(built.initializers)
+                            done.add(tensor)
                         needs_ms_domain |= choice.activation == "int16"
                 inserted.setdefault(graph_i, []).append((node.name, new_nodes))
         for graph_i, entries in inserted.items():
@@ -213,10 +216,11 @@ class Evaluator:
         try:
             session = ort.InferenceSession(model_bytes, self.options, providers=["CPUExecutionProvider"])
             return run_session(session, self.data)
-        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument,
-                ort.capi.onnxruntime_pybind11_state.RuntimeException) as err:
-            raise QevoError(f"onnxruntime could not run the model: {str(err).splitlines()[0]}",
-                            path=self.model.path) from None
+        except Exception as err:  # onnxruntime raises a family of pybind11 error types
+            if isinstance(err, QevoError):
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise QevoError(f"onnxruntime could not run the model or variant: {first}", path=self.model.path) from None
 
 
 def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:

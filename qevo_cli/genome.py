@@ -8,6 +8,7 @@ gets no gene.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -64,7 +65,7 @@ class SearchSpace:
     @property
     def size(self) -> int:
         """Number of distinct policies in the space."""
-        return int(np.prod([len(o) for o in self.options], dtype=float))
+        return math.prod(len(o) for o in self.options)
 
     def decode(self, x: Sequence[int] | np.ndarray) -> Policy:
         picks = [0] * len(self.layers)

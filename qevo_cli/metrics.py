@@ -61,15 +61,19 @@ def _float_outputs(outputs, reference):
 
 def _sqnr(outputs, labels, reference):
     got, want = _float_outputs(outputs, reference)
+    if not np.all(np.isfinite(got)):
+        return -SQNR_CAP_DB   # overflowed outputs carry no signal: the worst score, never NaN
     noise = float(np.sum((got - want) ** 2))
     signal = float(np.sum(want ** 2))
     if noise == 0.0:
         return SQNR_CAP_DB
-    return min(SQNR_CAP_DB, 10.0 * math.log10(max(signal, 1e-30) / noise))
+    return max(-SQNR_CAP_DB, min(SQNR_CAP_DB, 10.0 * math.log10(max(signal, 1e-30) / noise)))
 
 
 def _cosine(outputs, labels, reference):
     got, want = _float_outputs(outputs, reference)
+    if not np.all(np.isfinite(got)):
+        return -1.0
     dot = np.sum(got * want, axis=1)
     norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
     cosine = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 1.0)

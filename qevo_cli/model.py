@@ -312,8 +312,9 @@ def _make_layer(node, initializers, shapes, subgraph) -> Layer | None:
     out = node.output[0]
     in_shape, out_shape = shapes.get(a), shapes.get(out)
     weight_name = b if b in initializers else None
-    if op == "MatMul" and weight_name is None and a in initializers:
-        weight_name, a = a, b  # weight on the left: x = W @ act
+    weight_on_left = op == "MatMul" and weight_name is None and a in initializers
+    if weight_on_left:
+        weight_name, a = a, b  # y = W @ x: W's rows are the output channels, its columns are summed over
         in_shape = shapes.get(a)
     if weight_name is None:
         if op != "MatMul":
@@ -345,7 +346,8 @@ def _make_layer(node, initializers, shapes, subgraph) -> Layer | None:
         macs = _numel(out_shape) * w_shape[reduce_axis]
         kind = KIND_GEMM
     else:
-        channel_axis, reduce_axis = len(w_shape) - 1, max(len(w_shape) - 2, 0)
+        last, before_last = len(w_shape) - 1, max(len(w_shape) - 2, 0)
+        channel_axis, reduce_axis = (before_last, last) if weight_on_left else (last, before_last)
         macs = _numel(out_shape) * w_shape[reduce_axis]
         kind = KIND_GEMM
     return Layer(name=node.name, op_type=op, kind=kind, input=a, output=out, weight=weight_name,

@@ -8,6 +8,7 @@ seed gives the same front serially, with workers and on Dask.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class WorkspaceSpec:
     threads: int = 1
 
     def evaluator(self) -> Evaluator:
-        key = (self.model, self.data, self.calib, self.metric, self.dims, self.threads)
+        key = (self.model, self.data, self.calib, self.metric, self.dims, self.threads, _stamps(self))
         evaluator = _EVALUATORS.get(key)
         if evaluator is None:
             from .workspace import open_workspace
@@ -44,6 +45,18 @@ class WorkspaceSpec:
             evaluator = workspace.evaluator(self.threads)
             _EVALUATORS[key] = evaluator
         return evaluator
+
+
+def _stamps(spec: WorkspaceSpec) -> tuple:
+    """Size and modification time of each file, so a file changed in place opens afresh."""
+    stamps = []
+    for name in (spec.model, spec.data, spec.calib):
+        try:
+            stat = os.stat(name) if name else None
+        except OSError:
+            stat = None
+        stamps.append((stat.st_size, stat.st_mtime_ns) if stat else None)
+    return tuple(stamps)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,18 @@ class SearchResult:
 
 
 def default_run_dir(model_name: str, target: str) -> Path:
-    return Path("qevo-runs") / f"{model_name}-{Path(target).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    """qevo-runs/<model>-<target>-<time>, with a suffix when that name is taken (claimed with mkdir,
+    so searches started in the same second each get their own)."""
+    base = Path("qevo-runs") / f"{model_name}-{Path(target).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise QevoError("cannot find a free run directory name", path=base)
 
 
 def _by_violation_then_random(pop, P, random_state=None, **kwargs):
@@ -226,13 +237,18 @@ class Search:
                 algorithm.next()
                 front = self._write_front(references)
                 self.progress.generation = algorithm.n_iter - 1
-                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
                 self.progress.elapsed_s = time.perf_counter() - self.started
+                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
                 if self.callback is not None and self.callback(self.progress) is False:
                     break
             algorithm.problem.measure = None
+        self.close()
         self.progress.elapsed_s = time.perf_counter() - self.started
         return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
+
+    def close(self) -> None:
+        self.store.close()
+        self.cache.close()
 
     def _in_space(self, row: dict[str, Any]) -> bool:
         """References such as fp32 are stored too, but only policies of the search space make the front."""
@@ -307,4 +323,6 @@ def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | Non
     search.progress = checkpoint["progress"]
     search.progress.measured_now = 0
     search.started -= search.progress.elapsed_s
-    return search.run(algorithm=checkpoint["algorithm"])
+    algorithm = checkpoint["algorithm"]
+    algorithm.start_time = time.time() - search.progress.elapsed_s   # --time-limit counts running time only
+    return search.run(algorithm=algorithm)

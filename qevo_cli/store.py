@@ -85,6 +85,9 @@ class RunStore:
         if create:
             if self.dir.exists() and not self.dir.is_dir():
                 raise QevoError("exists and is not a directory", path=self.dir)
+            if (self.dir / self.RUN_FILE).exists() or (self.dir / self.DB_FILE).exists():
+                raise QevoError("already holds a run; continue it with --resume or choose another --out",
+                                path=self.dir)
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 probe = self.dir / ".write-test"
@@ -94,10 +97,14 @@ class RunStore:
                 raise QevoError(f"cannot write the run directory ({err.strerror})", path=self.dir) from None
         elif not (self.dir / self.RUN_FILE).is_file():
             raise QevoError(f"not a qevo run directory (no {self.RUN_FILE})", path=self.dir)
-        self._db = _connect(self.dir / self.DB_FILE)
-        self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (
-            id INTEGER PRIMARY KEY, key TEXT UNIQUE, policy TEXT, metric REAL, objectives TEXT,
-            violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")
+        try:
+            self._db = _connect(self.dir / self.DB_FILE)
+            self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (
+                id INTEGER PRIMARY KEY, key TEXT UNIQUE, policy TEXT, metric REAL, objectives TEXT,
+                violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")
+            self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()
+        except sqlite3.Error as err:
+            raise QevoError(f"cannot open the evaluation store ({err})", path=self.dir / self.DB_FILE) from None
 
     # -- configuration, front, checkpoint -----------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:

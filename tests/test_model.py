@@ -112,3 +112,18 @@ def test_default_model_layers(default_workspace):
     assert kinds.count("conv") >= 3 and "depthwise" in kinds and "gemm" in kinds
     assert {layer.op_type for layer in layers} >= {"Conv", "Gemm", "MatMul"}
     assert default_workspace.model.path.stat().st_size < 2_000_000
+
+
+def test_weight_on_the_left_of_a_matmul(tmp_path):
+    loaded = _load(tmp_path, tiny_models.weight_on_left())
+    layer = loaded.layers[0]
+    assert (layer.channel_axis, layer.reduce_axis) == (0, 1)
+    assert layer.macs == 3 * 7 * 5
+
+
+def test_same_activation_on_both_inputs_is_quantized_once(tmp_path):
+    loaded = _load(tmp_path, tiny_models.self_product())
+    assert loaded.layers[1].kind == "act_matmul"
+    x = np.random.default_rng(5).standard_normal((8, 4, 4)).astype(np.float32)
+    evaluator = _evaluator(tmp_path, loaded, {"x": x})
+    assert 10 < evaluator.evaluate(Policy({"square": LayerChoice(weight="fp32", activation="int8")})) < 100

@@ -184,3 +184,38 @@ def test_example_configs_are_valid():
     for path in configs:
         settings = SearchConfig.from_file(path)
         assert settings.target and settings.objectives
+
+
+def test_a_run_directory_is_never_mixed_with_another_run(tmp_path):
+    run_search(SearchConfig(out=str(tmp_path / "run"), **{**SMALL, "generations": 1}))
+    again = CliRunner().invoke(app, ["search", "--target", "hexagon", "--out", str(tmp_path / "run")])
+    assert again.exit_code == 2 and "already holds a run" in again.stderr
+
+
+def test_default_run_directories_are_unique(tmp_path, monkeypatch):
+    from qevo_cli.search import default_run_dir
+    monkeypatch.chdir(tmp_path)
+    names = {default_run_dir("model", "hexagon") for _ in range(3)}
+    assert len(names) == 3 and all(path.is_dir() for path in names)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "seed: got -1, expected a non-negative integer"),
+    (["--time-limit", "-5"], "time_limit: got -5.0, expected a positive number"),
+    (["--objectives", "metric,speed"], "got 'speed', expected a comma-separated list"),
+])
+def test_bad_search_flags(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["search", "--target", "arm-neon", "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("target: arm-neon\nweight_formats: [1, 2]\n", "weight_formats: got [1, 2], expected a list of names"),
+    ("target: arm-neon\ndims: {batch: x}\n", "dims: got {'batch': 'x'}, expected a mapping"),
+    ("target: arm-neon\nout: 5\n", "out: got 5, expected a string"),
+])
+def test_badly_typed_config_values(tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    result = CliRunner().invoke(app, ["search", "--config", str(config)])
+    assert result.exit_code == 2 and message in result.stderr

@@ -117,3 +117,19 @@ def conv_transpose():
 def save(model, path):
     onnx.save(model, str(path))
     return path
+
+
+def weight_on_left():
+    """y = W @ x with W [3, 5] and x [5, 7]: W's rows are the output channels."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 7])
+    return _model([helper.make_node("MatMul", ["w", "x"], ["y"], name="left")], [x], [y], [_weight("w", 3, 5)])
+
+
+def self_product():
+    """h = x @ W, then h @ h: the same activation on both inputs of a MatMul."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("MatMul", ["h", "h"], ["y"], name="square")]
+    return _model(nodes, [x], [y], [_weight("w", 4, 4)])

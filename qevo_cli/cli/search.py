@@ -89,12 +89,16 @@ def search(
     with _ProgressDisplay(show_progress, generations) as display:
         try:
             if resume is not None:
+                display.run_dir = resume
+                typed = _flags(ctx, dict(locals()), command_line_only=True)
                 result = resume_search(resume, callback=display.update,
-                                       overrides={k: v for k, v in given.items() if k in ("workers", "dask", "threads")})
+                                       overrides={k: v for k, v in typed.items() if k in RESUME_OVERRIDES})
             else:
                 settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
                 display.total = settings.generations
-                result = Search(settings, callback=display.update).run()
+                run = Search(settings, callback=display.update)
+                display.run_dir = run.run_dir
+                result = run.run()
         except KeyboardInterrupt:
             where = resume or display.run_dir
             err.print(f"interrupted; the run keeps every finished evaluation. Resume with: qevo search --resume {where}")
@@ -107,7 +111,10 @@ def search(
         raise typer.Exit(EXIT_INFEASIBLE)
 
 
-def _flags(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+RESUME_OVERRIDES = ("workers", "dask", "threads")   # how to run, not what to search: a resume may change them
+
+
+def _flags(ctx: typer.Context, values: dict[str, Any], command_line_only: bool = False) -> dict[str, Any]:
     """Settings the user gave on the command line (or every default when there is no --config)."""
     given: dict[str, Any] = {}
     for option, field_name in FIELDS.items():
@@ -115,7 +122,7 @@ def _flags(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
         value = values["out_dir" if option == "out" else option]
         # by name: Typer may carry its own copy of click's ParameterSource
         from_command_line = getattr(source, "name", None) == "COMMANDLINE"
-        if from_command_line or (values["config"] is None and value is not None):
+        if from_command_line or (not command_line_only and values["config"] is None and value is not None):
             given[field_name] = str(value) if isinstance(value, Path) else value
     if values["dim"]:
         given["dims"] = parse_dims(values["dim"])
