@@ -2,8 +2,9 @@
 
 `MeasureTask` is what travels to a worker: the paths and settings to open the
 workspace, and one policy. Each process opens the workspace once and keeps its
-evaluator. Results come back in input order whichever runner is used, so the same
-seed gives the same front serially, with workers and on Dask.
+evaluator. A runner maps the task over policies and yields results in input order
+as they finish, so the same seed gives the same front serially, with workers and
+on Dask, and the caller can store each result as soon as it exists.
 """
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pymoo.parallelization.dask import DaskParallelization
-from pymoo.parallelization.starmap import StarmapParallelization
 
 from .errors import QevoError
 from .evaluate import Evaluator
@@ -71,11 +71,11 @@ class MeasureTask:
         return value, time.perf_counter() - start
 
 
-Runner = Callable[[Callable, list], list]
+Runner = Callable[[Callable, list], Iterable]
 
 
 def _serial(f, items):
-    return [f(item) for item in items]
+    return (f(item) for item in items)
 
 
 @contextmanager
@@ -97,6 +97,6 @@ def open_runner(workers: int = 1, dask_address: str | None = None) -> Iterator[R
     elif workers > 1:
         # spawn, not fork: onnxruntime's thread pools do not survive a fork
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            yield StarmapParallelization(pool.starmap)
+            yield lambda f, items: pool.imap(f, items)
     else:
         yield _serial

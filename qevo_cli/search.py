@@ -106,15 +106,16 @@ def make_algorithm(kind: str, n_obj: int, pop_size: int, sampling: np.ndarray):
 class Measurer:
     """Scores policies: this run's store first, then the shared cache, then the runner.
 
-    Policies are measured in small chunks, and each chunk is stored before the next
-    starts, so a killed search loses at most the chunk in flight.
+    Results are stored as they arrive, at least every FLUSH_S seconds, so a killed
+    search loses no more than that much finished work.
     """
 
+    FLUSH_S = 0.25
+
     def __init__(self, store: RunStore, cache: EvaluationCache, costing: Costing, task: MeasureTask, runner,
-                 progress: Progress, chunk: int):
+                 progress: Progress):
         self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
         self.progress = progress
-        self.chunk = chunk
         self.generation = 0
 
     def _row(self, key: str, policy: Policy, metric: float, seconds: float, cached: bool) -> dict[str, Any]:
@@ -122,6 +123,12 @@ class Measurer:
         violation = float(sum(max(0.0, g) for g in self.costing.constraints(values)))
         return {"key": key, "policy": policy.to_dict(), "metric": metric, "objectives": values,
                 "violation": violation, "seconds": seconds, "cached": cached}
+
+    def _flush(self, finished: list[tuple[str, Policy, float, float]]) -> None:
+        if finished:
+            self.cache.put_many((key, value, seconds) for key, _, value, seconds in finished)
+            self.store.record([self._row(key, policy, value, seconds, cached=False)
+                               for key, policy, value, seconds in finished], self.generation)
 
     def __call__(self, policies: list[Policy]) -> list[Scored]:
         keys = [policy.key() for policy in policies]
@@ -135,13 +142,16 @@ class Measurer:
             if key not in known:
                 missing.setdefault(key, policy)
         pending = list(missing.items())
-        for start in range(0, len(pending), self.chunk):
-            batch = pending[start:start + self.chunk]
-            results = self.runner(self.task, [policy.to_dict() for _, policy in batch])
-            self.cache.put_many((key, value, seconds) for (key, _), (value, seconds) in zip(batch, results))
-            self.store.record([self._row(key, policy, value, seconds, cached=False)
-                               for (key, policy), (value, seconds) in zip(batch, results)], self.generation)
-            known.update({key: result for (key, _), result in zip(batch, results)})
+        finished: list[tuple[str, Policy, float, float]] = []
+        last_flush = time.perf_counter()
+        results = self.runner(self.task, [policy.to_dict() for _, policy in pending])
+        for (key, policy), (value, seconds) in zip(pending, results):
+            finished.append((key, policy, value, seconds))
+            known[key] = (value, seconds)
+            if time.perf_counter() - last_flush >= self.FLUSH_S:
+                self._flush(finished)
+                finished, last_flush = [], time.perf_counter()
+        self._flush(finished)
         scored = []
         for key, policy in zip(keys, policies):
             row = self._row(key, policy, *known[key], cached=key not in missing)
@@ -214,9 +224,7 @@ class Search:
     def run(self, algorithm=None) -> SearchResult:
         config = self.config
         with open_runner(config.workers, config.dask) as runner:
-            chunk = 16 * max(config.workers, 8 if config.dask else 1)
-            measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
-                               chunk)
+            measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
                           self._reference("uniform W8A8", uniform_policy(
                               self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0],
