@@ -8,16 +8,19 @@ from pathlib import Path
 from .errors import QevoError
 
 
-def _file_mode() -> int:
-    """The mode a plainly created file gets (mkstemp's own 0600 would hide results from others)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _file_mode(path: Path) -> int:
+    """An existing file's mode, else what the umask allows (mkstemp's own 0600 would hide results)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def publish(tmp: str | Path, path: str | Path) -> None:
-    """Give a finished temporary file the usual mode and rename it over `path`."""
-    os.chmod(tmp, _file_mode())
+    """Give a finished temporary file its mode and rename it over `path`."""
+    os.chmod(tmp, _file_mode(Path(path)))
     os.replace(tmp, path)
 
 

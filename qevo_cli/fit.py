@@ -24,8 +24,9 @@ from .cost import roofline_latency
 from .errors import QevoError
 from .layers import KINDS
 from .policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
-from .profiles import (BANDWIDTH, DURATION, THROUGHPUT, Profile, load_profile, profile_from_dict,
-                       write_atomically)
+from .files import atomic_write_text
+from .profile_schema import BANDWIDTH, DURATION, THROUGHPUT
+from .profiles import Profile, load_profile, profile_from_dict
 
 REQUIRED_COLUMNS = ("kind", "macs", "weight_bytes", "activation_bytes", "weight_format", "activation_format")
 LATENCY_COLUMNS = {"latency_s": 1.0, "latency_ms": 1e-3, "latency_us": 1e-6}
@@ -349,5 +350,5 @@ def run_fit(measurements_path: str | Path, base: str, output: str | Path, name: 
                          measurements_label=str(measurements_path), sha256=sha256, path=str(output))
     if Path(output).is_dir():
         raise QevoError("is a folder, expected a path for the fitted profile (.yaml)", path=output)
-    write_atomically(output, result.profile.dumps())
+    atomic_write_text(output, result.profile.dumps())
     return result

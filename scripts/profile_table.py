@@ -15,7 +15,8 @@ from qevo_cli.cost import model_cost
 from qevo_cli.defaults import DEFAULT_MODEL
 from qevo_cli.model import load_model
 from qevo_cli.policy import FP32, LayerChoice
-from qevo_cli.profiles import list_profiles, load_profile, uniform_policy, write_atomically
+from qevo_cli.files import atomic_write_text
+from qevo_cli.profiles import list_profiles, load_profile, uniform_policy
 
 START = "<!-- profile-table:start -->"
 END = "<!-- profile-table:end -->"
@@ -51,7 +52,7 @@ def main() -> None:
         raise SystemExit(f"{args.write}: expected the markers {START} and {END}")
     before, rest = document.split(START, 1)
     after = rest.split(END, 1)[1]
-    write_atomically(args.write, f"{before}{START}\n{text}{END}{after}")
+    atomic_write_text(args.write, f"{before}{START}\n{text}{END}{after}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import tiny_models
 from qevo_cli.cli import app
-from qevo_cli.defaults import DEFAULT_DATA, DEFAULT_MODEL
+from qevo_cli.defaults import DEFAULT_MODEL
 from qevo_cli.policy import LayerChoice, Policy
 
 runner = CliRunner()

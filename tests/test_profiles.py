@@ -14,9 +14,9 @@ from qevo_cli.cli.profiles import app
 from qevo_cli.errors import QevoError
 from qevo_cli.layers import Layer
 from qevo_cli.policy import ACTIVATION_FORMATS, FP32, WEIGHT_FORMATS, LayerChoice
-from qevo_cli.profiles import (SCHEMA_VERSION, list_profiles, load_profile, parse_profile, profile_from_dict,
-                               sources_for, supported_choices, supported_formats, uniform_policy,
-                               value_paths)
+from qevo_cli.profile_schema import SCHEMA_VERSION, sources_for, value_paths
+from qevo_cli.profiles import (list_profiles, load_profile, parse_profile, profile_from_dict, supported_choices,
+                               supported_formats, uniform_policy)
 
 BUILTINS = ["apple-ane", "arm-dot", "arm-neon", "hexagon", "intel-vnni", "nvidia-trt"]
 runner = CliRunner()

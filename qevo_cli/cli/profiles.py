@@ -9,7 +9,8 @@ from rich.table import Table
 
 from ..fit import FitResult, run_fit
 from ..policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
-from ..profiles import Profile, list_profiles, load_profile, sources_for, value_paths
+from ..profile_schema import sources_for, value_paths
+from ..profiles import Profile, list_profiles, load_profile
 from .common import handle_errors, out, print_json
 
 app = typer.Typer(help="Hardware profiles: the targets qevo costs policies on, where their numbers come from, "

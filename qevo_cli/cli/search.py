@@ -9,7 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import SearchConfig
-from ..errors import QevoError
 from ..policy import Policy
 from ..search import Search, SearchResult, resume_search
 from ..units import human

@@ -1,0 +1,451 @@
+"""The hardware profile file format: its schema, the units its quantities are written in, and YAML output.
+
+A profile is a YAML file (schema in docs/profiles.md). `ProfileSpec` validates one strictly: quantities
+such as '136 GB/s' are parsed to base units and written back as text that parses to the same value.
+Rules that span several keys are checked by `_check_consistency`, and `_as_qevo_error` turns a
+validation error into one line naming the key. `value_paths` and `sources_for` tie values to sources.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import QevoError
+from .layers import KINDS
+from .policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
+
+SCHEMA_VERSION = 1
+SOURCE_FLAGS = ("measured", "datasheet", "estimate")
+# Activation formats a compute entry can name: dynamic-int8 computes as int8 once quantized.
+COMPUTE_ACTIVATIONS = ("fp32", "fp16", "int8", "int16")
+# libyaml's dumper when present, else the pure-Python one.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+# ---------------------------------------------------------------- quantities with units
+
+@dataclass(frozen=True)
+class Quantity:
+    """A physical quantity written as '<number> <unit>', such as '136 GB/s'."""
+
+    what: str                      # "a bandwidth"
+    example: str                   # "136 GB/s"
+    units: dict[str, Decimal]      # accepted unit -> factor to the base unit
+    display: tuple[str, ...]       # units considered when writing, largest first
+    allow_zero: bool = False
+    preferred: str | None = None   # unit written whenever the number stays readable in it
+
+    def parse(self, value: Any) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"got {value!r} without a unit, expected {self.what} such as '{self.example}'")
+        if not isinstance(value, str):
+            raise ValueError(f"got {_short(value)}, expected {self.what} such as '{self.example}'")
+        match = _NUMBER_WITH_UNIT.match(value)
+        if not match:
+            raise ValueError(f"got {_short(value)}, expected {self.what} such as '{self.example}'")
+        unit = match[2]
+        if unit not in self.units:
+            raise ValueError(f"unknown unit {unit!r} in {_short(value)}, expected one of {', '.join(self.display)}")
+        try:
+            number = float(Decimal(match[1]) * self.units[unit])
+        except (ArithmeticError, InvalidOperation, OverflowError):
+            number = math.inf
+        if not math.isfinite(number) or number < 0 or (number == 0 and not self.allow_zero):
+            bound = "zero or more" if self.allow_zero else "above zero"
+            raise ValueError(f"got {_short(value)}, expected {self.what} {bound}, such as '{self.example}'")
+        return number
+
+    def format(self, value: float) -> str:
+        """Readable text that parses back to exactly `value`."""
+        def rank(unit: str) -> int:
+            scaled = value / float(self.units[unit])
+            if unit == self.preferred and 0.01 <= scaled < 1e5:
+                return 0
+            return 1 if 1 <= scaled < 1000 else 2
+
+        for unit in sorted(self.display, key=rank):
+            scaled = value / float(self.units[unit])
+            for number in (f"{scaled:.15g}", _plain(scaled)):
+                text = f"{number} {unit}"
+                try:
+                    if self.parse(text) == value:
+                        return text
+                except ValueError:
+                    pass
+        base = next(unit for unit, factor in self.units.items() if factor == 1)
+        return f"{value!r} {base}"
+
+
+_NUMBER_WITH_UNIT = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(\S+)\s*$")
+
+
+def _plain(number: float) -> str:
+    text = repr(number)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _scaled(base: str, prefixes: dict[str, int]) -> dict[str, Decimal]:
+    return {prefix + base: Decimal(10) ** power for prefix, power in prefixes.items()}
+
+
+_BIG = {"P": 15, "T": 12, "G": 9, "M": 6, "k": 3, "": 0}
+_SMALL = {"": 0, "m": -3, "u": -6, "µ": -6, "n": -9, "p": -12, "f": -15}
+
+THROUGHPUT = Quantity("a throughput in MAC/s (1 MAC = 2 ops)", "45 TMAC/s", _scaled("MAC/s", _BIG),
+                      tuple(p + "MAC/s" for p in _BIG))
+BANDWIDTH = Quantity("a bandwidth", "136 GB/s",
+                     {**_scaled("B/s", _BIG), **{p + "iB/s": Decimal(1024) ** n
+                                                 for n, p in enumerate(("K", "M", "G", "T"), 1)}},
+                     tuple(p + "B/s" for p in _BIG))
+DURATION = Quantity("a duration", "300 us", _scaled("s", _SMALL), ("s", "ms", "us", "ns"), allow_zero=True)
+ENERGY_PER_MAC = Quantity("an energy per MAC", "0.2 pJ/MAC", _scaled("J/MAC", _SMALL),
+                          ("J/MAC", "mJ/MAC", "uJ/MAC", "nJ/MAC", "pJ/MAC", "fJ/MAC"), preferred="pJ/MAC")
+ENERGY_PER_BYTE = Quantity("an energy per byte", "160 pJ/B", _scaled("J/B", _SMALL),
+                           ("J/B", "mJ/B", "uJ/B", "nJ/B", "pJ/B", "fJ/B"), preferred="pJ/B")
+
+
+def _quantity(quantity: Quantity) -> Any:
+    return Annotated[float, BeforeValidator(quantity.parse), PlainSerializer(quantity.format, return_type=str)]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"got {_short(value)}, expected a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"got {_short(value)}, expected a finite number")
+    return number
+
+
+def _fraction(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 1:
+        raise ValueError(f"got {_short(value)}, expected a share of peak above 0 and at most 1")
+    return number
+
+
+def _sparsity_pattern(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", value):
+        raise ValueError(f"got {_short(value)}, expected N:M nonzeros per block, such as '2:4'")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"got {_short(value)}, expected a whole number")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"got {_short(value)}, expected non-empty text")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
+        raise ValueError(f"got {_short(value)}, expected a name of lowercase letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _pair_key(value: Any) -> str:
+    if not isinstance(value, str) or value.count("/") != 1:
+        raise ValueError(f"got {_short(value)}, expected WEIGHT/ACTIVATION such as 'int8/int8'")
+    weight, activation = value.split("/")
+    if weight not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weight!r} in {value!r}, expected one of {', '.join(WEIGHT_FORMATS)}")
+    if activation not in COMPUTE_ACTIVATIONS:
+        raise ValueError(f"unknown activation format {activation!r} in {value!r}, "
+                         f"expected one of {', '.join(COMPUTE_ACTIVATIONS)}")
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction)]
+Count = Annotated[int, BeforeValidator(_integer), Field(ge=1)]
+Text = Annotated[str, BeforeValidator(_text)]
+Name = Annotated[str, BeforeValidator(_name)]
+PairKey = Annotated[str, BeforeValidator(_pair_key)]
+WeightFormat = Literal[WEIGHT_FORMATS]  # type: ignore[valid-type]
+ActivationFormat = Literal[ACTIVATION_FORMATS]  # type: ignore[valid-type]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
+
+
+# ---------------------------------------------------------------- the schema
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # Checked here rather than by extra="forbid" so the message can list what is allowed.
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise PydanticCustomError("unknown_key", "unknown key, expected one of {known}",
+                                              {"key": str(key), "known": ", ".join(cls.model_fields)})
+        return data
+
+
+class Source(_Strict):
+    id: Name
+    flag: Literal[SOURCE_FLAGS]  # type: ignore[valid-type]
+    what: Text                   # what the source says, in a line
+    reference: Text              # where to read it: document, table, address
+    used_for: list[str] = []     # profile keys whose values it backs, e.g. memory.bandwidth
+
+
+class Efficiency(_Strict):
+    """Share of the peak throughput each op kind reaches."""
+
+    conv: Fraction
+    depthwise: Fraction
+    gemm: Fraction
+    act_matmul: Fraction
+
+
+class EfficiencyOverride(_Strict):
+    conv: Optional[Fraction] = None
+    depthwise: Optional[Fraction] = None
+    gemm: Optional[Fraction] = None
+    act_matmul: Optional[Fraction] = None
+
+
+class ComputeEntry(_Strict):
+    throughput: _quantity(THROUGHPUT)
+    energy_per_mac: _quantity(ENERGY_PER_MAC)
+    efficiency: Optional[EfficiencyOverride] = None
+
+
+class Fallback(_Strict):
+    """Formats the target stores but cannot compute, and the format it computes them in."""
+
+    weight: dict[WeightFormat, WeightFormat] = {}
+    activation: dict[ActivationFormat, ActivationFormat] = {}
+
+
+class NotOffered(_Strict):
+    weight: list[WeightFormat] = []
+    activation: list[ActivationFormat] = []
+
+
+class Limit(_Strict):
+    """The listed formats are offered only for layers that match every condition."""
+
+    weight: list[WeightFormat] = []
+    activation: list[ActivationFormat] = []
+    kinds: list[Kind]
+    conv_kernel_1x1: bool = False        # convolutions only with a 1x1 kernel
+    min_output_channels: Count = 1
+    why: Optional[Text] = None
+
+
+class Memory(_Strict):
+    bandwidth: _quantity(BANDWIDTH)
+    energy_per_byte: _quantity(ENERGY_PER_BYTE)
+
+
+class Overhead(_Strict):
+    per_op: _quantity(DURATION)
+    per_graph: _quantity(DURATION)
+
+
+class Sparsity(_Strict):
+    pattern: Annotated[str, BeforeValidator(_sparsity_pattern)]
+    speedup: Annotated[float, BeforeValidator(_number), Field(ge=1)]
+    compute: list[PairKey] = []
+
+
+class Fitted(_Strict):
+    base: Text
+    measurements: Text
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    rows: Count
+    median_relative_error: Annotated[float, BeforeValidator(_number), Field(ge=0)]
+    parameters: list[str]
+
+
+class ProfileSpec(_Strict):
+    schema_version: int
+    name: Name
+    chip: Text
+    description: Text
+    fitted: Optional[Fitted] = None
+    sources: Annotated[list[Source], Field(min_length=1)]
+    compute: Annotated[dict[PairKey, ComputeEntry], Field(min_length=1)]
+    efficiency: Efficiency
+    fallback: Fallback = Fallback()
+    not_offered: NotOffered = NotOffered()
+    limits: list[Limit] = []
+    memory: Memory
+    overhead: Overhead
+    sparsity: list[Sparsity] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_first(cls, data: Any) -> Any:
+        # A newer file should say so before any of its keys look wrong.
+        if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise PydanticCustomError("schema_version", "got {got}, expected {want} (this qevo reads profile schema {want})",
+                                      {"key": "schema_version", "got": _short(data["schema_version"]),
+                                       "want": SCHEMA_VERSION})
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# ---------------------------------------------------------------- consistency beyond types
+
+def _check_consistency(spec: ProfileSpec) -> None:
+    """Rules that span several keys; raise QevoError naming the key."""
+    for side in ("weight", "activation"):
+        fallback: dict[str, str] = getattr(spec.fallback, side)
+        not_offered = getattr(spec.not_offered, side)
+        for source, target in fallback.items():
+            where = f"fallback.{side}.{source}"
+            if source == target:
+                raise QevoError(f"{source} falls back to itself, expected another format", field=where)
+            if source in not_offered:
+                raise QevoError(f"{source} is also listed in not_offered.{side}, expected one or the other", field=where)
+            if target == "dynamic-int8":
+                raise QevoError("dynamic-int8 cannot be a fallback, expected a format the target computes", field=where)
+            if _returns_to(fallback, source):
+                raise QevoError(f"fallbacks from {source} go round in a circle, expected a chain that ends", field=where)
+    ids = [source.id for source in spec.sources]
+    for index, source in enumerate(spec.sources):
+        if ids.index(source.id) != index:
+            raise QevoError(f"source id {source.id!r} is used twice, expected unique ids", field=f"sources.{index}.id")
+    known = set(value_paths(spec))
+    for index, source in enumerate(spec.sources):
+        for position, key in enumerate(source.used_for):
+            if not isinstance(key, str) or not any(path == key or path.startswith(key + ".") for path in known):
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise QevoError(f"got {_short(key)}, expected a key of this profile such as 'memory.bandwidth'{hint}",
+                                field=f"sources.{index}.used_for.{position}")
+    for index, sparsity in enumerate(spec.sparsity):
+        for position, key in enumerate(sparsity.compute):
+            if key not in spec.compute:
+                raise QevoError(f"got {key!r}, expected one of the compute entries: {', '.join(spec.compute)}",
+                                field=f"sparsity.{index}.compute.{position}")
+
+
+def _returns_to(fallback: dict[str, str], start: str) -> bool:
+    # Any chain that never ends runs into a circle whose members are reported themselves.
+    seen, fmt = {start}, start
+    while fmt in fallback:
+        fmt = fallback[fmt]
+        if fmt == start:
+            return True
+        if fmt in seen:
+            return False
+        seen.add(fmt)
+    return False
+
+
+def _describe_limit(limit: Limit) -> str:
+    text = "/".join(limit.kinds) + " layers"
+    if limit.conv_kernel_1x1:
+        text += " (convolutions with a 1x1 kernel)"
+    if limit.min_output_channels > 1:
+        text += f" with at least {limit.min_output_channels} output channels"
+    return text
+
+
+def value_paths(spec: ProfileSpec) -> dict[str, str]:
+    """Every value a source can back, as key path -> value shown to a reader."""
+    paths: dict[str, str] = {}
+    for key, entry in spec.compute.items():
+        paths[f"compute.{key}.throughput"] = THROUGHPUT.format(entry.throughput)
+        paths[f"compute.{key}.energy_per_mac"] = ENERGY_PER_MAC.format(entry.energy_per_mac)
+        for kind, value in (entry.efficiency.model_dump(exclude_none=True) if entry.efficiency else {}).items():
+            paths[f"compute.{key}.efficiency.{kind}"] = f"{value:g}"
+    for kind in KINDS:
+        paths[f"efficiency.{kind}"] = f"{getattr(spec.efficiency, kind):g}"
+    for side in ("weight", "activation"):
+        for source, target in getattr(spec.fallback, side).items():
+            paths[f"fallback.{side}.{source}"] = target
+        if getattr(spec.not_offered, side):
+            paths[f"not_offered.{side}"] = ", ".join(getattr(spec.not_offered, side))
+    for index, limit in enumerate(spec.limits):
+        paths[f"limits.{index}"] = _describe_limit(limit)
+    paths["memory.bandwidth"] = BANDWIDTH.format(spec.memory.bandwidth)
+    paths["memory.energy_per_byte"] = ENERGY_PER_BYTE.format(spec.memory.energy_per_byte)
+    paths["overhead.per_op"] = DURATION.format(spec.overhead.per_op)
+    paths["overhead.per_graph"] = DURATION.format(spec.overhead.per_graph)
+    for index, sparsity in enumerate(spec.sparsity):
+        paths[f"sparsity.{index}"] = f"{sparsity.pattern} x{sparsity.speedup:g}"
+    return paths
+
+
+def sources_for(spec: ProfileSpec, path: str) -> list[Source]:
+    """Sources backing one value: exact keys win over keys that name a whole section."""
+    exact = [s for s in spec.sources if path in s.used_for]
+    if exact:
+        return exact
+    return [s for s in spec.sources if any(path.startswith(key + ".") for key in s.used_for)]
+
+
+# ---------------------------------------------------------------- writing
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=110)
+
+
+# ---------------------------------------------------------------- validation messages
+
+def _as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
+    """The first validation problem as one line: the key path and what was expected."""
+    problem = error.errors(include_url=False)[0]
+    location = [_key_text(part) for part in problem["loc"]]
+    kind = problem["type"]
+    context = problem.get("ctx") or {}
+    message = problem["msg"]
+    if "[key]" in location:
+        location.remove("[key]")
+    if kind == "unknown_key":
+        location.append(_key_text(context["key"]))
+        close = difflib.get_close_matches(context["key"], context["known"].split(", "), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        message = f"unknown key{hint}, expected one of {context['known']}"
+    elif kind == "schema_version":
+        location = ["schema_version"]
+    elif kind == "missing":
+        message = "missing, expected a value for this required key"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = f"got {_short(problem['input'])}, expected a mapping"
+    elif kind == "list_type":
+        message = f"got {_short(problem['input'])}, expected a list"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    elif message.startswith("Input should be "):
+        message = f"got {_short(problem['input'])}, expected {message[len('Input should be '):]}"
+    elif message.startswith("String should match pattern"):
+        message = f"got {_short(problem['input'])}, expected text matching {context.get('pattern', '')}"
+    elif message.startswith(("List should have", "Dictionary should have")):
+        message = f"expected {message.split('should have ', 1)[1].split(' after', 1)[0]}"
+    field = ".".join(location) or None
+    return QevoError(" ".join(message.split()), path=path, field=field)
+
+
+def _key_text(part: Any) -> str:
+    # Keys are shown bare unless they hold spaces or control characters, which would hide them.
+    text = str(part)
+    return text if text and text.isprintable() and " " not in text else repr(text)
