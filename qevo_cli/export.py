@@ -44,6 +44,7 @@ class ExportReport:
     simulated_layers: list[str]
     quantizer_layers: list[str]
     direct_layers: list[str]
+    quantizer_refused: str | None = None   # why onnxruntime's quantizer was not used, when it failed
 
     @property
     def difference(self) -> float | None:
@@ -94,9 +95,16 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, qnn: b
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     os.close(fd)
+    refused = None
     try:
         if by_quantizer:
-            _run_quantizer(evaluator, policy, [layers[n] for n in by_quantizer], model, Path(tmp), qnn)
+            try:
+                _run_quantizer(evaluator, policy, [layers[n] for n in by_quantizer], model, Path(tmp), qnn)
+            except Exception as err:  # the quantizer rejects some mixes; every layer is then written directly
+                refused = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                direct, by_quantizer = direct + by_quantizer, []
+                model = _direct_layers(evaluator, policy, [layers[n] for n in direct])
+                onnx.save(model, tmp)
         else:
             onnx.save(model, tmp)
         quantized = onnx.load(tmp)
@@ -111,7 +119,7 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, qnn: b
                         path=output) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return ExportReport(output, measured, expected, simulated, by_quantizer, direct)
+    return ExportReport(output, measured, expected, simulated, by_quantizer, direct, refused)
 
 
 def _direct_layers(evaluator: Evaluator, policy: Policy, layers: list[Layer]) -> onnx.ModelProto:

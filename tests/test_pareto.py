@@ -188,3 +188,20 @@ def test_export_tolerance_sets_exit_code(run_dir, tmp_path):
     report = json.loads(result.stdout)
     assert result.exit_code == (0 if report["difference"] == 0 else 4)
     assert (tmp_path / "m.onnx").exists()      # complete either way: the user decides what to do with it
+
+
+def test_export_of_a_mix_the_quantizer_may_refuse_still_measures_the_same():
+    from qevo_cli.export import export_onnx
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.workspace import open_workspace
+    import tempfile
+    from pathlib import Path
+    evaluator = open_workspace().evaluator()
+    policy = Policy({"conv2": LayerChoice("int4", "int16"), "conv5": LayerChoice("int4", "int8"),
+                     "depthwise": LayerChoice("int8", "int8"), "fc": LayerChoice("int4", "int16"),
+                     "head": LayerChoice("int4", "int16"), "pointwise": LayerChoice("int8", "int16"),
+                     "stem": LayerChoice("int8", "int8")})
+    with tempfile.TemporaryDirectory() as tmp:
+        report = export_onnx(evaluator, policy, Path(tmp) / "mix.onnx", expected=evaluator.evaluate(policy))
+        assert abs(report.difference) <= 0.5
+        assert report.quantizer_refused is None or set(report.direct_layers) == set(policy.layers)

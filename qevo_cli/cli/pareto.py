@@ -143,7 +143,8 @@ def export(
         report = _export_model(directory, front, solution, output, target, allow_simulated)
         result.update({"measured_metric": report.measured, "difference": report.difference,
                        "tolerance": tolerance, "within_tolerance": abs(report.difference) <= tolerance,
-                       "simulated_layers": report.simulated_layers})
+                       "simulated_layers": report.simulated_layers, "quantizer_layers": report.quantizer_layers,
+                       "direct_layers": report.direct_layers, "quantizer_refused": report.quantizer_refused})
     else:
         _export_policy(front, solution, output)
     if json_output:
@@ -152,6 +153,9 @@ def export(
         unit = front.get("metric_unit", "")
         values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
         out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")
+        if result.get("quantizer_refused"):
+            out.print(f"[dim]note: onnxruntime's quantizer refused this mix ({result['quantizer_refused']}); "
+                      "every layer was written as integer weights and Q/DQ nodes directly[/]")
         if "measured_metric" in result:
             out.print(f"{front['metric']}: search {solution['metric']:.3f}{unit}, exported model measured "
                       f"{result['measured_metric']:.3f}{unit} (difference {result['difference']:+.3f}, tolerance "
