@@ -192,6 +192,7 @@ class Search:
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
         self._membership: dict[str, bool] = {}
+        self._evaluated: list[dict[str, Any]] = []
         if not resume:
             self.store.write_config(self._resolved_config())
 
@@ -271,7 +272,9 @@ class Search:
         return known
 
     def _write_front(self, references: list[dict[str, Any]]) -> dict[str, Any]:
-        evaluated = self.store.evaluations()
+        # read only what is new since the last front: the store grows by one generation at a time
+        self._evaluated += self.store.evaluations(after_id=self._evaluated[-1]["id"] if self._evaluated else 0)
+        evaluated = self._evaluated
         rows = [row for row in evaluated if self._in_space(row)]
         objectives = list(self.config.objectives)
         chosen = non_dominated(rows, objectives)

@@ -169,9 +169,10 @@ class RunStore:
                 found[key] = (metric, seconds)
         return found
 
-    def evaluations(self) -> list[dict[str, Any]]:
+    def evaluations(self, after_id: int = 0) -> list[dict[str, Any]]:
+        """Stored evaluations in the order they were made; only those after `after_id` if given."""
         rows = self._db.execute("SELECT id, key, policy, metric, objectives, violation, seconds, generation, cached "
-                                "FROM evaluation ORDER BY id").fetchall()
+                                "FROM evaluation WHERE id > ? ORDER BY id", (after_id,)).fetchall()
         return [{"id": r[0], "key": r[1], "policy": json.loads(r[2]), "metric": r[3], "objectives": json.loads(r[4]),
                  "violation": r[5], "seconds": r[6], "generation": r[7], "cached": bool(r[8])} for r in rows]
 
