@@ -156,7 +156,8 @@ def qevo_search(budget: int, seed: int, root: Path) -> tuple[np.ndarray, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks",
+                        help="folder for the plot")
     parser.add_argument("--budget", type=float, default=0.15)
     args = parser.parse_args()
     bench = Bench()
@@ -193,6 +194,37 @@ def main() -> None:
     for name, reference in references.items():
         lines.append(f"\nreference point '{name}': drop {reference[0]:.3f} points, size {reference[1] * 1e3:.3f} kB")
     print("\n".join(lines))
+    plot(exact, exact_front, fronts, references["drop <= 5, size <= int8"], args.out / "exact_front.png")
+
+
+def plot(exact: np.ndarray, exact_front: np.ndarray, fronts, region: np.ndarray, path: Path) -> None:
+    """Every policy, the exact front and each method's front (first seed), in the deployable region."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(exact[:, 1] * 1e3, exact[:, 0], s=6, color="#cccccc", label="every policy (2187)")
+    order = np.argsort(exact_front[:, 1])
+    ax.step(exact_front[order, 1] * 1e3, exact_front[order, 0], where="post", color="black", label="exact front")
+    for (name, runs), marker in zip(fronts.items(), ("o", "x", "s", "^")):
+        F = front_of(runs[0][0])
+        ax.scatter(F[:, 1] * 1e3, F[:, 0], marker=marker, s=40, facecolors="none" if marker in "os^" else None,
+                   edgecolors=None if marker == "x" else "C" + str(list(fronts).index(name)),
+                   color="C" + str(list(fronts).index(name)), label=name)
+    ax.set_xlim(exact[:, 1].min() * 1e3 * 0.98, region[1] * 1e3)
+    ax.set_ylim(-0.5, region[0])
+    ax.set_xlabel("size (kB)")
+    ax.set_ylabel("accuracy drop (points)")
+    ax.set_title("digits CNN on arm-neon, int2/int4/int8 weights: fronts at 15% of the space")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
