@@ -15,6 +15,14 @@ from .problem import parse_objectives
 ALGORITHMS = ("auto", "nsga2", "nsga3")
 
 
+def _nearest(key: str, known: list[str]) -> list[str]:
+    """The valid key a typo most likely meant: a close spelling, or one that starts the other."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return close
+    return [name for name in known if key.startswith(name) or name.startswith(key)][:1]
+
+
 @dataclass
 class SearchConfig:
     target: str | None = None
@@ -101,7 +109,7 @@ class SearchConfig:
         known = [f.name for f in fields(cls)]
         for key in data:
             if key not in known:
-                near = difflib.get_close_matches(str(key).replace("-", "_"), known, n=1)
+                near = _nearest(str(key).replace("-", "_"), known)
                 hint = f"; did you mean {near[0]!r}?" if near else f"; expected one of {', '.join(known)}"
                 raise QevoError(f"unknown key {key!r}{hint}", path=source, field=str(key))
         merged = {**dict(data), **dict(overrides)}

@@ -145,13 +145,15 @@ class Measurer:
         finished: list[tuple[str, Policy, float, float]] = []
         last_flush = time.perf_counter()
         results = self.runner(self.task, [policy.to_dict() for _, policy in pending])
-        for (key, policy), (value, seconds) in zip(pending, results):
-            finished.append((key, policy, value, seconds))
-            known[key] = (value, seconds)
-            if time.perf_counter() - last_flush >= self.FLUSH_S:
-                self._flush(finished)
-                finished, last_flush = [], time.perf_counter()
-        self._flush(finished)
+        try:
+            for (key, policy), (value, seconds) in zip(pending, results):
+                finished.append((key, policy, value, seconds))
+                known[key] = (value, seconds)
+                if time.perf_counter() - last_flush >= self.FLUSH_S:
+                    self._flush(finished)
+                    finished, last_flush = [], time.perf_counter()
+        finally:   # on Ctrl-C too: keep what was finished
+            self._flush(finished)
         scored = []
         for key, policy in zip(keys, policies):
             row = self._row(key, policy, *known[key], cached=key not in missing)
@@ -319,6 +321,13 @@ def run_search(config: SearchConfig, callback: Callable[[Progress], Any] | None 
 def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | None = None,
                   overrides: dict[str, Any] | None = None) -> SearchResult:
     """Continue a run that stopped, from its last checkpoint, without measuring stored policies again."""
+    search, algorithm = prepare_resume(run_dir, overrides)
+    search.callback = callback
+    return search.run(algorithm=algorithm)
+
+
+def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None):
+    """(Search, algorithm or None) for a stopped run: everything checked, nothing run yet."""
     store = RunStore(run_dir, create=False)
     saved = store.read_config()
     settings = saved.get("settings") if isinstance(saved, dict) else None
@@ -328,12 +337,12 @@ def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | Non
     config = SearchConfig.from_mapping(settings, Path(run_dir) / RunStore.RUN_FILE)
     checkpoint = store.load_checkpoint()
     store.close()
-    search = Search(config, run_dir=Path(run_dir), resume=True, callback=callback)
+    search = Search(config, run_dir=Path(run_dir), resume=True)
     if checkpoint is None:
-        return search.run()
+        return search, None
     search.progress = checkpoint["progress"]
     search.progress.measured_now = 0
     search.started -= search.progress.elapsed_s
     algorithm = checkpoint["algorithm"]
     algorithm.start_time = time.time() - search.progress.elapsed_s   # --time-limit counts running time only
-    return search.run(algorithm=algorithm)
+    return search, algorithm

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..config import SearchConfig
 from ..policy import Policy
-from ..search import Search, SearchResult, resume_search
+from ..search import Search, SearchResult, prepare_resume
 from ..units import human
 from ..workspace import parse_dims
 from .common import err, handle_errors, out, print_json
@@ -84,23 +84,21 @@ def search(
 ) -> None:
     """Search per-layer quantization policies: measured metric against size, latency and energy on a target."""
     given = _flags(ctx, dict(locals()))
-    show_progress = not (quiet or json_output)
-    with _ProgressDisplay(show_progress, generations) as display:
+    # Everything is checked before the progress display starts, so a mistake prints one line.
+    algorithm = None
+    if resume is not None:
+        typed = _flags(ctx, dict(locals()), command_line_only=True)
+        run, algorithm = prepare_resume(resume, {k: v for k, v in typed.items() if k in RESUME_OVERRIDES})
+    else:
+        settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
+        run = Search(settings)
+    with _ProgressDisplay(not (quiet or json_output), run.config.generations) as display:
+        run.callback = display.update
         try:
-            if resume is not None:
-                display.run_dir = resume
-                typed = _flags(ctx, dict(locals()), command_line_only=True)
-                result = resume_search(resume, callback=display.update,
-                                       overrides={k: v for k, v in typed.items() if k in RESUME_OVERRIDES})
-            else:
-                settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
-                display.total = settings.generations
-                run = Search(settings, callback=display.update)
-                display.run_dir = run.run_dir
-                result = run.run()
+            result = run.run(algorithm=algorithm)
         except KeyboardInterrupt:
-            where = resume or display.run_dir
-            err.print(f"interrupted; the run keeps every finished evaluation. Resume with: qevo search --resume {where}")
+            typer.echo(f"interrupted; the run keeps every finished evaluation. Resume with: "
+                       f"qevo search --resume {run.run_dir}", err=True)   # one unwrapped line: copy and run it
             raise typer.Exit(EXIT_INTERRUPTED) from None
     _report(result, json_output)
     if not result.feasible:

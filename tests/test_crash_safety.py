@@ -1,0 +1,92 @@
+"""Killed, interrupted and concurrent searches: nothing finished is lost, nothing is corrupted."""
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from qevo_cli.store import RunStore
+
+SETTINGS = ["--target", "arm-neon", "--weight-formats", "int2,int4,int8", "--act-formats", "int8,int16",
+            "--pop", "16", "--generations", "6", "--seed", "11", "--quiet"]
+
+
+def _start(args, cache, **kwargs):
+    env = {**os.environ, "QEVO_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "qevo_cli", "search", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _keys(run_dir):
+    with sqlite3.connect(run_dir / "evaluations.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return {row[0]: row[1] for row in db.execute("SELECT key, metric FROM evaluation")}
+
+
+def _front(run_dir):
+    front = json.loads((run_dir / "front.json").read_text())
+    return {(json.dumps(s["policy"], sort_keys=True), round(s["metric"], 9)) for s in front["solutions"]}
+
+
+def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
+    rng = random.Random(7)
+    run_dir = tmp_path / "killed"
+    process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+    stored: dict = {}
+    for _ in range(4):
+        time.sleep(rng.uniform(0.8, 2.5))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if not (run_dir / "run.yaml").exists():   # killed before the run existed: start it again
+            process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+            continue
+        now = _keys(run_dir)
+        assert stored.items() <= now.items(), "a stored evaluation was lost or changed"
+        stored = now
+        process = _start(["--resume", str(run_dir), "--quiet"], tmp_path / "cache")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    final = _keys(run_dir)
+    assert stored.items() <= final.items()
+    whole = _start([*SETTINGS, "--out", str(tmp_path / "whole")], tmp_path / "cache-whole")
+    whole.communicate(timeout=300)
+    assert whole.returncode == 0
+    assert _front(run_dir) == _front(tmp_path / "whole")
+    assert set(final) == set(_keys(tmp_path / "whole"))
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / RunStore.CHECKPOINT_FILE).exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert f"qevo search --resume {run_dir}" in err and "Traceback" not in err
+    assert _keys(run_dir)
+    resumed = _start(["--resume", str(run_dir), "--quiet"], tmp_path / "cache")
+    resumed.communicate(timeout=300)
+    assert resumed.returncode == 0
+
+
+def test_two_searches_share_one_cache_at_once(tmp_path):
+    cache = tmp_path / "shared-cache"
+    first = _start([*SETTINGS, "--out", str(tmp_path / "a")], cache)
+    second = _start([*SETTINGS, "--seed", "12", "--out", str(tmp_path / "b")], cache)
+    for process in (first, second):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    with sqlite3.connect(cache / "evaluations.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        cached = db.execute("SELECT COUNT(*) FROM metric").fetchone()[0]
+    assert cached >= max(len(_keys(tmp_path / "a")), len(_keys(tmp_path / "b"))) - 2
+    again = _start([*SETTINGS, "--out", str(tmp_path / "c"), "--json"], cache)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and json.loads(out)["measured"] == 0
