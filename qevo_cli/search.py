@@ -8,6 +8,7 @@ resumes (`resume_search(dir)`) without measuring anything twice.
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -187,6 +188,7 @@ class Search:
         self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
             model.name, self.profile.name)
         self.store = RunStore(self.run_dir, create=not resume)
+        self.resumed = resume
         self.cache = EvaluationCache({"model": model.digest, "data": self.evaluator.data.digest,
                                       "calib": self.evaluator.calibrator.calib.digest,
                                       "metric": self.evaluator.metric.identity, "onnxruntime": onnxruntime.__version__})
@@ -225,6 +227,17 @@ class Search:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, algorithm=None) -> SearchResult:
+        try:
+            return self._run(algorithm)
+        except QevoError:
+            # a new run that failed before measuring anything (an unreachable Dask scheduler, say)
+            # leaves no empty run directory behind
+            if algorithm is None and not self.resumed and self.store.count() == 0:
+                self.close()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _run(self, algorithm=None) -> SearchResult:
         config = self.config
         with open_runner(config.workers, config.dask) as runner:
             measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress)

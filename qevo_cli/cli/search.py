@@ -36,7 +36,8 @@ def search(
     ctx: typer.Context,
     model: ModelArg = None,
     target: Annotated[Optional[str], typer.Option(
-        "--target", help="Hardware profile: a built-in name (qevo profiles list) or a YAML file.")] = None,
+        "--target", help="Hardware profile, required (here or in --config): a built-in name (qevo profiles list) "
+                         "or a YAML file.")] = None,
     data: DataOpt = None,
     calib: CalibOpt = None,
     metric: MetricOpt = None,
