@@ -218,8 +218,15 @@ def plot(exact: np.ndarray, exact_front: np.ndarray, fronts, region: np.ndarray,
     ax.set_xlabel("size (kB)")
     ax.set_ylabel("accuracy drop (points)")
     ax.set_title("digits CNN on arm-neon, int2/int4/int8 weights: fronts at 15% of the space")
+    finish(figure, ax, path, legend_size=8)
+
+
+def finish(figure, ax, path: Path, legend_size: int = 10) -> None:
+    """Grid, legend, and the PNG written where the docs expect it."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=legend_size)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

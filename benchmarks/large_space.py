@@ -25,7 +25,7 @@ from pymoo.indicators.hv import HV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exact_front import Bench, front_of, greedy_path, ilp_sweep  # noqa: E402
+from exact_front import Bench, finish, front_of, greedy_path, ilp_sweep  # noqa: E402
 from qevo_cli.config import SearchConfig  # noqa: E402
 from qevo_cli.genome import build_space  # noqa: E402
 from qevo_cli.policy import LayerChoice, Policy  # noqa: E402
@@ -111,13 +111,7 @@ def plot(results, path: Path) -> None:
     ax.set_xlabel("evaluations")
     ax.set_ylabel("hypervolume (drop <= 5 points, size <= int8)")
     ax.set_title("digits CNN on arm-neon, 6.1e9 policies")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    print(f"plot: {path}")
+    finish(figure, ax, path)
 
 
 if __name__ == "__main__":
