@@ -35,6 +35,12 @@ class WorkspaceSpec:
     dims: tuple[tuple[str, int], ...] = ()
     threads: int = 1
 
+    @classmethod
+    def of(cls, config) -> "WorkspaceSpec":
+        """The workspace a SearchConfig names."""
+        return cls(config.model, config.data, config.calib, config.metric, tuple(sorted(config.dims.items())),
+                   config.threads)
+
     def evaluator(self) -> Evaluator:
         key = (self.model, self.data, self.calib, self.metric, self.dims, self.threads, _stamps(self))
         evaluator = _EVALUATORS.get(key)

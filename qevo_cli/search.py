@@ -176,8 +176,7 @@ class Search:
         self.callback = callback
         self.started = time.perf_counter()
         self.progress = Progress()
-        self.spec = WorkspaceSpec(config.model, config.data, config.calib, config.metric,
-                                  tuple(sorted(config.dims.items())), config.threads)
+        self.spec = WorkspaceSpec.of(config)
         self.profile = load_profile(config.target)
         self.evaluator = self.spec.evaluator()
         model = self.evaluator.model

@@ -168,14 +168,15 @@ def export(
 
 def _export_model(directory: Path, front: dict[str, Any], solution: dict[str, Any], output: Path,
                   target: str | None, allow_simulated: bool):
+    from ..config import SearchConfig
     from ..export import export_onnx
     from ..runners import WorkspaceSpec
     from ..store import RunStore
 
-    settings = RunStore(directory, create=False).read_config().get("settings", {})
-    spec = WorkspaceSpec(settings.get("model"), settings.get("data"), settings.get("calib"), settings.get("metric"),
-                         tuple(sorted((settings.get("dims") or {}).items())), int(settings.get("threads", 1)))
-    evaluator = spec.evaluator()
+    store = RunStore(directory, create=False)
+    settings = store.read_config().get("settings", {})
+    store.close()
+    evaluator = WorkspaceSpec.of(SearchConfig.from_mapping(settings, directory / RunStore.RUN_FILE)).evaluator()
     if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
         raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
     return export_onnx(evaluator, Policy.from_dict(solution["policy"]), output,
