@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from .errors import QevoError
 from .layers import KIND_ACT_MATMUL, KIND_CONV, KIND_DEPTHWISE, KIND_GEMM, Layer
@@ -355,10 +355,3 @@ def _make_layer(node, initializers, shapes, subgraph) -> Layer | None:
                  output_elems=_numel(out_shape), channel_axis=channel_axis, reduce_axis=reduce_axis,
                  subgraph=subgraph)
 
-
-def weight_array(model: LoadedModel, layer: Layer) -> np.ndarray:
-    """The layer's float weight as float32."""
-    for tensor in _all_initializers(model.proto.graph):
-        if tensor.name == layer.weight:
-            return numpy_helper.to_array(tensor).astype(np.float32)
-    raise QevoError(f"weight {layer.weight!r} of layer {layer.name!r} not found")

@@ -19,7 +19,6 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import QevoError
-from .files import atomic_write_text
 from .layers import KINDS, Layer
 from .policy import ACTIVATION_FORMATS, FP32, WEIGHT_FORMATS, LayerChoice, Policy
 from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
@@ -323,8 +322,3 @@ def load_profile(name_or_path: str | Path) -> Profile:
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise QevoError(f"unknown profile {text!r}{hint}, expected one of {', '.join(builtins)} or a path to a .yaml file",
                     field="target")
-
-
-def save_profile(profile: Profile, path: str | Path) -> None:
-    atomic_write_text(path, profile.dumps())
-

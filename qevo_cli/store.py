@@ -123,9 +123,6 @@ class RunStore:
     def write_front(self, front: dict[str, Any]) -> None:
         atomic_write_text(self.dir / self.FRONT_FILE, json.dumps(front, indent=1) + "\n")
 
-    def read_front(self) -> dict[str, Any]:
-        return self.read_front_file(self.dir / self.FRONT_FILE)
-
     @staticmethod
     def read_front_file(path: Path) -> dict[str, Any]:
         try:
