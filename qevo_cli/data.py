@@ -35,10 +35,25 @@ class Dataset:
     labels: np.ndarray | None
     digest: str
     batch_size: int
+    fixed_batch: bool = False     # the model's batch dimension is fixed: batches are exactly batch_size
 
     @property
     def size(self) -> int:
         return next((len(array) for array in self.inputs.values() if array.ndim), 1)
+
+    def subset(self, count: int) -> "Dataset":
+        """About `count` samples spread evenly over the set (whole batches when the model's batch is fixed)."""
+        if self.fixed_batch:
+            count = -(-count // self.batch_size) * self.batch_size
+        if count >= self.size:
+            return self
+        rows = np.linspace(0, self.size - 1, count).round().astype(int)
+        if self.fixed_batch:
+            rows = np.arange(count)   # whole batches, in order
+        inputs = {name: array[rows] if array.ndim else array for name, array in self.inputs.items()}
+        labels = self.labels[rows] if self.labels is not None else None
+        return Dataset(self.path, inputs, labels, f"{self.digest}/rows{count}", min(self.batch_size, count),
+                       self.fixed_batch)
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, self.size, self.batch_size):
@@ -102,7 +117,8 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int | None = Non
         sample_bytes = sum(arrays[spec.name][0].nbytes for spec in batched) or 1
         batch_size = int(max(1, min(MAX_BATCH, BATCH_BYTES // sample_bytes)))
     return Dataset(path=path, inputs={spec.name: arrays[spec.name] for spec in model.inputs}, labels=labels,
-                   digest=_digest(arrays, labels), batch_size=batch_size)
+                   digest=_digest(arrays, labels), batch_size=batch_size,
+                   fixed_batch=any(isinstance(spec.shape[0], int) for spec in batched))
 
 
 def _names(inputs: list[InputSpec]) -> str:

@@ -92,10 +92,11 @@ class Evaluator:
         """The metric of the policy's variant on the evaluation data."""
         return self.metric(self.outputs(policy), self.data.labels, self.reference)
 
-    def outputs(self, policy: Policy) -> list[np.ndarray]:
-        if not policy.layers:
+    def outputs(self, policy: Policy, data: Dataset | None = None) -> list[np.ndarray]:
+        """Model outputs of the policy's variant over `data` (default: the evaluation data)."""
+        if not policy.layers and data is None:
             return self.reference
-        return self._run(self.variant(policy).SerializeToString())
+        return self._run(self.variant(policy).SerializeToString(), data)
 
     def variant(self, policy: Policy) -> onnx.ModelProto:
         """The float model with the policy's quantization simulated in the graph."""
@@ -212,10 +213,10 @@ class Evaluator:
                                 helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)],
                                initializers, out)
 
-    def _run(self, model_bytes: bytes) -> list[np.ndarray]:
+    def _run(self, model_bytes: bytes, data: Dataset | None = None) -> list[np.ndarray]:
         try:
             session = ort.InferenceSession(model_bytes, self.options, providers=["CPUExecutionProvider"])
-            return run_session(session, self.data)
+            return run_session(session, data or self.data)
         except Exception as err:  # onnxruntime raises a family of pybind11 error types
             if isinstance(err, QevoError):
                 raise

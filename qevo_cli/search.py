@@ -42,10 +42,12 @@ from .problem import Costing, QuantizationProblem, Scored
 from .profiles import load_profile, uniform_policy
 from .runners import MeasureTask, WorkspaceSpec, open_runner
 from .seeding import initial_population
-from .sensitivity import measure_sensitivity
+from .proxy import ProbeStore, measure_proxy
 from .store import EvaluationCache, RunStore
 
 FRONT_VERSION = 1
+SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
+UNMEASURED = 1e9           # objective and violation given to a policy the deadline left unmeasured
 
 
 @dataclass
@@ -57,9 +59,14 @@ class Progress:
     measured: int = 0         # policies run in onnxruntime by this search
     measured_now: int = 0     # of those, measured since this process started (differs after a resume)
     cache_hits: int = 0       # policies found in the shared cache or in this run's store
+    probes: int = 0           # sensitivity probes measured (on a data subset; not policies)
     front_size: int = 0
     hypervolume: float = 0.0
     elapsed_s: float = 0.0
+    phase: str = "starting"   # references, sensitivity, seeding, search
+    phase_done: int = 0       # steps of the phase done, of phase_total (probes, or generations)
+    phase_total: int = 0
+    remaining_s: float | None = None   # an estimate of the time left, when one can be made
 
 
 @dataclass
@@ -118,6 +125,7 @@ class Measurer:
         self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
         self.progress = progress
         self.generation = 0
+        self.deadline: float | None = None   # time.perf_counter() after which nothing new is measured
 
     def _row(self, key: str, policy: Policy, metric: float, seconds: float, cached: bool) -> dict[str, Any]:
         values = self.costing.values(policy, metric)
@@ -145,24 +153,34 @@ class Measurer:
         pending = list(missing.items())
         finished: list[tuple[str, Policy, float, float]] = []
         last_flush = time.perf_counter()
-        results = self.runner(self.task, [policy.to_dict() for _, policy in pending])
+        expired = self.deadline is not None and time.perf_counter() >= self.deadline
+        results = self.runner(self.task, [policy.to_dict() for _, policy in pending]) if pending and not expired \
+            else iter(())
+        measured_now = 0
         try:
             for (key, policy), (value, seconds) in zip(pending, results):
                 finished.append((key, policy, value, seconds))
                 known[key] = (value, seconds)
+                measured_now += 1
                 if time.perf_counter() - last_flush >= self.FLUSH_S:
                     self._flush(finished)
                     finished, last_flush = [], time.perf_counter()
+                if self.deadline is not None and time.perf_counter() >= self.deadline:
+                    break   # the time limit: what is left of this generation stays unmeasured
         finally:   # on Ctrl-C too: keep what was finished
             self._flush(finished)
         scored = []
         for key, policy in zip(keys, policies):
+            if key not in known:   # unmeasured: ranked last, never stored, never on the front
+                values = {name: UNMEASURED for name in ("metric", "size", "latency", "energy")}
+                scored.append(Scored(policy, float("nan"), values, UNMEASURED, 0.0, False))
+                continue
             row = self._row(key, policy, *known[key], cached=key not in missing)
             scored.append(Scored(policy, row["metric"], row["objectives"], row["violation"], row["seconds"],
                                  row["cached"]))
-        self.progress.evaluations += len(policies)
-        self.progress.measured += len(missing)
-        self.progress.measured_now += len(missing)
+        self.progress.evaluations += len(keys) - sum(k not in known for k in keys)
+        self.progress.measured += measured_now
+        self.progress.measured_now += measured_now
         self.progress.cache_hits += len(set(keys)) - len(missing)
         return scored
 
@@ -188,9 +206,7 @@ class Search:
             model.name, self.profile.name)
         self.store = RunStore(self.run_dir, create=not resume)
         self.resumed = resume
-        self.cache = EvaluationCache({"model": model.digest, "data": self.evaluator.data.digest,
-                                      "calib": self.evaluator.calibrator.calib.digest,
-                                      "metric": self.evaluator.metric.identity, "onnxruntime": onnxruntime.__version__})
+        self.cache = EvaluationCache.for_evaluator(self.evaluator)
         self.costing = Costing(self.space, self.profile, model.other_params, self.evaluator.fp32_score,
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
@@ -216,13 +232,39 @@ class Search:
         return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
 
     def _sampling(self) -> np.ndarray:
-        allowed_ints = tuple(f for f in self.config.weight_formats if f.startswith("int"))
-        table = measure_sensitivity(self.evaluator, weight_formats=allowed_ints, activation_formats=()) \
-            if allowed_ints else None
         if self.space.size <= self.config.pop:   # small enough to measure every policy
             grids = np.meshgrid(*[np.arange(u + 1) for u in self.space.upper], indexing="ij")
             return np.stack([g.reshape(-1) for g in grids], axis=1).astype(int)
-        return initial_population(self.space, self.config.pop, table, self.profile, self.config.seed)
+        table = self._proxy()
+        self._phase("seeding", 0, 1)
+        score = (lambda i, k: table.cost(self.space.layers[i], self.space.options[i][k])) if table else None
+        axis = next((o for o in self.config.objectives if o != "metric"), "size")
+        limits = {k: v for k, v in self.config.budgets().items() if k != "metric"}
+        return initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis, limits)
+
+    def _proxy(self):
+        """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""
+        config = self.config
+        weights = tuple(f for f in config.weight_formats if f.startswith("int"))
+        activations = tuple(f for f in config.act_formats if f in ("int8", "int16", "dynamic-int8"))
+        if not weights and not activations:
+            return None
+        deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
+        table = measure_proxy(self.evaluator, weights, activations, store=ProbeStore(self.cache), deadline=deadline,
+                              progress=lambda done, total: self._phase("sensitivity", done, total))
+        self.progress.probes += table.probes
+        if not table.complete:
+            self.notes.append("the sensitivity proxy was cut short by the time limit; unprobed layers use the "
+                              "median sensitivity of the probed ones")
+        return table
+
+    def _phase(self, name: str, done: int, total: int) -> None:
+        progress = self.progress
+        progress.phase, progress.phase_done, progress.phase_total = name, done, total
+        progress.elapsed_s = time.perf_counter() - self.started
+        progress.remaining_s = (self.config.time_limit - progress.elapsed_s) if self.config.time_limit else None
+        if self.callback is not None and name != "search":
+            self.callback(progress)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, algorithm=None) -> SearchResult:
@@ -240,6 +282,9 @@ class Search:
         config = self.config
         with open_runner(config.workers, config.dask) as runner:
             measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress)
+            if config.time_limit:
+                measure.deadline = self.started + config.time_limit
+            self._phase("references", 0, 2)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
                           self._reference("uniform W8A8", uniform_policy(
                               self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0],
@@ -253,14 +298,25 @@ class Search:
                 generations = 1 if self.space.size <= config.pop else config.generations
                 algorithm.setup(problem, termination=_termination_for(config, generations), seed=config.seed,
                                 verbose=False)
+                # --time-limit counts from the start of the command: references and sensitivity included
+                algorithm.start_time = time.time() - (time.perf_counter() - self.started)
             algorithm.problem.measure = measure
             front = self._write_front(references)
+            total = algorithm.termination.terminations[0].n_max_gen if hasattr(algorithm.termination,
+                                                                               "terminations") else 0
             while algorithm.has_next():
                 measure.generation = algorithm.n_iter or 1
+                generation_started = time.perf_counter()
+                self._phase("search", (algorithm.n_iter or 1) - 1, total)
                 algorithm.next()
                 front = self._write_front(references)
                 self.progress.generation = algorithm.n_iter - 1
                 self.progress.elapsed_s = time.perf_counter() - self.started
+                self.progress.phase_done = self.progress.generation
+                by_generations = (total - self.progress.generation) * (time.perf_counter() - generation_started)
+                by_time = (config.time_limit - self.progress.elapsed_s) if config.time_limit else None
+                self.progress.remaining_s = max(0.0, min(by_generations, by_time) if by_time is not None
+                                                else by_generations)
                 self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
                 if self.callback is not None and self.callback(self.progress) is False:
                     break

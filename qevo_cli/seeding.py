@@ -1,33 +1,100 @@
-"""The initial population: uniform policies, a sensitivity path along the size axis, then random.
+"""The initial population: uniform policies, an ILP over the sensitivity proxy swept across the budget range,
+the greedy path, then random.
 
-The uniform policies (every layer at the same formats, where the target offers them)
-anchor the front's ends. The sensitivity path starts from the richest policy and
-lowers, one layer at a time, the layer that loses the least metric per byte saved,
-as AIMET's AMP walks its greedy path. Random policies fill the rest.
+The uniform policies anchor the front's ends. The ILP (HAWQ-V3's recipe) picks, for each of many budgets on the
+first cost objective (size by default) spread evenly from the smallest policy to the largest one the budgets
+allow, the mix with the least predicted distortion; the proxy's costs add up over layers. The greedy path
+starts from the richest policy and lowers, one layer at a time, the layer that loses the least per unit saved,
+as AIMET's AMP walks its path. So the first generation already covers the feasible region from its smallest
+policy to the budget, instead of NSGA-II finding that region by chance.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from .cost import layer_cost
 from .genome import SearchSpace
 from .profiles import Profile
-from .sensitivity import SensitivityTable
+
+ILP_BUDGETS = 240
+COST_AXES = {"size": "weight_bytes", "latency": "latency_s", "energy": "energy_j"}
+UNITS = {"size": 1e-6, "latency": 1e3, "energy": 1e3}   # bytes -> MB, s -> ms, J -> mJ, as the objectives
+
+LayerScore = Callable[[int, int], float]   # (layer index, option index) -> predicted distortion
 
 
 def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
     pairs = sorted({(c.weight, c.activation) for options in space.options for c in options},
                    key=lambda p: (p[0], p[1]))
-    rows = []
-    for weight, activation in pairs:
-        rows.append(np.array([space.nearest(i, weight, activation) for i in space.genes], dtype=int))
+    return [np.array([space.nearest(i, weight, activation) for i in space.genes], dtype=int)
+            for weight, activation in pairs]
+
+
+def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.ndarray]:
+    """Per gene, the cost of each option along one objective axis, in the objective's own unit."""
+    field, scale = COST_AXES[axis], UNITS[axis]
+    return [np.array([getattr(layer_cost(space.layers[i], option, profile), field) * scale
+                      for option in space.options[i]]) for i in space.genes]
+
+
+def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str = "size",
+              limits: dict[str, float] | None = None, budgets: int = ILP_BUDGETS) -> list[np.ndarray]:
+    """Distinct policies minimising the summed proxy under `budgets` evenly spaced limits on `axis`
+    (between the smallest policy and the largest the `limits` allow), every other limit held as a constraint.
+    `limits` maps objective names ("size", "latency", "energy") to budgets in the objectives' units."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    if not space.genes:
+        return []
+    sizes = [len(space.options[i]) for i in space.genes]
+    n = sum(sizes)
+    starts = np.cumsum([0, *sizes[:-1]])
+    objective = np.concatenate([[max(score(i, k), 0.0) for k in range(len(space.options[i]))] for i in space.genes])
+    objective = objective / max(float(objective.max()), 1e-30) + 1e-9   # scaled; ties broken toward fewer bits
+    one_each = np.zeros((len(sizes), n))
+    for gene, (start, size) in enumerate(zip(starts, sizes)):
+        one_each[gene, start:start + size] = 1
+    constraints = [LinearConstraint(one_each, 1, 1)]
+    limits = dict(limits or {})
+    for other in COST_AXES:
+        if other != axis and other in limits:
+            constraints.append(LinearConstraint(np.concatenate(option_costs(space, profile, other)), -np.inf,
+                                                limits[other] - _fixed(space, profile, other)))
+    along = np.concatenate(option_costs(space, profile, axis))
+    fixed = _fixed(space, profile, axis)
+    low = sum(float(c.min()) for c in option_costs(space, profile, axis))
+    high = sum(float(c.max()) for c in option_costs(space, profile, axis))
+    if axis in limits:
+        high = min(high, limits[axis] - fixed)
+    if high < low:
+        return []
+    rows, seen = [], set()
+    for limit in np.linspace(low, high, budgets):
+        result = milp(objective, constraints=[*constraints, LinearConstraint(along, -np.inf, limit + 1e-12)],
+                      integrality=np.ones(n), bounds=Bounds(0, 1), options={"time_limit": 2.0})
+        if result.x is None:
+            continue
+        row = np.array([int(np.argmax(result.x[s:s + k])) for s, k in zip(starts, sizes)], dtype=int)
+        key = tuple(row)
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
     return rows
 
 
-def sensitivity_path(space: SearchSpace, table: SensitivityTable | None, profile: Profile,
-                     steps: int) -> list[np.ndarray]:
+def _fixed(space: SearchSpace, profile: Profile, axis: str) -> float:
+    """Cost of the layers without a gene (a single option each)."""
+    field, scale = COST_AXES[axis], UNITS[axis]
+    graph = profile.per_graph_s * scale if axis == "latency" else 0.0
+    return graph + sum(getattr(layer_cost(space.layers[i], space.options[i][0], profile), field) * scale
+               for i in range(len(space.layers)) if i not in space.genes)
+
+
+def greedy_path(space: SearchSpace, score: LayerScore | None, profile: Profile, steps: int) -> list[np.ndarray]:
     """Up to `steps` policies from the greedy path, evenly spaced along it."""
-    if table is None or not space.genes:
+    if score is None or not space.genes:
         return []
     current = space.upper.copy()   # the richest option of every layer
     path = [current.copy()]
@@ -41,10 +108,10 @@ def sensitivity_path(space: SearchSpace, table: SensitivityTable | None, profile
             now, lower = options[current[gene]], options[current[gene] - 1]
             saved = (layer_cost(layer, now, profile).weight_bytes - layer_cost(layer, lower, profile).weight_bytes
                      + 1e-3)  # activation-only steps save no bytes but may save time: keep them last
-            drop = table.drops.get(layer.name, {}).get(f"W:{lower.weight}", 0.0) if lower.weight != now.weight else 0.0
-            score = max(drop, 0.0) / saved + (1.0 if saved < 1 else 0.0)
-            if score < best_score:
-                best, best_score = gene, score
+            added = score(layer_index, current[gene] - 1) - score(layer_index, current[gene])
+            value = max(added, 0.0) / saved + (1.0 if saved < 1 else 0.0)
+            if value < best_score:
+                best, best_score = gene, value
         if best is None:
             break
         current[best] -= 1
@@ -55,9 +122,16 @@ def sensitivity_path(space: SearchSpace, table: SensitivityTable | None, profile
     return [path[i] for i in picks]
 
 
-def initial_population(space: SearchSpace, pop_size: int, table: SensitivityTable | None, profile: Profile,
-                       seed: int) -> np.ndarray:
-    """`pop_size` distinct rows: uniform policies, the sensitivity path, then random."""
+def spread(rows: list[np.ndarray], count: int) -> list[np.ndarray]:
+    """`count` of the rows, evenly spaced along their order (the sweep runs from small to large)."""
+    if len(rows) <= count:
+        return rows
+    return [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, count).round().astype(int))]
+
+
+def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
+                       seed: int, axis: str = "size", limits: dict[str, float] | None = None) -> np.ndarray:
+    """`pop_size` distinct rows: uniform policies, the ILP sweep, the greedy path, then random."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     seen: set[tuple] = set()
@@ -70,7 +144,10 @@ def initial_population(space: SearchSpace, pop_size: int, table: SensitivityTabl
 
     for row in uniform_rows(space):
         add(row)
-    for row in sensitivity_path(space, table, profile, max(1, pop_size // 3)):
+    if score is not None:
+        for row in spread(ilp_sweep(space, score, profile, axis, limits), max(1, pop_size // 2)):
+            add(row)
+    for row in greedy_path(space, score, profile, max(1, pop_size // 4)):
         add(row)
     attempts = 0
     while len(rows) < pop_size and attempts < 50 * pop_size:

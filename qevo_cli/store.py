@@ -46,6 +46,15 @@ class EvaluationCache:
             raise QevoError(f"cannot open the evaluation cache ({err})", path=self.path) from None
         self._prefix = json.dumps({**context, "version": EVALUATION_VERSION}, sort_keys=True)
 
+    @classmethod
+    def for_evaluator(cls, evaluator) -> "EvaluationCache":
+        """The cache entries of one model, data set, calibration set and metric."""
+        import onnxruntime
+
+        return cls({"model": evaluator.model.digest, "data": evaluator.data.digest,
+                    "calib": evaluator.calibrator.calib.digest, "metric": evaluator.metric.identity,
+                    "onnxruntime": onnxruntime.__version__})
+
     def key(self, policy_key: str) -> str:
         return hashlib.sha256((self._prefix + policy_key).encode()).hexdigest()
 

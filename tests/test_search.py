@@ -211,3 +211,24 @@ def test_bad_search_flags(tmp_path, args, message):
     result = CliRunner().invoke(app, ["search", "--target", "arm-neon", "--out", str(tmp_path / "r"), *args])
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
+
+
+def test_ilp_sweep_spans_the_size_range_within_the_budget(default_workspace):
+    from qevo_cli.cost import model_cost
+    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.profiles import load_profile
+    from qevo_cli.seeding import ilp_sweep
+
+    profile = load_profile("arm-neon")
+    space = build_space(default_workspace.model.layers, profile, Allowed(("int2", "int4", "int8"), ("int8",)))
+    bits = {"int2": 2, "int4": 4, "int8": 8}
+    score = lambda i, k: 4.0 ** -bits[space.options[i][k].weight] * (i + 1)  # noqa: E731
+    sizes = lambda rows: [model_cost(space.layers, space.decode(r), profile).weight_bytes / 1e6 for r in rows]  # noqa: E731
+    rows = ilp_sweep(space, score, profile, "size", {}, budgets=60)
+    smallest, largest = min(sizes(rows)), max(sizes(rows))
+    assert len(rows) >= 8 and len({tuple(r) for r in rows}) == len(rows)
+    assert smallest == pytest.approx(min(sizes([np.zeros(space.n_var, int)])))
+    assert largest == pytest.approx(max(sizes([space.upper])))
+    budget = (smallest + largest) / 2
+    within = ilp_sweep(space, score, profile, "size", {"size": budget}, budgets=60)
+    assert within and max(sizes(within)) <= budget + 1e-9

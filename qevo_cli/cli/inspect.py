@@ -1,6 +1,7 @@
 """`qevo inspect`: the quantizable layers of a model, their size and cost, and their sensitivity."""
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
@@ -8,10 +9,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..cost import model_cost
+from ..errors import QevoError
 from ..model import LoadedModel
 from ..policy import FP32, LayerChoice
 from ..profiles import load_profile, uniform_policy
+from ..proxy import ProbeStore, measure_proxy
 from ..sensitivity import measure_sensitivity
+from ..store import EvaluationCache
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -32,7 +36,10 @@ def inspect(
     metric: MetricOpt = None,
     dim: DimOpt = None,
     sensitivity: Annotated[bool, typer.Option(
-        "--sensitivity", help="Measure each layer quantized alone at each format (cached on disk).")] = False,
+        "--sensitivity", help="Each layer's sensitivity at each format: the proxy (a few probes on a data subset, "
+                              "as the search uses it), or with --full the metric drop measured on all the data.")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="With --sensitivity: one full pass per layer and format (slow on large models; cached).")] = False,
     target: Annotated[Optional[str], typer.Option(
         "--target", help="Hardware profile (built-in name or YAML file): per-layer latency, energy and size "
                          "at fp32, W8A8 and W4A8, and whether each layer is compute- or memory-bound.")] = None,
@@ -58,16 +65,23 @@ def inspect(
     }
     if profile is not None:
         report["target"] = _target_costs(loaded, profile)
+    if full and not sensitivity:
+        raise QevoError("--full goes with --sensitivity", field="--full")
     table = None
     if sensitivity:
         evaluator = workspace.evaluator(threads)
         with Progress(TextColumn("sensitivity"), BarColumn(), MofNCompleteColumn(), console=err,
                       transient=True, disable=json_output) as progress:
             task = progress.add_task("", total=None)
-            table = measure_sensitivity(
-                evaluator, progress=lambda done, total: progress.update(task, completed=done, total=total))
-        report["sensitivity"] = {"metric": workspace.metric.name, "unit": workspace.metric.unit,
-                                 "data": str(workspace.data.path), **table.to_dict(), "cached": table.from_cache}
+            tick = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
+            if full:
+                table = measure_sensitivity(evaluator, progress=tick)
+                report["sensitivity"] = {"kind": "full", "metric": workspace.metric.name,
+                                         "unit": workspace.metric.unit, "data": str(workspace.data.path),
+                                         **table.to_dict(), "cached": table.from_cache}
+            else:
+                report["sensitivity"] = _proxy_report(evaluator, workspace, tick)
+                table = report["sensitivity"]
     if json_output:
         print_json(report)
         return
@@ -75,7 +89,7 @@ def inspect(
     if profile is not None:
         _render_target(report["target"])
     if table is not None:
-        _render_sensitivity(report["sensitivity"])
+        (_render_sensitivity if full else _render_proxy)(report["sensitivity"])
 
 
 def _render_layers(report: dict) -> None:
@@ -146,6 +160,55 @@ def _column_label(column: str) -> str:
     """'W:int4' -> 'W4', 'W:fp16' -> 'W16f', 'A:int8' -> 'A8'."""
     side, fmt = column.split(":")
     return side + (fmt[3:] if fmt.startswith("int") else fmt[2:] + "f")
+
+
+PROXY_COLUMNS = ("W:int2", "W:int3", "W:int4", "W:int6", "W:int8", "W:fp16", "A:int8", "A:int16", "A:fp16")
+
+
+def _proxy_report(evaluator, workspace, tick) -> dict:
+    store = EvaluationCache.for_evaluator(evaluator)
+    try:
+        proxy = measure_proxy(evaluator, ("int2", "int4", "int8"), ("int8",), store=ProbeStore(store), progress=tick)
+    finally:
+        store.close()
+    layers = evaluator.model.layers
+    columns = {column: proxy.column(layers, column) for column in PROXY_COLUMNS}
+    return {"kind": "proxy", "data": str(workspace.data.path), "subset": proxy.subset, "probes": proxy.probes,
+            "unit": "dB", "columns": list(PROXY_COLUMNS),
+            "sqnr_db": {layer.name: {column: _db(columns[column][layer.name]) for column in PROXY_COLUMNS
+                                     if _applies(layer, column)} for layer in layers},
+            "measured": proxy.measured}
+
+
+def _applies(layer, column: str) -> bool:
+    return layer.weight is not None if column.startswith("W:") else layer.subgraph is None
+
+
+def _db(distortion: float) -> float:
+    return 100.0 if distortion <= 1e-10 else round(-10.0 * math.log10(distortion), 2)
+
+
+def _render_proxy(sens: dict) -> None:
+    table = Table(title=f"model output SQNR (dB) with one layer quantized, the rest fp32: probed on "
+                        f"{sens['subset']} samples of {sens['data']}, other formats predicted "
+                        "(lower is more sensitive; qevo inspect --sensitivity --full measures the metric)",
+                  title_justify="left")
+    table.add_column("layer", no_wrap=True)
+    for column in sens["columns"]:
+        table.add_column(_column_label(column), justify="right")
+    for layer, row in sens["sqnr_db"].items():
+        cells = []
+        for column in sens["columns"]:
+            value = row.get(column)
+            if value is None:
+                cells.append("-")
+                continue
+            style = "red" if value < 20 else "yellow" if value < 30 else ""
+            text = (f"{value:.1f}" if value < 100 else "100") + ("" if column in sens["measured"].get(layer, {}) else "*")
+            cells.append(f"[{style}]{text}[/]" if style else text)
+        table.add_row(layer, *cells)
+    out.print(table)
+    out.print("[dim]* predicted from the probes and the format's quantization noise; others measured[/]")
 
 
 def _render_sensitivity(sens: dict) -> None:

@@ -134,23 +134,31 @@ class _ProgressDisplay:
         self.enabled = enabled
         self.total = total
         self.run_dir: Path | None = None
-        self._progress = Progress(TextColumn("gen"), MofNCompleteColumn(), BarColumn(),
+        self._progress = Progress(TextColumn("{task.fields[phase]:<11}"), MofNCompleteColumn(), BarColumn(),
                                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err,
                                   disable=not enabled, transient=False)
         self._task = None
 
     def __enter__(self):
         self._progress.__enter__()
-        self._task = self._progress.add_task("search", total=self.total, status="starting")
+        self._task = self._progress.add_task("search", total=self.total, status="starting", phase="starting")
         return self
 
     def __exit__(self, *exc):
         return self._progress.__exit__(*exc)
 
     def update(self, progress) -> None:
-        self._progress.update(self._task, completed=progress.generation, total=self.total,
-                              status=f"evals {progress.evaluations} (measured {progress.measured}, cached "
-                                     f"{progress.cache_hits})  front {progress.front_size}  HV {progress.hypervolume:.4f}")
+        left = f"  ~{progress.remaining_s:.0f}s left" if progress.remaining_s is not None else ""
+        if progress.phase == "sensitivity":
+            status = f"probes {progress.phase_done} of {progress.phase_total} on a data subset{left}"
+        elif progress.phase in ("references", "seeding", "starting"):
+            status = f"{progress.phase}{left}"
+        else:
+            status = (f"evals {progress.evaluations} (measured {progress.measured}, cached {progress.cache_hits})  "
+                      f"front {progress.front_size}  HV {progress.hypervolume:.4f}{left}")
+        phase = "generation" if progress.phase == "search" else progress.phase
+        self._progress.update(self._task, completed=progress.phase_done, total=progress.phase_total or self.total,
+                              status=status, phase=phase)
 
 
 def _summary(solution: dict[str, Any]) -> str:

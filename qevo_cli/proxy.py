@@ -1,0 +1,250 @@
+"""Cheap per-layer sensitivity: a few probe passes on a small subset instead of a full pass per layer and format.
+
+The full table (`sensitivity.py`) runs the whole evaluation set once per layer and format. On a real model that
+is hours. The proxy measures much less and predicts the rest:
+
+1. Probes. For each layer, one variant with only that layer's weights at a probe format (int4 where allowed) and
+   one with only its input activations at int8, each run on a small, evenly spread subset of the evaluation data.
+   What is recorded is the *output distortion*: the normalised squared error of the model's float outputs against
+   the fp32 outputs on that subset. Unlike a metric such as accuracy, it does not vanish on a small subset.
+2. Extrapolation. Within a layer, distortion scales with the layer's own quantization noise: for weights the
+   relative squared error of the quantized weight (computed from the weight alone, for every format and
+   granularity), for activations the step size squared of the activation grid. So
+   cost(layer, format) = distortion at the probe x noise(format) / noise(probe).
+3. Refinement. With time left, the remaining weight formats are probed directly and measured values replace
+   predicted ones (low-bit formats first, where extrapolation is least reliable).
+
+Every probe is stored in the shared evaluation cache as soon as it is measured, so an interrupted search or a
+second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
+probed ones, and the table says it is incomplete.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .evaluate import Evaluator
+from .layers import Layer
+from .policy import LayerChoice, Policy
+from .quantize import quantize_weight
+
+PROXY_VERSION = 1
+WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
+ACTIVATION_PROBE = "int8"
+MIN_SUBSET, MAX_SUBSET = 8, 32
+WORST = 1e6                 # distortion of a variant whose outputs are not finite
+FP16_RELATIVE_NOISE = (2.0 ** -11) ** 2 / 3.0   # round-to-nearest fp16: uniform error of half an ulp
+
+
+def output_distortion(outputs: Sequence, reference: Sequence) -> float:
+    """Mean over float outputs of sum((y_q - y)^2) / sum(y^2)."""
+    ratios = []
+    for got, want in zip(outputs, reference):
+        want = np.asarray(want)
+        if want.dtype.kind != "f" or want.size == 0:
+            continue
+        got = np.asarray(got, np.float64)
+        if not np.all(np.isfinite(got)):
+            return WORST
+        want = want.astype(np.float64)
+        ratios.append(float(np.sum((got - want) ** 2)) / max(float(np.sum(want ** 2)), 1e-30))
+    return min(WORST, float(np.mean(ratios))) if ratios else 0.0
+
+
+def weight_noise(layer: Layer, weight: np.ndarray, choice: LayerChoice) -> float:
+    """Relative squared error of the layer's weight under the choice's weight format."""
+    if choice.weight == "fp32" or layer.weight is None:
+        return 0.0
+    quantized = quantize_weight(weight, choice, layer.channel_axis)
+    return float(np.sum((quantized - weight) ** 2)) / max(float(np.sum(weight.astype(np.float64) ** 2)), 1e-30)
+
+
+def activation_noise(activation: str) -> float:
+    """Noise power of an activation format relative to int8 at the same range (the step size squared)."""
+    if activation == "fp32":
+        return 0.0
+    if activation == "fp16":
+        # int8 noise relative to a signal spanning the range is about (1/255)^2 / 12 / (1/16)
+        return FP16_RELATIVE_NOISE / ((1 / 255) ** 2 / 12 * 16)
+    bits = 8 if activation == "dynamic-int8" else int(activation[3:])
+    return ((2 ** 8 - 1) / (2 ** bits - 1)) ** 2
+
+
+@dataclass
+class ProxyTable:
+    """Predicted output distortion of each layer alone at each format, and how it was obtained."""
+
+    subset: int
+    weight_gain: dict[str, float]          # layer -> distortion per unit of relative weight noise
+    activation_gain: dict[str, float]      # layer -> distortion per unit of activation noise (int8 = 1)
+    measured: dict[str, dict[str, float]]  # layer -> probe column ("W:int4", "A:int8", ...) -> distortion
+    probes: int = 0                        # probes measured by this call (the rest came from the cache)
+    seconds: float = 0.0
+    complete: bool = True
+    _noise: dict = field(default_factory=dict, repr=False)
+    _weights: dict = field(default_factory=dict, repr=False)
+
+    def cost(self, layer: Layer, choice: LayerChoice) -> float:
+        """Predicted distortion of this layer alone at `choice` (weights and input activations)."""
+        measured = self.measured.get(layer.name, {})
+        weight_part = 0.0
+        if layer.weight is not None and choice.weight != "fp32":
+            column = f"W:{choice.weight}"
+            if column in measured and _probe_choice(column) == _weight_only(choice):
+                weight_part = measured[column]
+            else:
+                weight_part = self.weight_gain.get(layer.name, 0.0) * self._weight_noise(layer, choice)
+        activation_part = 0.0
+        if layer.subgraph is None and choice.activation != "fp32":
+            column = f"A:{choice.activation}"
+            activation_part = measured[column] if column in measured else \
+                self.activation_gain.get(layer.name, 0.0) * activation_noise(choice.activation)
+        return weight_part + activation_part
+
+    def _weight_noise(self, layer: Layer, choice: LayerChoice) -> float:
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
+        if key not in self._noise:
+            self._noise[key] = weight_noise(layer, self._weights[layer.name], choice)
+        return self._noise[key]
+
+    def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
+        """cost of every layer at one table column ("W:int2", "A:int16", ...), measured or predicted."""
+        kind, fmt = label.split(":")
+        choice = LayerChoice(weight=fmt, activation="fp32") if kind == "W" else LayerChoice(weight="fp32",
+                                                                                          activation=fmt)
+        return {layer.name: self.cost(layer, choice) for layer in layers}
+
+
+def _weight_only(choice: LayerChoice) -> LayerChoice:
+    return LayerChoice(weight=choice.weight, activation="fp32", granularity=choice.granularity,
+                       symmetric=choice.symmetric, weight_range=choice.weight_range)
+
+
+def _probe_choice(column: str) -> LayerChoice:
+    kind, fmt = column.split(":")
+    return LayerChoice(weight=fmt, activation="fp32") if kind == "W" else LayerChoice(weight="fp32", activation=fmt)
+
+
+class ProbeStore:
+    """Where probes are kept between runs: any object with get_many / put_many, as the evaluation cache."""
+
+    def __init__(self, cache=None):
+        self.cache = cache
+        self.memory: dict[str, tuple[float, float]] = {}
+
+    def get(self, key: str):
+        if key in self.memory:
+            return self.memory[key]
+        if self.cache is not None:
+            found = self.cache.get_many([key])
+            if key in found:
+                self.memory[key] = found[key]
+                return found[key]
+        return None
+
+    def put(self, key: str, value: float, seconds: float) -> None:
+        self.memory[key] = (value, seconds)
+        if self.cache is not None:
+            self.cache.put_many([(key, value, seconds)])
+
+
+def default_subset(size: int) -> int:
+    """Samples per probe: a tenth of the evaluation set, between MIN_SUBSET and MAX_SUBSET. It depends on the
+    data alone (not on timing), so a resumed or repeated search finds its probes in the cache."""
+    return int(min(size, max(MIN_SUBSET, min(MAX_SUBSET, round(size / 10)))))
+
+
+def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2", "int4", "int8"),
+                  activation_formats: Sequence[str] = ("int8",), store: ProbeStore | None = None,
+                  deadline: float | None = None, subset: int | None = None, refine: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> ProxyTable:
+    """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), then refine with the other
+    weight formats while time allows. `deadline` is a time.perf_counter() value."""
+    started = time.perf_counter()
+    store = store or ProbeStore()
+    model = evaluator.model
+    layers = list(model.layers)
+    int_weights = [f for f in weight_formats if f.startswith("int")]
+    weight_probe = WEIGHT_PROBE if WEIGHT_PROBE in int_weights else (min(int_weights, key=_bits) if int_weights
+                                                                     else None)
+    act_ints = [f for f in activation_formats if f in ("int8", "int16", "dynamic-int8")]
+    act_probe = ACTIVATION_PROBE if act_ints else None
+    if subset is None:
+        subset = default_subset(evaluator.data.size)
+    data = evaluator.data.subset(subset)
+    reference = evaluator.outputs(Policy({}), data)
+
+    plan: list[tuple[Layer, str]] = []
+    for layer in layers:
+        if weight_probe and layer.weight is not None:
+            plan.append((layer, f"W:{weight_probe}"))
+        if act_probe and layer.subgraph is None:
+            plan.append((layer, f"A:{act_probe}"))
+    if refine:   # then the other weight formats, fewest bits first
+        for fmt in sorted((f for f in int_weights if f != weight_probe), key=_bits):
+            plan.extend((layer, f"W:{fmt}") for layer in layers if layer.weight is not None)
+
+    measured: dict[str, dict[str, float]] = {layer.name: {} for layer in layers}
+    probes, complete = 0, True
+    prefix = f"proxy/v{PROXY_VERSION}/rows{data.size}/"
+    for done, (layer, column) in enumerate(plan, start=1):
+        key = prefix + f"{layer.name}/{column}"
+        found = store.get(key)
+        if found is None:
+            if deadline is not None and time.perf_counter() >= deadline:
+                complete = False
+                break
+            start = time.perf_counter()
+            value = output_distortion(evaluator.outputs(Policy({layer.name: _probe_choice(column)}), data), reference)
+            store.put(key, value, time.perf_counter() - start)
+            probes += 1
+        else:
+            value = found[0]
+        measured[layer.name][column] = value
+        if progress:
+            progress(done, len(plan))
+
+    weights = {layer.name: _weight_array(evaluator, layer) for layer in layers if layer.weight is not None}
+    table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, _weights=weights)
+    for layer in layers:
+        row = measured[layer.name]
+        if weight_probe and f"W:{weight_probe}" in row:
+            noise = table._weight_noise(layer, _probe_choice(f"W:{weight_probe}"))
+            table.weight_gain[layer.name] = row[f"W:{weight_probe}"] / max(noise, 1e-30)
+        if act_probe and f"A:{act_probe}" in row:
+            table.activation_gain[layer.name] = row[f"A:{act_probe}"] / activation_noise(act_probe)
+    _fill_missing(table, layers)
+    table.seconds = time.perf_counter() - started
+    return table
+
+
+def _fill_missing(table: ProxyTable, layers: Sequence[Layer]) -> None:
+    """Layers the deadline left unprobed take the median gain of the probed ones."""
+    for gains, applies in ((table.weight_gain, lambda l: l.weight is not None),
+                           (table.activation_gain, lambda l: l.subgraph is None)):
+        median = float(np.median(list(gains.values()))) if gains else 1.0
+        for layer in layers:
+            if applies(layer) and layer.name not in gains:
+                gains[layer.name] = median
+
+
+def _weight_array(evaluator: Evaluator, layer: Layer) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(evaluator._find_initializer(layer.weight)).astype(np.float32)
+
+
+def _bits(fmt: str) -> int:
+    return int(fmt[3:]) if fmt.startswith("int") else 16
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    value = spearmanr(a, b).statistic
+    return float(value) if value is not None and math.isfinite(value) else float("nan")
