@@ -50,6 +50,7 @@ class SearchConfig:
     dask: str | None = None
     out: str | None = None
     threads: int = 1
+    racing: bool = True       # measure a data subset first; the rest only where a policy could reach the front
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -78,6 +79,8 @@ class SearchConfig:
                 raise QevoError(f"got {value!r}, expected a number", field=name)
         if self.time_limit is not None and self.time_limit <= 0:
             raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
+        if not isinstance(self.racing, bool):
+            raise QevoError(f"got {self.racing!r}, expected true or false", field="racing")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise QevoError(f"got {self.seed!r}, expected a non-negative integer", field="seed")
         if not isinstance(self.dims, dict) or not all(

@@ -41,19 +41,29 @@ class Dataset:
     def size(self) -> int:
         return next((len(array) for array in self.inputs.values() if array.ndim), 1)
 
-    def subset(self, count: int) -> "Dataset":
-        """About `count` samples spread evenly over the set (whole batches when the model's batch is fixed)."""
+    def subset_rows(self, count: int) -> np.ndarray:
+        """Indices of about `count` samples spread evenly over the set (whole batches in order when the
+        model's batch is fixed)."""
         if self.fixed_batch:
             count = -(-count // self.batch_size) * self.batch_size
         if count >= self.size:
-            return self
-        rows = np.linspace(0, self.size - 1, count).round().astype(int)
+            return np.arange(self.size)
         if self.fixed_batch:
-            rows = np.arange(count)   # whole batches, in order
-        inputs = {name: array[rows] if array.ndim else array for name, array in self.inputs.items()}
-        labels = self.labels[rows] if self.labels is not None else None
-        return Dataset(self.path, inputs, labels, f"{self.digest}/rows{count}", min(self.batch_size, count),
-                       self.fixed_batch)
+            return np.arange(count)
+        return np.unique(np.linspace(0, self.size - 1, count).round().astype(int))
+
+    def rows(self, indices: np.ndarray) -> "Dataset":
+        """The samples at `indices`, in that order."""
+        if len(indices) == self.size and np.array_equal(indices, np.arange(self.size)):
+            return self
+        inputs = {name: array[indices] if array.ndim else array for name, array in self.inputs.items()}
+        labels = self.labels[indices] if self.labels is not None else None
+        digest = hashlib.sha256(self.digest.encode() + np.ascontiguousarray(indices).tobytes()).hexdigest()
+        return Dataset(self.path, inputs, labels, digest, min(self.batch_size, len(indices)), self.fixed_batch)
+
+    def subset(self, count: int) -> "Dataset":
+        """About `count` samples spread evenly over the set."""
+        return self.rows(self.subset_rows(count))
 
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, self.size, self.batch_size):

@@ -92,6 +92,20 @@ class Evaluator:
         """The metric of the policy's variant on the evaluation data."""
         return self.metric(self.outputs(policy), self.data.labels, self.reference)
 
+    def evaluate_staged(self, policy: Policy, rows: np.ndarray, go_on) -> tuple[float | None, float]:
+        """(metric on all the data or None, metric on `rows`): `rows` are run first, and the rest only if
+        `go_on(metric on rows)` says so, in the same session, so a full measurement costs no more than usual."""
+        session = self._session(self.variant(policy).SerializeToString())
+        first = self._guard(lambda: run_session(session, self.data.rows(rows)))
+        labels = self.data.labels
+        partial = self.metric(first, labels[rows] if labels is not None else None, _take(self.reference, rows))
+        if not go_on(partial):
+            return None, partial
+        rest_rows = np.setdiff1d(np.arange(self.data.size), rows)
+        rest = self._guard(lambda: run_session(session, self.data.rows(rest_rows))) if len(rest_rows) else None
+        outputs = _merge(first, rest, rows, rest_rows) if rest is not None else first
+        return self.metric(outputs, labels, self.reference), partial
+
     def outputs(self, policy: Policy, data: Dataset | None = None) -> list[np.ndarray]:
         """Model outputs of the policy's variant over `data` (default: the evaluation data)."""
         if not policy.layers and data is None:
@@ -214,14 +228,41 @@ class Evaluator:
                                initializers, out)
 
     def _run(self, model_bytes: bytes, data: Dataset | None = None) -> list[np.ndarray]:
+        session = self._session(model_bytes)
+        return self._guard(lambda: run_session(session, data or self.data))
+
+    def _session(self, model_bytes: bytes) -> ort.InferenceSession:
+        return self._guard(lambda: ort.InferenceSession(model_bytes, self.options, providers=["CPUExecutionProvider"]))
+
+    def _guard(self, step):
         try:
-            session = ort.InferenceSession(model_bytes, self.options, providers=["CPUExecutionProvider"])
-            return run_session(session, data or self.data)
+            return step()
         except Exception as err:  # onnxruntime raises a family of pybind11 error types
             if isinstance(err, QevoError):
                 raise
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise QevoError(f"onnxruntime could not run the model or variant: {first}", path=self.model.path) from None
+
+
+def _take(outputs: list, rows: np.ndarray) -> list:
+    """The given rows of each output (arrays, or sequences such as ZipMap's list of dicts)."""
+    return [o[rows] if isinstance(o, np.ndarray) and o.ndim else [o[i] for i in rows] if isinstance(o, list) else o
+            for o in outputs]
+
+
+def _merge(first: list, rest: list, first_rows: np.ndarray, rest_rows: np.ndarray) -> list:
+    """Outputs of two row sets put back in the data's order."""
+    order = np.argsort(np.concatenate([first_rows, rest_rows]), kind="stable")
+    merged = []
+    for a, b in zip(first, rest):
+        if isinstance(a, np.ndarray) and a.ndim:
+            merged.append(np.concatenate([a, b], axis=0)[order])
+        elif isinstance(a, list):
+            joined = a + b
+            merged.append([joined[i] for i in order])
+        else:
+            merged.append(a)
+    return merged
 
 
 def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:

@@ -75,6 +75,9 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     if folded:
         notes.append(f"folded {folded} Constant node(s) into initializers")
     _name_nodes(proto.graph)
+    unknown = _name_unknown_dims(proto.graph)
+    if unknown:
+        notes.append(f"{unknown} dim(s) stored as -1 or 0 read as dynamic")
     opset = default_opset(proto)
     if opset < MIN_OPSET:
         proto = _upgrade_opset(proto, path)
@@ -198,6 +201,18 @@ _ONNX_TO_NUMPY = {k: np.dtype(v) for k, v in {
     onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.UINT16: np.uint16,
     onnx.TensorProto.UINT32: np.uint32, onnx.TensorProto.UINT64: np.uint64, onnx.TensorProto.BOOL: np.bool_,
 }.items()}
+
+
+def _name_unknown_dims(graph: onnx.GraphProto) -> int:
+    """Some exporters write a dynamic dim as dim_value -1 (or 0); name it so it reads as dynamic, not as a size.
+    The batch axis of every graph input and output shares one name, as a batch does."""
+    renamed = 0
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value <= 0:
+                dim.dim_param = "batch" if axis == 0 else f"{value.name}_{axis}"
+                renamed += 1
+    return renamed
 
 
 def _input_specs(proto: onnx.ModelProto) -> list[InputSpec]:

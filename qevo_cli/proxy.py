@@ -11,8 +11,8 @@ is hours. The proxy measures much less and predicts the rest:
    relative squared error of the quantized weight (computed from the weight alone, for every format and
    granularity), for activations the step size squared of the activation grid. So
    cost(layer, format) = distortion at the probe x noise(format) / noise(probe).
-3. Refinement. With time left, the remaining weight formats are probed directly and measured values replace
-   predicted ones (low-bit formats first, where extrapolation is least reliable).
+3. Refinement. With time left, the weight formats below the probe (int2, int3) are probed directly, since at
+   so few levels distortion no longer grows in step with the noise; measured values replace predicted ones.
 
 Every probe is stored in the shared evaluation cache as soon as it is measured, so an interrupted search or a
 second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
@@ -184,8 +184,8 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
             plan.append((layer, f"W:{weight_probe}"))
         if act_probe and layer.subgraph is None:
             plan.append((layer, f"A:{act_probe}"))
-    if refine:   # then the other weight formats, fewest bits first
-        for fmt in sorted((f for f in int_weights if f != weight_probe), key=_bits):
+    if refine:   # then the formats below the probe, where distortion stops growing smoothly with noise
+        for fmt in sorted((f for f in int_weights if weight_probe and _bits(f) < _bits(weight_probe)), key=_bits):
             plan.extend((layer, f"W:{fmt}") for layer in layers if layer.weight is not None)
 
     measured: dict[str, dict[str, float]] = {layer.name: {} for layer in layers}

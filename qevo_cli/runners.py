@@ -69,12 +69,18 @@ def _stamps(spec: WorkspaceSpec) -> tuple:
 class MeasureTask:
     spec: WorkspaceSpec
 
-    def __call__(self, policy_data: dict[str, Any]) -> tuple[float, float]:
-        """(metric, seconds) of one policy, measured in this process."""
+    def __call__(self, item: dict[str, Any] | tuple) -> tuple[float | None, float, float | None]:
+        """(metric or None, seconds, subset metric or None) of one policy, measured in this process.
+
+        `item` is a policy's dict, or (dict, Race) to measure a subset first (see fidelity.py)."""
         evaluator = self.spec.evaluator()
         start = time.perf_counter()
-        value = evaluator.evaluate(Policy.from_dict(policy_data))
-        return value, time.perf_counter() - start
+        if isinstance(item, tuple):
+            policy_data, race = item
+            value, partial = evaluator.evaluate_staged(Policy.from_dict(policy_data), race.rows, race.worth_full)
+            return value, time.perf_counter() - start, partial
+        value = evaluator.evaluate(Policy.from_dict(item))
+        return value, time.perf_counter() - start, None
 
 
 Runner = Callable[[Callable, list], Iterable]

@@ -28,7 +28,7 @@ from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.termination.collection import TerminationCollection
 from pymoo.termination.max_eval import MaximumFunctionCallTermination
 from pymoo.termination.max_gen import MaximumGenerationTermination
-from pymoo.termination.max_time import TimeBasedTermination
+from pymoo.core.termination import Termination
 from pymoo.util.display.multi import MultiObjectiveOutput
 from pymoo.util.ref_dirs import get_reference_directions
 
@@ -40,6 +40,8 @@ from .genome import SearchSpace, build_space
 from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem, Scored
 from .profiles import load_profile, uniform_policy
+from .fidelity import race_rows as race_rows_for
+from .measurer import Measurer
 from .runners import MeasureTask, WorkspaceSpec, open_runner
 from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy
@@ -47,7 +49,6 @@ from .store import EvaluationCache, RunStore
 
 FRONT_VERSION = 1
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
-UNMEASURED = 1e9           # objective and violation given to a policy the deadline left unmeasured
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Progress:
     measured_now: int = 0     # of those, measured since this process started (differs after a resume)
     cache_hits: int = 0       # policies found in the shared cache or in this run's store
     probes: int = 0           # sensitivity probes measured (on a data subset; not policies)
+    estimated: int = 0        # policies cut short after a data subset by racing (never on the front)
     front_size: int = 0
     hypervolume: float = 0.0
     elapsed_s: float = 0.0
@@ -109,80 +111,6 @@ def make_algorithm(kind: str, n_obj: int, pop_size: int, sampling: np.ndarray):
         ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
         return NSGA3(ref_dirs=ref_dirs, selection=TournamentSelection(func_comp=_by_violation_then_random), **common)
     return NSGA2(selection=TournamentSelection(func_comp=binary_tournament), **common)
-
-
-class Measurer:
-    """Scores policies: this run's store first, then the shared cache, then the runner.
-
-    Results are stored as they arrive, at least every FLUSH_S seconds, so a killed
-    search loses no more than that much finished work.
-    """
-
-    FLUSH_S = 0.25
-
-    def __init__(self, store: RunStore, cache: EvaluationCache, costing: Costing, task: MeasureTask, runner,
-                 progress: Progress):
-        self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
-        self.progress = progress
-        self.generation = 0
-        self.deadline: float | None = None   # time.perf_counter() after which nothing new is measured
-
-    def _row(self, key: str, policy: Policy, metric: float, seconds: float, cached: bool) -> dict[str, Any]:
-        values = self.costing.values(policy, metric)
-        violation = float(sum(max(0.0, g) for g in self.costing.constraints(values)))
-        return {"key": key, "policy": policy.to_dict(), "metric": metric, "objectives": values,
-                "violation": violation, "seconds": seconds, "cached": cached}
-
-    def _flush(self, finished: list[tuple[str, Policy, float, float]]) -> None:
-        if finished:
-            self.cache.put_many((key, value, seconds) for key, _, value, seconds in finished)
-            self.store.record([self._row(key, policy, value, seconds, cached=False)
-                               for key, policy, value, seconds in finished], self.generation)
-
-    def __call__(self, policies: list[Policy]) -> list[Scored]:
-        keys = [policy.key() for policy in policies]
-        known = self.store.known(keys)
-        from_cache = self.cache.get_many([k for k in keys if k not in known])
-        self.store.record([self._row(k, p, *from_cache[k], cached=True) for k, p in zip(keys, policies)
-                           if k in from_cache], self.generation)
-        known.update(from_cache)
-        missing: dict[str, Policy] = {}
-        for key, policy in zip(keys, policies):
-            if key not in known:
-                missing.setdefault(key, policy)
-        pending = list(missing.items())
-        finished: list[tuple[str, Policy, float, float]] = []
-        last_flush = time.perf_counter()
-        expired = self.deadline is not None and time.perf_counter() >= self.deadline
-        results = self.runner(self.task, [policy.to_dict() for _, policy in pending]) if pending and not expired \
-            else iter(())
-        measured_now = 0
-        try:
-            for (key, policy), (value, seconds) in zip(pending, results):
-                finished.append((key, policy, value, seconds))
-                known[key] = (value, seconds)
-                measured_now += 1
-                if time.perf_counter() - last_flush >= self.FLUSH_S:
-                    self._flush(finished)
-                    finished, last_flush = [], time.perf_counter()
-                if self.deadline is not None and time.perf_counter() >= self.deadline:
-                    break   # the time limit: what is left of this generation stays unmeasured
-        finally:   # on Ctrl-C too: keep what was finished
-            self._flush(finished)
-        scored = []
-        for key, policy in zip(keys, policies):
-            if key not in known:   # unmeasured: ranked last, never stored, never on the front
-                values = {name: UNMEASURED for name in ("metric", "size", "latency", "energy")}
-                scored.append(Scored(policy, float("nan"), values, UNMEASURED, 0.0, False))
-                continue
-            row = self._row(key, policy, *known[key], cached=key not in missing)
-            scored.append(Scored(policy, row["metric"], row["objectives"], row["violation"], row["seconds"],
-                                 row["cached"]))
-        self.progress.evaluations += len(keys) - sum(k not in known for k in keys)
-        self.progress.measured += measured_now
-        self.progress.measured_now += measured_now
-        self.progress.cache_hits += len(set(keys)) - len(missing)
-        return scored
 
 
 class Search:
@@ -245,8 +173,11 @@ class Search:
     def _proxy(self):
         """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""
         config = self.config
-        weights = tuple(f for f in config.weight_formats if f.startswith("int"))
-        activations = tuple(f for f in config.act_formats if f in ("int8", "int16", "dynamic-int8"))
+        # a side with one allowed format is the same in every policy: nothing to rank there
+        weights = tuple(f for f in config.weight_formats if f.startswith("int")) \
+            if len(config.weight_formats) > 1 else ()
+        activations = tuple(f for f in config.act_formats if f in ("int8", "int16", "dynamic-int8")) \
+            if len(config.act_formats) > 1 else ()
         if not weights and not activations:
             return None
         deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
@@ -281,7 +212,9 @@ class Search:
     def _run(self, algorithm=None) -> SearchResult:
         config = self.config
         with open_runner(config.workers, config.dask) as runner:
-            measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress)
+            race_rows = race_rows_for(self.evaluator.data) if config.racing else None
+            measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
+                               race_rows)
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
             self._phase("references", 0, 2)
@@ -299,7 +232,7 @@ class Search:
                 algorithm.setup(problem, termination=_termination_for(config, generations), seed=config.seed,
                                 verbose=False)
                 # --time-limit counts from the start of the command: references and sensitivity included
-                algorithm.start_time = time.time() - (time.perf_counter() - self.started)
+                _set_running_time(algorithm, time.time() - (time.perf_counter() - self.started))
             algorithm.problem.measure = measure
             front = self._write_front(references)
             total = algorithm.termination.terminations[0].n_max_gen if hasattr(algorithm.termination,
@@ -372,13 +305,32 @@ class Search:
         return front
 
 
+class RunningTime(Termination):
+    """--time-limit over the whole command, not from pymoo's first generation: `started_at` is the epoch time
+    the search (or, on resume, its first run less the time already spent) started."""
+
+    def __init__(self, limit: float):
+        super().__init__()
+        self.limit = limit
+        self.started_at = time.time()
+
+    def _update(self, algorithm):
+        return (time.time() - self.started_at) / self.limit
+
+
 def _termination_for(config: SearchConfig, generations: int):
     parts = [MaximumGenerationTermination(generations)]
     if config.evaluations:
         parts.append(MaximumFunctionCallTermination(config.evaluations))
     if config.time_limit:
-        parts.append(TimeBasedTermination(config.time_limit))
+        parts.append(RunningTime(config.time_limit))
     return TerminationCollection(*parts)
+
+
+def _set_running_time(algorithm, started_at: float) -> None:
+    for part in getattr(algorithm.termination, "terminations", ()):
+        if isinstance(part, RunningTime):
+            part.started_at = started_at
 
 
 def run_search(config: SearchConfig, callback: Callable[[Progress], Any] | None = None) -> SearchResult:
@@ -412,5 +364,5 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
     search.progress.measured_now = 0
     search.started -= search.progress.elapsed_s
     algorithm = checkpoint["algorithm"]
-    algorithm.start_time = time.time() - search.progress.elapsed_s   # --time-limit counts running time only
+    _set_running_time(algorithm, time.time() - search.progress.elapsed_s)   # --time-limit counts running time only
     return search, algorithm

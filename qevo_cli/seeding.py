@@ -10,6 +10,9 @@ policy to the budget, instead of NSGA-II finding that region by chance.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Callable
 
 import numpy as np
@@ -26,10 +29,11 @@ LayerScore = Callable[[int, int], float]   # (layer index, option index) -> pred
 
 
 def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
-    pairs = sorted({(c.weight, c.activation) for options in space.options for c in options},
-                   key=lambda p: (p[0], p[1]))
-    return [np.array([space.nearest(i, weight, activation) for i in space.genes], dtype=int)
-            for weight, activation in pairs]
+    """Every layer at one weight format, activations at the fewest bits offered (the front's ends)."""
+    activations = {c.activation for options in space.options for c in options}
+    fewest = min(activations, key=lambda a: (0 if a.startswith("int") else 1, a)) if activations else "int8"
+    weights = sorted({c.weight for options in space.options for c in options})
+    return [np.array([space.nearest(i, weight, fewest) for i in space.genes], dtype=int) for weight in weights]
 
 
 def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.ndarray]:
@@ -72,8 +76,9 @@ def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str
         return []
     rows, seen = [], set()
     for limit in np.linspace(low, high, budgets):
-        result = milp(objective, constraints=[*constraints, LinearConstraint(along, -np.inf, limit + 1e-12)],
-                      integrality=np.ones(n), bounds=Bounds(0, 1), options={"time_limit": 2.0})
+        with _silent_solver():
+            result = milp(objective, constraints=[*constraints, LinearConstraint(along, -np.inf, limit + 1e-12)],
+                          integrality=np.ones(n), bounds=Bounds(0, 1), options={"time_limit": 2.0})
         if result.x is None:
             continue
         row = np.array([int(np.argmax(result.x[s:s + k])) for s, k in zip(starts, sizes)], dtype=int)
@@ -82,6 +87,25 @@ def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str
             seen.add(key)
             rows.append(row)
     return rows
+
+
+@contextlib.contextmanager
+def _silent_solver():
+    """HiGHS prints a debug line from C++ straight to the process's stdout whatever its options say."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:   # no real file descriptor (an embedding host): nothing to hide
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _fixed(space: SearchSpace, profile: Profile, axis: str) -> float:
@@ -129,9 +153,21 @@ def spread(rows: list[np.ndarray], count: int) -> list[np.ndarray]:
     return [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, count).round().astype(int))]
 
 
+def coarse_to_fine(rows: list[np.ndarray]) -> list[np.ndarray]:
+    """Both ends, the middle, the quarters...: every prefix of the order spans the whole list."""
+    order, seen, step = [], set(), max(1, len(rows))
+    while step >= 1 and rows:
+        for i in [*range(0, len(rows), step), len(rows) - 1]:
+            if i not in seen:
+                seen.add(i)
+                order.append(i)
+        step //= 2
+    return [rows[i] for i in order]
+
+
 def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
                        seed: int, axis: str = "size", limits: dict[str, float] | None = None) -> np.ndarray:
-    """`pop_size` distinct rows: uniform policies, the ILP sweep, the greedy path, then random."""
+    """`pop_size` distinct rows: the ILP sweep, uniform policies, the greedy path, then random."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     seen: set[tuple] = set()
@@ -142,11 +178,13 @@ def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | No
             seen.add(key)
             rows.append(np.array(key, dtype=int))
 
+    # measured in this order: under a time limit the first generation may not finish, so the ILP's spread of
+    # the budget range comes first, coarse to fine
+    if score is not None:
+        for row in coarse_to_fine(spread(ilp_sweep(space, score, profile, axis, limits), max(1, pop_size // 2))):
+            add(row)
     for row in uniform_rows(space):
         add(row)
-    if score is not None:
-        for row in spread(ilp_sweep(space, score, profile, axis, limits), max(1, pop_size // 2)):
-            add(row)
     for row in greedy_path(space, score, profile, max(1, pop_size // 4)):
         add(row)
     attempts = 0

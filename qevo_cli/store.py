@@ -111,6 +111,8 @@ class RunStore:
             self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (
                 id INTEGER PRIMARY KEY, key TEXT UNIQUE, policy TEXT, metric REAL, objectives TEXT,
                 violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")
+            # racing's subset metrics, kept with the run so a resume decides as the uninterrupted run did
+            self._db.execute("CREATE TABLE IF NOT EXISTS subset (key TEXT PRIMARY KEY, value REAL, generation INTEGER)")
             self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()
         except sqlite3.Error as err:
             raise QevoError(f"cannot open the evaluation store ({err})", path=self.dir / self.DB_FILE) from None
@@ -164,6 +166,29 @@ class RunStore:
                 " cached, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r["key"], json.dumps(r["policy"]), r["metric"], json.dumps(r["objectives"]), r["violation"],
                   r["seconds"], generation, int(r["cached"]), now) for r in rows])
+
+    def record_subset(self, values: dict[str, float], generation: int) -> None:
+        if values:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR IGNORE INTO subset (key, value, generation) VALUES (?, ?, ?)",
+                                     [(key, value, generation) for key, value in values.items()])
+
+    def subset_values(self, keys: list[str]) -> dict[str, float]:
+        found = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT key, value FROM subset WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        return found
+
+    def measured_before(self, generation: int) -> list[dict[str, Any]]:
+        """Full measurements of earlier generations, each with its subset metric when it was raced."""
+        return [{"key": key, "objectives": json.loads(objectives), "violation": violation, "metric": metric,
+                 "subset": subset}
+                for key, objectives, violation, metric, subset in self._db.execute(
+                    "SELECT e.key, e.objectives, e.violation, e.metric, s.value FROM evaluation e "
+                    "LEFT JOIN subset s ON s.key = e.key WHERE e.generation < ?", (generation,))]
 
     def known(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """Metric and seconds of policies this run already measured."""

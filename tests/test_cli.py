@@ -35,17 +35,31 @@ def test_inspect_json_is_pure_json():
     assert sum(layer["params"] for layer in report["layers"]) == report["totals"]["quantizable_params"]
 
 
-def test_inspect_sensitivity_json_then_cached(isolated_cache):
-    result = invoke("inspect", "--sensitivity", "--json")
+def test_inspect_full_sensitivity_json_then_cached(isolated_cache):
+    result = invoke("inspect", "--sensitivity", "--full", "--json")
     assert result.exit_code == 0, result.output
     sensitivity = json.loads(result.stdout)["sensitivity"]
-    assert sensitivity["metric"] == "accuracy" and not sensitivity["cached"]
+    assert sensitivity["kind"] == "full" and sensitivity["metric"] == "accuracy" and not sensitivity["cached"]
     assert set(sensitivity["drops"]) == {"stem", "conv2", "depthwise", "pointwise", "conv5", "fc", "head"}
     assert list((isolated_cache / "sensitivity").glob("*.json"))
-    again = json.loads(invoke("inspect", "--sensitivity", "--json").stdout)["sensitivity"]
+    again = json.loads(invoke("inspect", "--sensitivity", "--full", "--json").stdout)["sensitivity"]
     assert again["cached"] and again["drops"] == sensitivity["drops"]
-    table = invoke("inspect", "--sensitivity")
+    table = invoke("inspect", "--sensitivity", "--full")
     assert "W2" in table.stdout and "A16" in table.stdout
+
+
+def test_inspect_proxy_sensitivity_probes_once():
+    first = json.loads(invoke("inspect", "--sensitivity", "--json").stdout)["sensitivity"]
+    assert first["kind"] == "proxy" and first["probes"] == 3 * 7 and first["subset"] == 32
+    layers = {"stem", "conv2", "depthwise", "pointwise", "conv5", "fc", "head"}
+    assert set(first["sqnr_db"]) == layers
+    for row in first["sqnr_db"].values():   # more bits, less noise at the output
+        assert row["W:int2"] < row["W:int4"] < row["W:int8"] and row["A:int8"] < row["A:int16"]
+    again = json.loads(invoke("inspect", "--sensitivity", "--json").stdout)["sensitivity"]
+    assert again["probes"] == 0 and again["sqnr_db"] == first["sqnr_db"]
+    table = invoke("inspect", "--sensitivity")
+    assert "W3" in table.stdout and "predicted" in table.stdout
+    assert invoke("inspect", "--full").exit_code == 2
 
 
 def test_inspect_with_dim(tmp_path):

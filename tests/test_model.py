@@ -1,5 +1,6 @@
 """Model ingestion on tiny models that each carry a trap, and on the bundled default."""
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -127,3 +128,23 @@ def test_same_activation_on_both_inputs_is_quantized_once(tmp_path):
     x = np.random.default_rng(5).standard_normal((8, 4, 4)).astype(np.float32)
     evaluator = _evaluator(tmp_path, loaded, {"x": x})
     assert 10 < evaluator.evaluate(Policy({"square": LayerChoice(weight="fp32", activation="int8")})) < 100
+
+
+def test_a_dim_stored_as_minus_one_is_dynamic(tmp_path):
+    """Exporters that write -1 for a dynamic batch: qevo must batch the data, not run batches of -1."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qevo_cli.data import load_data
+    from qevo_cli.model import load_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2])
+    w = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4), np.float32))
+    model = load_model(path)
+    assert model.layers[0].macs == 8 and any("-1" in note for note in model.notes)
+    data = load_data(tmp_path / "d.npz", model)
+    assert data.batch_size > 0 and sum(len(b["x"]) for b in data.batches()) == 8

@@ -3,8 +3,8 @@
 The model reads 2048 byte tokens: the first 1024 bytes of the file after stripping leading
 whitespace and the last 1024 after stripping trailing whitespace (each read within the first /
 last 4096-byte block), padded with token 256 -- magika's own feature extraction, reproduced in
-`features` below from magika/magika.py. Files of about 40 content types are made from templates with
-the standard library, numpy and Pillow (text: source code in many languages, markup, config and data
+`features` below from magika/magika.py. Files are made from templates with
+the standard library, numpy and Pillow, 49 types (text: source code in many languages, markup, config and data
 formats; binary: images, archives, compressed streams, audio, databases, serialised Python objects).
 A file's label is the index of its true type in the model's output label list.
 """
@@ -18,8 +18,8 @@ NAME = "magika"
 FAMILY = "byte-level content-type classifier (embedding MatMul + Conv1D + attention-like pooling), 214 classes"
 PACKAGES = ("magika==1.0.3",)
 METRIC = "magika_bytes.py:accuracy"
-SIZES = {"search": 192, "test": 192, "calib": 48}
-SIZES_SMALL = {"search": 40, "test": 40, "calib": 16}
+SIZES = {"search": 160, "test": 160, "calib": 48}
+SIZES_SMALL = {"search": 32, "test": 32, "calib": 16}
 SEED = 20240611
 MODEL_DIR = ("models", "standard_v3_3")
 

@@ -3,11 +3,13 @@
 The data are text-line crops drawn the way ppocr_rec.py draws them (Pillow's bundled font, sizes 14-44 px,
 colours, shear, blur, low resolution and noise), every other one turned upside down; a fifth of the lines
 are bare digit strings of 1-6 digits, which are the hardest for this model. No string is made symmetric on
-purpose: the fp32 model simply misses some short, blurred or upper-case lines (about 90% accuracy).
-Each line goes through the
-package's own preprocessing (ch_ppocr_cls/text_cls.py `resize_norm_img`, cls_image_shape [3, 48, 192]): BGR,
-resized to height 48 keeping its aspect ratio (squeezed when wider than 192), scaled to [-1, 1],
-right-padded with zeros to 48 x 192.
+purpose: the fp32 model simply misses some short, blurred or upper-case lines (about 90% accuracy). Each
+line goes through the package's own preprocessing (ch_ppocr_cls/text_cls.py `resize_norm_img`,
+cls_image_shape [3, 48, 192]): BGR, resized to height 48 keeping its aspect ratio (squeezed when wider than
+192), scaled to [-1, 1], right-padded with zeros to 48 x 192.
+
+The model is written with one change: its batch dims, stored as dim_value -1 by Paddle2ONNX, become
+dim_param 'batch' (qevo 0.1.0 reads -1 as a fixed batch size and then runs no batch at all).
 
 Labels: 0 for upright, 1 for turned 180 degrees (the package's label_list ['0', '180']).
 Metric: accuracy (%) of the argmax of the two class scores.
@@ -23,12 +25,13 @@ NAME = "ppocr-cls"
 FAMILY = "text-line direction classifier (MobileNetV3 small), PP-OCR mobile v2.0"
 PACKAGES = ["rapidocr-onnxruntime==1.4.4"]
 METRIC = "ppocr_cls.py:direction_accuracy"
-SIZES = {"search": 640, "test": 640, "calib": 64}
+SIZES = {"search": 960, "test": 960, "calib": 64}
 SIZES_SMALL = {"search": 96, "test": 96, "calib": 16}
 
 MODEL_FILE = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
 HEIGHT, WIDTH = 48, 192        # cls_image_shape of the package's config.yaml
 SEED = 20240613
+
 
 def _text(rng: np.random.Generator) -> str:
     """Mostly the recognizer's lines (words, codes, dates, prices); a fifth are bare digit strings."""
@@ -70,6 +73,22 @@ def lines(count: int, seed: int = SEED) -> dict[str, np.ndarray]:
     return {"x": np.stack(images), "labels": np.array(labels, np.int64)}
 
 
+def fix_negative_dims(source: Path, target: Path) -> int:
+    """Copy the model, turning shape dims stored as dim_value -1 (Paddle2ONNX's "any batch") into dim_param
+    'batch'. Nothing else changes. Returns how many dims were renamed."""
+    import onnx
+
+    model = onnx.load(str(source))
+    renamed = 0
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                dim.dim_param = "batch"  # setting the oneof member clears dim_value
+                renamed += 1
+    onnx.save(model, str(target))
+    return renamed
+
+
 def prepare(out: Path, sizes: dict) -> dict:
     import shutil
 
@@ -77,11 +96,14 @@ def prepare(out: Path, sizes: dict) -> dict:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(common.package_dir("rapidocr_onnxruntime") / "models" / MODEL_FILE, out / "model.onnx")
+    fixed = fix_negative_dims(common.package_dir("rapidocr_onnxruntime") / "models" / MODEL_FILE, out / "model.onnx")
     total = sizes["search"] + sizes["test"] + sizes["calib"]
     common.write_splits(out, lines(total), sizes)
     return {"input_shape": [None, 3, HEIGHT, WIDTH], "output": "softmax [N, 2] (0, 180 degrees)",
-            "source": f"rapidocr_onnxruntime/models/{MODEL_FILE} (unchanged)",
+            "dims": {"?": HEIGHT},  # height and width share the name '?': MACs are counted at 48 x 48, not 48 x 192
+            "source": f"rapidocr_onnxruntime/models/{MODEL_FILE}, with {fixed} batch dim(s) written as "
+                      "dim_value -1 renamed to dim_param 'batch' (nodes and weights unchanged): qevo 0.1.0 takes "
+                      "-1 for a fixed batch of -1 and runs no batch at all",
             "notes": "Text lines drawn as for ppocr-rec (a fifth bare digit strings), every other one turned 180 "
                      "degrees; "
                      "BGR, package preprocessing (height 48, width padded to 192, (x/255-0.5)/0.5). "

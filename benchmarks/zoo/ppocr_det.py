@@ -173,6 +173,7 @@ def prepare(out: Path, sizes: dict) -> dict:
     total = sizes["search"] + sizes["test"] + sizes["calib"]
     common.write_splits(out, pages(total), sizes)
     return {"input_shape": [None, 3, SIDE, SIDE], "output": f"text probability map [N, 1, {SIDE}, {SIDE}]",
+            "dims": {"p2o.DynamicDimension.1": SIDE, "p2o.DynamicDimension.2": SIDE},  # qevo --dim, for MACs
             "source": f"rapidocr_onnxruntime/models/{MODEL_FILE} (unchanged)",
             "notes": f"{SIDE}x{SIDE} pages of English text lines drawn with Pillow's bundled font, with clutter, "
                      "blur and noise; BGR, (x/255-0.5)/0.5. Labels: DBNet-shrunk text-box mask (uint8). Metric: "

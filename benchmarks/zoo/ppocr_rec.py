@@ -26,7 +26,7 @@ FAMILY = "text recognition (CNN + SVTR, CTC), PP-OCRv4 mobile"
 PACKAGES = ["rapidocr-onnxruntime==1.4.4"]
 METRIC = "ppocr_rec.py:char_accuracy"
 SIZES = {"search": 100, "test": 100, "calib": 32}
-SIZES_SMALL = {"search": 16, "test": 16, "calib": 8}
+SIZES_SMALL = {"search": 12, "test": 12, "calib": 8}
 
 MODEL_FILE = "ch_PP-OCRv4_rec_infer.onnx"
 HEIGHT, WIDTH = 48, 320        # rec_img_shape of the package's config.yaml
@@ -69,7 +69,8 @@ def _random_text(rng: np.random.Generator) -> str:
         templates = [f"${a}.{int(rng.integers(0, 100)):02d}", f"{a}%", f"No. {a}",
                      f"{int(rng.integers(1990, 2030))}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}",
                      f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}",
-                     f"({int(rng.integers(100, 1000))}) {int(rng.integers(100, 1000))}-{int(rng.integers(1000, 10000))}",
+                     f"({int(rng.integers(100, 1000))}) {int(rng.integers(100, 1000))}"
+                     f"-{int(rng.integers(1000, 10000))}",
                      f"{int(rng.integers(1, 32))}/{int(rng.integers(1, 13))}/{int(rng.integers(10, 100))}",
                      f"+{int(rng.integers(1, 99))} {int(rng.integers(1000, 100000))}"]
         return templates[int(rng.integers(len(templates)))]
@@ -217,6 +218,7 @@ def prepare(out: Path, sizes: dict) -> dict:
     data = lines(total, classes)
     common.write_splits(out, data, sizes)
     return {"input_shape": [None, 3, HEIGHT, WIDTH], "output": "softmax [N, 40, 6625] over CTC classes",
+            "dims": {"?": HEIGHT, "p2o.DynamicDimension.1": WIDTH},  # qevo --dim, for counting MACs
             "source": f"rapidocr_onnxruntime/models/{MODEL_FILE} (unchanged)",
             "notes": "English text lines drawn with Pillow's bundled font, BGR, package preprocessing "
                      "(height 48, aspect kept, width padded to 320, (x/255-0.5)/0.5). Metric: character accuracy "

@@ -27,7 +27,7 @@ FIELDS = {
     "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration",
     "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
     "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
-    "threads": "threads",
+    "threads": "threads", "racing": "racing",
 }
 
 
@@ -69,6 +69,9 @@ def search(
         "--evaluations", help="Stop after this many evaluated policies.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
         "--time-limit", help="Stop after this many seconds.")] = None,
+    racing: Annotated[bool, typer.Option(
+        "--racing/--no-racing", help="Measure each new policy on a quarter of the data first and finish only those "
+                                     "that could reach the front (data sets of 64 samples or more).")] = True,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same front.")] = 0,
     workers: Annotated[int, typer.Option("--workers", help="Evaluate in this many processes.")] = 1,
     dask: Annotated[Optional[str], typer.Option(
@@ -154,7 +157,8 @@ class _ProgressDisplay:
         elif progress.phase in ("references", "seeding", "starting"):
             status = f"{progress.phase}{left}"
         else:
-            status = (f"evals {progress.evaluations} (measured {progress.measured}, cached {progress.cache_hits})  "
+            cut = f", cut short {progress.estimated}" if progress.estimated else ""
+            status = (f"evals {progress.evaluations} (measured {progress.measured}{cut}, cached {progress.cache_hits})  "
                       f"front {progress.front_size}  HV {progress.hypervolume:.4f}{left}")
         phase = "generation" if progress.phase == "search" else progress.phase
         self._progress.update(self._task, completed=progress.phase_done, total=progress.phase_total or self.total,
@@ -175,6 +179,7 @@ def _report(result: SearchResult, json_output: bool) -> None:
             "feasible": result.feasible, "front_size": len(front["solutions"]) if result.feasible else 0,
             "evaluated": front["evaluated"], "measured": progress.measured,
             "measured_this_session": progress.measured_now, "cache_hits": progress.cache_hits,
+            "cut_short": progress.estimated, "sensitivity_probes": progress.probes,
             "generations": progress.generation, "seconds": round(progress.elapsed_s, 3),
             "hypervolume": front["hypervolume"], "references": [
                 {"name": r["name"], "objectives": r["objectives"], "metric": r["metric"]} for r in front["references"]],
@@ -200,8 +205,11 @@ def _report(result: SearchResult, json_output: bool) -> None:
         table.add_row(str(solution["id"]), *[human(n, solution["objectives"][n], unit) for n in objectives],
                       _summary(solution))
     out.print(table)
-    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from cache) "
-              f"in {progress.elapsed_s:.1f}s over {progress.generation} generations; hypervolume "
+    cut = (f"; {progress.estimated} more stopped after a data subset as unable to reach the front"
+           if progress.estimated else "")
+    probes = f"; {progress.probes} sensitivity probes" if progress.probes else ""
+    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from cache)"
+              f"{cut}{probes} in {progress.elapsed_s:.1f}s over {progress.generation} generations; hypervolume "
               f"{front['hypervolume']:.4f}")
     for note in result.notes:
         out.print(f"[dim]note: {note}[/]")
