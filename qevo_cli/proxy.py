@@ -130,17 +130,18 @@ def _probe_choice(column: str) -> LayerChoice:
 
 
 class ProbeStore:
-    """Where probes are kept between runs: any object with get_many / put_many, as the evaluation cache."""
+    """Where probes are kept: any objects with get_many / put_many (the shared evaluation cache, a run's
+    store), read in order and all written to as each probe is measured."""
 
-    def __init__(self, cache=None):
-        self.cache = cache
+    def __init__(self, *backends):
+        self.backends = [b for b in backends if b is not None]
         self.memory: dict[str, tuple[float, float]] = {}
 
     def get(self, key: str):
         if key in self.memory:
             return self.memory[key]
-        if self.cache is not None:
-            found = self.cache.get_many([key])
+        for backend in self.backends:
+            found = backend.get_many([key])
             if key in found:
                 self.memory[key] = found[key]
                 return found[key]
@@ -148,8 +149,8 @@ class ProbeStore:
 
     def put(self, key: str, value: float, seconds: float) -> None:
         self.memory[key] = (value, seconds)
-        if self.cache is not None:
-            self.cache.put_many([(key, value, seconds)])
+        for backend in self.backends:
+            backend.put_many([(key, value, seconds)])
 
 
 def default_subset(size: int) -> int:

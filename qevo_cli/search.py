@@ -181,7 +181,8 @@ class Search:
         if not weights and not activations:
             return None
         deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
-        table = measure_proxy(self.evaluator, weights, activations, store=ProbeStore(self.cache), deadline=deadline,
+        table = measure_proxy(self.evaluator, weights, activations, store=ProbeStore(self.store, self.cache),
+                              deadline=deadline,
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
         if not table.complete:

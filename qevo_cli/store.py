@@ -113,6 +113,8 @@ class RunStore:
                 violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")
             # racing's subset metrics, kept with the run so a resume decides as the uninterrupted run did
             self._db.execute("CREATE TABLE IF NOT EXISTS subset (key TEXT PRIMARY KEY, value REAL, generation INTEGER)")
+            # sensitivity probes, kept with the run too: a resume repeats none, whatever became of the cache
+            self._db.execute("CREATE TABLE IF NOT EXISTS probe (key TEXT PRIMARY KEY, value REAL, seconds REAL)")
             self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()
         except sqlite3.Error as err:
             raise QevoError(f"cannot open the evaluation store ({err})", path=self.dir / self.DB_FILE) from None
@@ -166,6 +168,23 @@ class RunStore:
                 " cached, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r["key"], json.dumps(r["policy"]), r["metric"], json.dumps(r["objectives"]), r["violation"],
                   r["seconds"], generation, int(r["cached"]), now) for r in rows])
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
+        """Stored sensitivity probes (the same interface as the evaluation cache)."""
+        found = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for key, value, seconds in self._db.execute(
+                    f"SELECT key, value, seconds FROM probe WHERE key IN ({','.join('?' * len(chunk))})", chunk):
+                found[key] = (value, seconds)
+        return found
+
+    def put_many(self, items) -> None:
+        rows = list(items)
+        if rows:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO probe VALUES (?, ?, ?)", rows)
 
     def record_subset(self, values: dict[str, float], generation: int) -> None:
         if values:

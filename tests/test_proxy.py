@@ -62,3 +62,22 @@ def test_proxy_orders_layers_like_the_full_table(default_evaluator):
             predicted.append(costs[layer.name])
             measured.append(full.drops[layer.name][column])
     assert spearman(predicted, measured) > 0.6
+
+
+def test_a_run_keeps_its_probes_so_a_resume_repeats_none(tmp_path, monkeypatch):
+    """Killed during the sensitivity phase, then resumed with the shared cache gone: no probe is repeated."""
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.search import Search, prepare_resume
+
+    settings = SearchConfig(target="arm-neon", weight_formats=("int2", "int4", "int8"), act_formats=("int8", "int16"),
+                            out=str(tmp_path / "run"))
+    first = Search(settings)
+    first._proxy()
+    first.close()
+    assert first.progress.probes == 3 * 7
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "another-cache"))
+    resumed, algorithm = prepare_resume(tmp_path / "run")
+    assert algorithm is None      # no checkpoint yet: it starts over, from the run's own probes
+    resumed._proxy()
+    resumed.close()
+    assert resumed.progress.probes == 0
