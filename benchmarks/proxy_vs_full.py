@@ -4,7 +4,9 @@
 The full table runs the whole search split once per layer and format (weights int2/int4/int8 alone,
 input activations int8 alone); the proxy probes a small subset (qevo_cli/proxy.py). Both start from an
 empty cache. Reported: Spearman rank correlation over every (layer, format) cell, over weight cells only,
-and per format column (how well the proxy orders layers for one format), with each side's seconds.
+per format column (how well the proxy orders layers for one format), and over the cells the full table
+resolves: those whose drop exceeds twice the spread of the int8 column, which is lossless up to
+measurement noise (a one-sample change of accuracy), so that ties in noise are not scored as disorder.
 Results go to docs/benchmarks/proxy_vs_full.json.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,7 +58,10 @@ def compare(folder: Path, threads: int) -> dict:
             if column.startswith("W:"):
                 cells["weights"][0].append(p)
                 cells["weights"][1].append(d)
-    return {"model": info["name"], "layers": len(layers), "samples": evaluator.data.size,
+    noise = float(np.std([full.drops[l.name]["W:int8"] for l in layers if "W:int8" in full.drops[l.name]]))
+    resolved = [(p, d) for p, d in zip(*cells["all"]) if abs(d) > 2 * noise]
+    return {"model": info["name"], "noise": noise, "resolved_cells": len(resolved),
+            "spearman_resolved": spearman(*zip(*resolved)) if len(resolved) > 2 else float("nan"), "layers": len(layers), "samples": evaluator.data.size,
             "proxy_subset": proxy.subset, "proxy_probes": proxy.probes, "proxy_seconds": round(proxy_seconds, 1),
             "full_passes": sum(len(r) for r in full.drops.values()), "full_seconds": round(full_seconds, 1),
             "spearman_all": spearman(*cells["all"]), "spearman_weights": spearman(*cells["weights"]),
@@ -79,7 +86,8 @@ def main(argv=None) -> int:
         print(f"{name}: {row['layers']} layers; proxy {row['proxy_probes']} probes on {row['proxy_subset']} samples "
               f"in {row['proxy_seconds']} s; full {row['full_passes']} passes on {row['samples']} in "
               f"{row['full_seconds']} s; spearman all {row['spearman_all']:.2f}, weights "
-              f"{row['spearman_weights']:.2f}; {cols}", flush=True)
+              f"{row['spearman_weights']:.2f}, resolved {row['spearman_resolved']:.2f} over {row['resolved_cells']} "
+              f"cells; {cols}", flush=True)
     return 0
 
 

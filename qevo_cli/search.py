@@ -49,6 +49,7 @@ from .store import EvaluationCache, RunStore
 
 FRONT_VERSION = 1
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
+SEEDING_SHARE = 0.35       # of --time-limit, by which the ILP sweep stops adding budgets
 
 
 @dataclass
@@ -168,7 +169,9 @@ class Search:
         score = (lambda i, k: table.cost(self.space.layers[i], self.space.options[i][k])) if table else None
         axis = next((o for o in self.config.objectives if o != "metric"), "size")
         limits = {k: v for k, v in self.config.budgets().items() if k != "metric"}
-        return initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis, limits)
+        deadline = self.started + SEEDING_SHARE * self.config.time_limit if self.config.time_limit else None
+        return initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis, limits,
+                                  deadline)
 
     def _proxy(self):
         """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""

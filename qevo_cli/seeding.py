@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -44,10 +45,13 @@ def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.nda
 
 
 def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str = "size",
-              limits: dict[str, float] | None = None, budgets: int = ILP_BUDGETS) -> list[np.ndarray]:
+              limits: dict[str, float] | None = None, budgets: int = ILP_BUDGETS,
+              deadline: float | None = None) -> list[np.ndarray]:
     """Distinct policies minimising the summed proxy under `budgets` evenly spaced limits on `axis`
     (between the smallest policy and the largest the `limits` allow), every other limit held as a constraint.
-    `limits` maps objective names ("size", "latency", "energy") to budgets in the objectives' units."""
+    `limits` maps objective names ("size", "latency", "energy") to budgets in the objectives' units.
+    The budgets are solved coarse to fine, so a sweep cut short by `deadline` (time.perf_counter()) still
+    spans the range; the rows come back ordered along `axis`."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     if not space.genes:
@@ -74,19 +78,18 @@ def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str
         high = min(high, limits[axis] - fixed)
     if high < low:
         return []
-    rows, seen = [], set()
-    for limit in np.linspace(low, high, budgets):
+    found: dict[tuple, float] = {}
+    for limit in coarse_to_fine(list(np.linspace(low, high, budgets))):
+        if deadline is not None and time.perf_counter() >= deadline and found:
+            break
         with _silent_solver():
             result = milp(objective, constraints=[*constraints, LinearConstraint(along, -np.inf, limit + 1e-12)],
                           integrality=np.ones(n), bounds=Bounds(0, 1), options={"time_limit": 2.0})
         if result.x is None:
             continue
         row = np.array([int(np.argmax(result.x[s:s + k])) for s, k in zip(starts, sizes)], dtype=int)
-        key = tuple(row)
-        if key not in seen:
-            seen.add(key)
-            rows.append(row)
-    return rows
+        found.setdefault(tuple(row), float(along @ result.x))
+    return [np.array(key, dtype=int) for key, _ in sorted(found.items(), key=lambda item: item[1])]
 
 
 @contextlib.contextmanager
@@ -166,7 +169,8 @@ def coarse_to_fine(rows: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
-                       seed: int, axis: str = "size", limits: dict[str, float] | None = None) -> np.ndarray:
+                       seed: int, axis: str = "size", limits: dict[str, float] | None = None,
+                       deadline: float | None = None) -> np.ndarray:
     """`pop_size` distinct rows: the ILP sweep, uniform policies, the greedy path, then random."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
@@ -181,7 +185,8 @@ def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | No
     # measured in this order: under a time limit the first generation may not finish, so the ILP's spread of
     # the budget range comes first, coarse to fine
     if score is not None:
-        for row in coarse_to_fine(spread(ilp_sweep(space, score, profile, axis, limits), max(1, pop_size // 2))):
+        for row in coarse_to_fine(spread(ilp_sweep(space, score, profile, axis, limits, deadline=deadline),
+                                              max(1, pop_size // 2))):
             add(row)
     for row in uniform_rows(space):
         add(row)

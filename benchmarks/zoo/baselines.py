@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# benchmarks/ on the path for `zoo`; this folder off it, so zoo/silero_vad.py cannot hide the silero_vad package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.common import ZOO_DIR, save_json  # noqa: E402

@@ -8,8 +8,8 @@ line goes through the package's own preprocessing (ch_ppocr_cls/text_cls.py `res
 cls_image_shape [3, 48, 192]): BGR, resized to height 48 keeping its aspect ratio (squeezed when wider than
 192), scaled to [-1, 1], right-padded with zeros to 48 x 192.
 
-The model is written with one change: its batch dims, stored as dim_value -1 by Paddle2ONNX, become
-dim_param 'batch' (qevo 0.1.0 reads -1 as a fixed batch size and then runs no batch at all).
+The model is copied unchanged. Its batch dims are stored as dim_value -1 by Paddle2ONNX, a trap qevo reads
+as a dynamic dim.
 
 Labels: 0 for upright, 1 for turned 180 degrees (the package's label_list ['0', '180']).
 Metric: accuracy (%) of the argmax of the two class scores.
@@ -73,22 +73,6 @@ def lines(count: int, seed: int = SEED) -> dict[str, np.ndarray]:
     return {"x": np.stack(images), "labels": np.array(labels, np.int64)}
 
 
-def fix_negative_dims(source: Path, target: Path) -> int:
-    """Copy the model, turning shape dims stored as dim_value -1 (Paddle2ONNX's "any batch") into dim_param
-    'batch'. Nothing else changes. Returns how many dims were renamed."""
-    import onnx
-
-    model = onnx.load(str(source))
-    renamed = 0
-    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.HasField("dim_value") and dim.dim_value < 0:
-                dim.dim_param = "batch"  # setting the oneof member clears dim_value
-                renamed += 1
-    onnx.save(model, str(target))
-    return renamed
-
-
 def prepare(out: Path, sizes: dict) -> dict:
     import shutil
 
@@ -96,14 +80,12 @@ def prepare(out: Path, sizes: dict) -> dict:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fixed = fix_negative_dims(common.package_dir("rapidocr_onnxruntime") / "models" / MODEL_FILE, out / "model.onnx")
+    shutil.copyfile(common.package_dir("rapidocr_onnxruntime") / "models" / MODEL_FILE, out / "model.onnx")
     total = sizes["search"] + sizes["test"] + sizes["calib"]
     common.write_splits(out, lines(total), sizes)
     return {"input_shape": [None, 3, HEIGHT, WIDTH], "output": "softmax [N, 2] (0, 180 degrees)",
             "dims": {"?": HEIGHT},  # height and width share the name '?': MACs are counted at 48 x 48, not 48 x 192
-            "source": f"rapidocr_onnxruntime/models/{MODEL_FILE}, with {fixed} batch dim(s) written as "
-                      "dim_value -1 renamed to dim_param 'batch' (nodes and weights unchanged): qevo 0.1.0 takes "
-                      "-1 for a fixed batch of -1 and runs no batch at all",
+            "source": f"rapidocr_onnxruntime/models/{MODEL_FILE} (unchanged; batch dims stored as -1)",
             "notes": "Text lines drawn as for ppocr-rec (a fifth bare digit strings), every other one turned 180 "
                      "degrees; "
                      "BGR, package preprocessing (height 48, width padded to 192, (x/255-0.5)/0.5). "
