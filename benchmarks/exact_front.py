@@ -143,12 +143,13 @@ def random_search(bench: Bench, policies: list[Policy], budget: int, seed: int) 
     return np.array([bench.objectives(policies[i]) for i in chosen])
 
 
-def qevo_search(budget: int, seed: int, root: Path) -> tuple[np.ndarray, int]:
-    os.environ["QEVO_CACHE_DIR"] = str(root / f"cache-{seed}")   # each seed measures everything itself
+def qevo_search(budget: int, seed: int, root: Path, racing: bool = True) -> tuple[np.ndarray, int]:
+    os.environ["QEVO_CACHE_DIR"] = str(root / f"cache-{seed}-{racing}")   # each run measures everything itself
     probes = 7 * 2   # weights at int4 and at int2 below it; one activation format, so no activation probe
     result = run_search(SearchConfig(target=TARGET, weight_formats=FORMATS, act_formats=("int8",),
                                      objectives=OBJECTIVES, pop=24, generations=1000, seed=seed,
-                                     evaluations=budget - probes - 2, out=str(root / f"qevo-{seed}")))
+                                     evaluations=budget - probes - 2, racing=racing,
+                                     out=str(root / f"qevo-{seed}-{racing}")))
     assert result.progress.probes == probes, result.progress.probes
     import json
     import sqlite3
@@ -186,6 +187,7 @@ def main() -> None:
     fronts: dict[str, list[tuple[np.ndarray, int]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         fronts["qevo (NSGA-II, seeded)"] = [qevo_search(budget, seed, Path(tmp)) for seed in SEEDS]
+        fronts["qevo, --no-racing"] = [qevo_search(budget, seed, Path(tmp), racing=False) for seed in SEEDS]
     fronts["random search"] = [(random_search(bench, policies, budget, seed), budget) for seed in SEEDS]
     fronts["greedy sensitivity path (AMP-like)"] = [greedy_path(bench, budget)]
     fronts["ILP on additive sensitivity (HAWQ-V3-like)"] = [ilp_sweep(bench, budget)]
@@ -216,7 +218,7 @@ def plot(exact: np.ndarray, exact_front: np.ndarray, fronts, region: np.ndarray,
     ax.scatter(exact[:, 1] * 1e3, exact[:, 0], s=6, color="#cccccc", label="every policy (2187)")
     order = np.argsort(exact_front[:, 1])
     ax.step(exact_front[order, 1] * 1e3, exact_front[order, 0], where="post", color="black", label="exact front")
-    for (name, runs), marker in zip(fronts.items(), ("o", "x", "s", "^")):
+    for (name, runs), marker in zip(fronts.items(), ("o", "D", "x", "s", "^")):
         F = front_of(runs[0][0])
         ax.scatter(F[:, 1] * 1e3, F[:, 0], marker=marker, s=40, facecolors="none" if marker in "os^" else None,
                    edgecolors=None if marker == "x" else "C" + str(list(fronts).index(name)),

@@ -20,7 +20,7 @@ from .errors import QevoError
 from .layers import Layer
 from .metrics import Metric
 from .model import LoadedModel, _graphs
-from .policy import LayerChoice, Policy
+from .policy import FP32, LayerChoice, Policy
 from .quantize import activation_qparams, quantize_weight
 
 MS_DOMAIN = "com.microsoft"  # 16-bit Q/DQ below opset 21 lives in onnxruntime's contrib domain
@@ -90,6 +90,8 @@ class Evaluator:
     # -- public --------------------------------------------------------------------------------
     def evaluate(self, policy: Policy) -> float:
         """The metric of the policy's variant on the evaluation data."""
+        if all(choice == FP32 for choice in policy.layers.values()):
+            return self.fp32_score   # the float model itself: measured when the evaluator opened
         return self.metric(self.outputs(policy), self.data.labels, self.reference)
 
     def evaluate_staged(self, policy: Policy, rows: np.ndarray, go_on) -> tuple[float | None, float]:

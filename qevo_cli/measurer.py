@@ -79,6 +79,11 @@ class Measurer:
         self.store.record([self._row(k, p, *from_cache[k], cached=True) for k, p in zip(keys, policies)
                            if k in from_cache], self.generation)
         known.update(from_cache)
+        if self.race_rows is not None and from_cache:
+            # their subset metrics too, when a run raced them: the same pairs calibrate racing, cache or not
+            prefix = subset_key(self.race_rows, "")
+            partials = self.cache.get_many([subset_key(self.race_rows, k) for k in from_cache])
+            self.store.record_subset({k[len(prefix):]: v for k, (v, _) in partials.items()}, self.generation)
         missing: dict[str, Policy] = {}
         for key, policy in zip(keys, policies):
             if key not in known:

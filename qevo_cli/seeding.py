@@ -1,7 +1,7 @@
-"""The initial population: uniform policies, an ILP over the sensitivity proxy swept across the budget range,
-the greedy path, then random.
+"""The initial population: an ILP over the sensitivity proxy swept across the budget range, the greedy path,
+then random policies to fill.
 
-The uniform policies anchor the front's ends. The ILP (HAWQ-V3's recipe) picks, for each of many budgets on the
+The ILP (HAWQ-V3's recipe) picks, for each of many budgets on the
 first cost objective (size by default) spread evenly from the smallest policy to the largest one the budgets
 allow, the mix with the least predicted distortion; the proxy's costs add up over layers. The greedy path
 starts from the richest policy and lowers, one layer at a time, the layer that loses the least per unit saved,
@@ -171,7 +171,8 @@ def coarse_to_fine(rows: list[np.ndarray]) -> list[np.ndarray]:
 def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
                        seed: int, axis: str = "size", limits: dict[str, float] | None = None,
                        deadline: float | None = None) -> np.ndarray:
-    """`pop_size` distinct rows: the ILP sweep, uniform policies, the greedy path, then random."""
+    """`pop_size` distinct rows: the ILP sweep (or uniform policies without a proxy), the greedy path, then
+    random rows to fill."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     seen: set[tuple] = set()
@@ -183,13 +184,15 @@ def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | No
             rows.append(np.array(key, dtype=int))
 
     # measured in this order: under a time limit the first generation may not finish, so the ILP's spread of
-    # the budget range comes first, coarse to fine
+    # the budget range comes first, coarse to fine, then the greedy path; uniform policies only without a proxy
+    # (the ILP's ends are the uniform extremes, and uniform low bits are the first thing a real model rejects)
     if score is not None:
         for row in coarse_to_fine(spread(ilp_sweep(space, score, profile, axis, limits, deadline=deadline),
-                                              max(1, pop_size // 2))):
+                                         max(1, (3 * pop_size) // 4))):
             add(row)
-    for row in uniform_rows(space):
-        add(row)
+    else:
+        for row in uniform_rows(space):
+            add(row)
     for row in greedy_path(space, score, profile, max(1, pop_size // 4)):
         add(row)
     attempts = 0

@@ -44,7 +44,7 @@ def _page(rng: np.random.Generator):
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB")
 
 
-def _preprocess(image) -> np.ndarray:
+def preprocess(image) -> np.ndarray:
     """The package's own steps: resize the short side to 256, centre-crop 224, normalise, CHW."""
     from PIL import Image
 
@@ -61,7 +61,7 @@ def pages(count: int, seed: int = 0) -> dict[str, np.ndarray]:
     images, labels = [], []
     for i in range(count):
         label = i % 4
-        images.append(_preprocess(_page(rng).rotate(-90 * label, expand=True)))
+        images.append(preprocess(_page(rng).rotate(-90 * label, expand=True)))
         labels.append(label)
     return {"x": np.stack(images).astype(np.float32), "labels": np.array(labels, np.int64)}
 
