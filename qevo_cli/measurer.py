@@ -26,12 +26,13 @@ class Measurer:
     FLUSH_S = 0.25
 
     def __init__(self, store: RunStore, cache: EvaluationCache, costing: Costing, task: MeasureTask, runner,
-                 progress, race_rows: np.ndarray | None = None):
+                 progress, race_rows: np.ndarray | None = None, tick=None):
         self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
         self.progress = progress
         self.generation = 0
         self.deadline: float | None = None   # time.perf_counter() after which nothing new is measured
         self.race_rows = race_rows            # subset to race on, None to measure every policy in full
+        self.tick = tick                      # tick(done, total) after each policy run, for a display
 
     def _row(self, key: str, policy: Policy, metric: float, seconds: float, cached: bool) -> dict[str, Any]:
         values = self.costing.values(policy, metric)
@@ -122,6 +123,8 @@ class Measurer:
                 if time.perf_counter() - last_flush >= self.FLUSH_S:
                     self._flush(finished)
                     finished, last_flush = [], time.perf_counter()
+                if self.tick is not None:
+                    self.tick(len(predicted) + measured_now, len(items))
                 if self.deadline is not None and time.perf_counter() >= self.deadline:
                     break   # the time limit: what is left of this generation stays unmeasured
         finally:   # on Ctrl-C too: keep what was finished

@@ -70,6 +70,8 @@ class Progress:
     phase_done: int = 0       # steps of the phase done, of phase_total (probes, or generations)
     phase_total: int = 0
     remaining_s: float | None = None   # an estimate of the time left, when one can be made
+    batch_done: int = 0       # policies of the generation being measured, done of batch_total
+    batch_total: int = 0
 
 
 @dataclass
@@ -121,6 +123,8 @@ class Search:
                  callback: Callable[[Progress], Any] | None = None):
         self.config = config
         self.callback = callback
+        # a display's hook: every phase change and every policy measured (the callback runs per generation)
+        self.on_progress: Callable[[Progress], Any] | None = None
         self.started = time.perf_counter()
         self.progress = Progress()
         self.spec = WorkspaceSpec.of(config)
@@ -193,13 +197,22 @@ class Search:
                               "median sensitivity of the probed ones")
         return table
 
+    def _tick(self, done: int, total: int) -> None:
+        """A policy of the current batch was measured: refresh the display (the phase keeps its counts)."""
+        self.progress.elapsed_s = time.perf_counter() - self.started
+        if self.config.time_limit:
+            self.progress.remaining_s = max(0.0, self.config.time_limit - self.progress.elapsed_s)
+        self.progress.batch_done, self.progress.batch_total = done, total
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
     def _phase(self, name: str, done: int, total: int) -> None:
         progress = self.progress
         progress.phase, progress.phase_done, progress.phase_total = name, done, total
         progress.elapsed_s = time.perf_counter() - self.started
         progress.remaining_s = (self.config.time_limit - progress.elapsed_s) if self.config.time_limit else None
-        if self.callback is not None and name != "search":
-            self.callback(progress)
+        if self.on_progress is not None:
+            self.on_progress(progress)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, algorithm=None) -> SearchResult:
@@ -218,7 +231,7 @@ class Search:
         with open_runner(config.workers, config.dask) as runner:
             race_rows = race_rows_for(self.evaluator.data) if config.racing else None
             measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
-                               race_rows)
+                               race_rows, tick=self._tick)
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
             self._phase("references", 0, 2)
@@ -244,6 +257,7 @@ class Search:
             while algorithm.has_next():
                 measure.generation = algorithm.n_iter or 1
                 generation_started = time.perf_counter()
+                self.progress.batch_done = self.progress.batch_total = 0
                 self._phase("search", (algorithm.n_iter or 1) - 1, total)
                 algorithm.next()
                 front = self._write_front(references)

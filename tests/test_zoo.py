@@ -56,7 +56,7 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     """54 layers, batch dims stored as -1, opset 11 with Constant weights: a front of full measurements."""
     from qevo_cli.config import SearchConfig
     from qevo_cli.policy import Policy
-    from qevo_cli.search import run_search
+    from qevo_cli.search import Search
     from qevo_cli.workspace import open_workspace
 
     folder = tmp_path / "ppocr-cls"
@@ -64,9 +64,10 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     files = dict(model=str(folder / "model.onnx"), data=str(folder / "search.npz"), calib=str(folder / "calib.npz"),
                  metric=info["metric"])
     phases = []
-    result = run_search(SearchConfig(target="hexagon", objectives=("metric", "size"), time_limit=40, pop=16,
-                                     generations=1000, out=str(tmp_path / "run"), **files),
-                        callback=lambda p: phases.append(p.phase))
+    search = Search(SearchConfig(target="hexagon", objectives=("metric", "size"), time_limit=40, pop=16,
+                                 generations=1000, out=str(tmp_path / "run"), **files))
+    search.on_progress = lambda p: phases.append(p.phase)
+    result = search.run()
     assert result.feasible and result.front["solutions"] and result.progress.measured >= 3
     assert result.progress.probes > 0 and phases[0] == "references"
     assert {"sensitivity", "seeding", "search"} <= set(phases)

@@ -97,7 +97,7 @@ def search(
         settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
         run = Search(settings)
     with _ProgressDisplay(not (quiet or json_output), run.config.generations) as display:
-        run.callback = display.update
+        run.callback = run.on_progress = display.update
         try:
             result = run.run(algorithm=algorithm)
         except KeyboardInterrupt:
@@ -158,8 +158,9 @@ class _ProgressDisplay:
             status = f"{progress.phase}{left}"
         else:
             cut = f", cut short {progress.estimated}" if progress.estimated else ""
+            batch = f"  measuring {progress.batch_done}/{progress.batch_total}" if progress.batch_total else ""
             status = (f"evals {progress.evaluations} (measured {progress.measured}{cut}, cached {progress.cache_hits})  "
-                      f"front {progress.front_size}  HV {progress.hypervolume:.4f}{left}")
+                      f"front {progress.front_size}  HV {progress.hypervolume:.4f}{batch}{left}")
         phase = "generation" if progress.phase == "search" else progress.phase
         self._progress.update(self._task, completed=progress.phase_done, total=progress.phase_total or self.total,
                               status=status, phase=phase)
