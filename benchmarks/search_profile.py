@@ -26,7 +26,7 @@ PARTS = [
     ("evaluation: create onnxruntime sessions", "onnxruntime_inference_collection.py", "_create_inference_session"),
     ("evaluation: run the sessions", "qevo_cli/evaluate.py", "run_session"),
     ("evaluation: score the outputs", "qevo_cli/metrics.py", "__call__"),
-    ("sensitivity table (part of evaluation above)", "qevo_cli/sensitivity.py", "measure_sensitivity"),
+    ("sensitivity proxy (part of evaluation above)", "qevo_cli/proxy.py", "measure_proxy"),
     ("costing policies on the target", "qevo_cli/problem.py", "values"),
     ("run store: record evaluations", "qevo_cli/store.py", "record"),
     ("run store: rebuild and write front.json", "qevo_cli/search.py", "_write_front"),

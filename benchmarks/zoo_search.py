@@ -5,7 +5,8 @@ fine-swept ILP, each within the same time limit, every point a full measurement 
 
 Every method runs in its own process with an empty cache, opens the model and data inside its time, and
 measures with one onnxruntime thread. Each gets the same search space (qevo's defaults on the target).
-- qevo: `run_search` with --time-limit (sensitivity proxy, ILP + greedy seeding, NSGA-II).
+- qevo: `run_search` with --time-limit (sensitivity proxy, ILP + greedy seeding, racing, NSGA-II);
+  qevo-norace: the same with --no-racing, to show what racing buys.
 - random: uniformly random policies of the space, measured until the time is up.
 - greedy: the proxy (with the same time share qevo gives it), then AMP's greedy path from the richest policy
   down, its points measured coarse to fine (the ends first, then halves) so it spends its time well.
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo.common import ZOO_DIR, save_json  # noqa: E402
 
-METHODS = ("qevo", "random", "greedy", "ilp")
+METHODS = ("qevo", "qevo-norace", "random", "greedy", "ilp")
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
 
@@ -49,10 +50,11 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
     config = SearchConfig(model=str(folder / "model.onnx"), data=str(folder / "search.npz"),
                           calib=str(folder / "calib.npz"), metric=info["metric"], target=target,
                           objectives=("metric", "size"), time_limit=limit, generations=100000, seed=seed,
-                          threads=1, out=tempfile.mkdtemp(prefix="qevo-bench-run-") + "/run")
+                          threads=1, racing=method != "qevo-norace",
+                          out=tempfile.mkdtemp(prefix="qevo-bench-run-") + "/run")
     start = time.time()
     points: list[dict] = []
-    if method == "qevo":
+    if method.startswith("qevo"):
         from qevo_cli.search import run_search
         from qevo_cli.store import RunStore
 
@@ -65,7 +67,7 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
             points.append({"t": created[row["id"]] - start, "policy": row["policy"], "metric": row["metric"],
                            "size": row["objectives"]["size"]})
         extra = {"probes": result.progress.probes, "generations": result.progress.generation,
-                 "wall_s": time.time() - start}
+                 "cut_short": result.progress.estimated, "wall_s": time.time() - start}
     else:
         from qevo_cli.policy import Policy
         from qevo_cli.proxy import ProbeStore, measure_proxy
@@ -155,11 +157,29 @@ def summarise(folder: Path, results: dict, target: str) -> dict:
             pick = min(within, key=lambda f: f["objectives"]["size"])
             row["pick"] = {"size_mb": pick["size"], "drop_search": fp32 - pick["metric"],
                            "drop_test": test_eval.fp32_score - test_eval.evaluate(Policy.from_dict(pick["policy"]))}
-        for key in ("probes", "generations"):
+        for key in ("probes", "generations", "cut_short"):
             if key in result:
                 row[key] = result[key]
         summary["methods"][method] = row
     return summary
+
+
+def print_table(names: list[str]) -> None:
+    """One markdown table over saved results: hypervolume at 25/50/100% of the limit, the pick, overshoot."""
+    print("| model (layers) | method | evaluations | HV 25% | HV 50% | HV 100% | HV, useful corner | front points "
+          "below int8 size (span) | pick: size MB, drop on search / on test | wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in names:
+        summary = json.loads((OUT / f"zoo_search_{name}.json").read_text())
+        best = {k: max(row[k] for row in summary["methods"].values()) for k in ("hv_25", "hv_50", "hv_100")}
+        for method, row in summary["methods"].items():
+            cells = [f"**{row[k]:.4f}**" if row[k] == best[k] else f"{row[k]:.4f}" for k in ("hv_25", "hv_50", "hv_100")]
+            pick = row.get("pick")
+            picked = f"{pick['size_mb']:.3f}, {pick['drop_search']:+.2f} / {pick['drop_test']:+.2f}" if pick else "-"
+            span = f"{row['front_points_below_int8']} ({100 * row.get('front_span_below_int8', 0):.0f}%)"
+            cut = f" ({row['cut_short']} cut short)" if row.get("cut_short") else ""
+            print(f"| {name} ({summary['layers']}) | {method} | {row['evaluations']}{cut} | {' | '.join(cells)} | "
+                  f"{row['hv_corner_100']:.4f} | {span} | {picked} | {row['wall_s']} |")
 
 
 def main(argv=None) -> int:
@@ -170,10 +190,15 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit", type=float, default=600.0)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parallel", type=int, default=1, help="methods run at once (one core each)")
+    parser.add_argument("--parallel", type=int, default=1, help="methods run at once (one thread each)")
     parser.add_argument("--one", help=argparse.SUPPRESS)   # run one method in this process
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--table", action="store_true",
+                        help="print a markdown table from the saved results of the models named (comma-separated)")
     args = parser.parse_args(argv)
+    if args.table:
+        print_table(args.name.split(","))
+        return 0
     folder = args.zoo / args.name
     if args.one:
         save_json(args.raw, run_method(args.one, folder, args.target, args.time_limit, args.seed))
