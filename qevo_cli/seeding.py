@@ -23,6 +23,7 @@ from .genome import SearchSpace
 from .profiles import Profile
 
 ILP_BUDGETS = 240
+ILP_SHARE = 2   # the first generation measures up to this many populations' worth of ILP solutions
 COST_AXES = {"size": "weight_bytes", "latency": "latency_s", "energy": "energy_j"}
 UNITS = {"size": 1e-6, "latency": 1e3, "energy": 1e3}   # bytes -> MB, s -> ms, J -> mJ, as the objectives
 
@@ -171,15 +172,16 @@ def coarse_to_fine(rows: list[np.ndarray]) -> list[np.ndarray]:
 def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
                        seed: int, axis: str = "size", limits: dict[str, float] | None = None,
                        deadline: float | None = None) -> np.ndarray:
-    """`pop_size` distinct rows: the ILP sweep (or uniform policies without a proxy), the greedy path, then
-    random rows to fill."""
+    """Distinct rows to measure first: every distinct ILP solution (up to ILP_SHARE x pop_size, coarse to fine;
+    the first generation may so be larger than the population, which the first survival trims), the greedy path,
+    then random rows to fill `pop_size`. Without a proxy: uniform policies, then random."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     seen: set[tuple] = set()
 
-    def add(row):
+    def add(row, limit):
         key = tuple(int(v) for v in row)
-        if key not in seen and len(rows) < pop_size:
+        if key not in seen and len(rows) < limit:
             seen.add(key)
             rows.append(np.array(key, dtype=int))
 
@@ -187,16 +189,16 @@ def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | No
     # the budget range comes first, coarse to fine, then the greedy path; uniform policies only without a proxy
     # (the ILP's ends are the uniform extremes, and uniform low bits are the first thing a real model rejects)
     if score is not None:
-        for row in coarse_to_fine(spread(ilp_sweep(space, score, profile, axis, limits, deadline=deadline),
-                                         max(1, (3 * pop_size) // 4))):
-            add(row)
+        ilp = ilp_sweep(space, score, profile, axis, limits, deadline=deadline)
+        for row in coarse_to_fine(spread(ilp, ILP_SHARE * pop_size)):
+            add(row, ILP_SHARE * pop_size)
     else:
         for row in uniform_rows(space):
-            add(row)
+            add(row, pop_size)
     for row in greedy_path(space, score, profile, max(1, pop_size // 4)):
-        add(row)
+        add(row, max(pop_size, len(rows) + pop_size // 4))
     attempts = 0
     while len(rows) < pop_size and attempts < 50 * pop_size:
-        add(rng.integers(0, space.upper + 1))
+        add(rng.integers(0, space.upper + 1), pop_size)
         attempts += 1
     return np.array(rows, dtype=int).reshape(len(rows), space.n_var)
