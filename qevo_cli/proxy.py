@@ -224,10 +224,11 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
 
 
 def _fill_missing(table: ProxyTable, layers: Sequence[Layer]) -> None:
-    """Layers the deadline left unprobed take the median gain of the probed ones."""
+    """Layers the deadline left unprobed take the median gain of the probed ones (0, no ranking, when no layer
+    was probed on that side)."""
     for gains, applies in ((table.weight_gain, lambda l: l.weight is not None),
                            (table.activation_gain, lambda l: l.subgraph is None)):
-        median = float(np.median(list(gains.values()))) if gains else 1.0
+        median = float(np.median(list(gains.values()))) if gains else 0.0
         for layer in layers:
             if applies(layer) and layer.name not in gains:
                 gains[layer.name] = median
