@@ -75,9 +75,25 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
                         / "proxy_vs_full.json")
+    parser.add_argument("--table", action="store_true", help="print a markdown table of the saved results")
     args = parser.parse_args(argv)
-    names = args.names or sorted(p.name for p in args.zoo.iterdir() if (p / "info.json").exists())
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.table:
+        print("| model | layers | proxy: probes on samples, seconds | full table: passes on samples, seconds | "
+              "time ratio | Spearman, all cells | weight cells | resolved cells (count) | W2 | W4 | W8 | A8 |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name in args.names or list(results):
+            r = results[name]
+            col = r["spearman_per_column"]
+            print(f"| {name} | {r['layers']} | {r['proxy_probes']} on {r['proxy_subset']}, {r['proxy_seconds']} | "
+                  f"{r['full_passes']} on {r['samples']}, {r['full_seconds']} | "
+                  f"{r['full_seconds'] / max(r['proxy_seconds'], 1e-9):.0f}x | {r['spearman_all']:.2f} | "
+                  f"{r['spearman_weights']:.2f} | {r.get('spearman_resolved', float('nan')):.2f} "
+                  f"({r.get('resolved_cells', 0)}) | "
+                  + " | ".join(f"{col.get(c, float('nan')):.2f}" for c in ("W:int2", "W:int4", "W:int8", "A:int8"))
+                  + " |")
+        return 0
+    names = args.names or sorted(p.name for p in args.zoo.iterdir() if (p / "info.json").exists())
     for name in names:
         row = compare(args.zoo / name, args.threads)
         results[name] = row

@@ -62,7 +62,8 @@ def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "interrupted"
-    process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+    # enough generations that a loaded machine cannot finish the run between the first checkpoint and the signal
+    process = _start([*SETTINGS, "--generations", "40", "--out", str(run_dir)], tmp_path / "cache")
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / RunStore.CHECKPOINT_FILE).exists():
         time.sleep(0.05)
