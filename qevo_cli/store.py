@@ -26,6 +26,13 @@ from .files import atomic_write_bytes, atomic_write_text
 EVALUATION_VERSION = 1   # bump when a change to the simulator changes measured metrics
 
 
+def _rows_in(db: sqlite3.Connection, columns: str, table: str, keys: list[str]) -> Iterable[tuple]:
+    """SELECT columns FROM table WHERE key IN keys, in chunks SQLite's parameter limit allows."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        yield from db.execute(f"SELECT {columns} FROM {table} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
@@ -59,16 +66,9 @@ class EvaluationCache:
         return hashlib.sha256((self._prefix + policy_key).encode()).hexdigest()
 
     def get_many(self, policy_keys: list[str]) -> dict[str, tuple[float, float]]:
-        found = {}
         keys = {self.key(k): k for k in policy_keys}
-        items = list(keys)
-        for start in range(0, len(items), 500):
-            chunk = items[start:start + 500]
-            rows = self._db.execute(f"SELECT key, value, seconds FROM metric WHERE key IN ({','.join('?' * len(chunk))})",
-                                    chunk).fetchall()
-            for key, value, seconds in rows:
-                found[keys[key]] = (value, seconds)
-        return found
+        return {keys[key]: (value, seconds) for key, value, seconds in
+                list(_rows_in(self._db, "key, value, seconds", "metric", list(keys)))}
 
     def put_many(self, items: Iterable[tuple[str, float, float]]) -> None:
         rows = [(self.key(k), value, seconds) for k, value, seconds in items]
@@ -171,13 +171,8 @@ class RunStore:
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """Stored sensitivity probes (the same interface as the evaluation cache)."""
-        found = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            for key, value, seconds in self._db.execute(
-                    f"SELECT key, value, seconds FROM probe WHERE key IN ({','.join('?' * len(chunk))})", chunk):
-                found[key] = (value, seconds)
-        return found
+        return {key: (value, seconds) for key, value, seconds in
+                _rows_in(self._db, "key, value, seconds", "probe", keys)}
 
     def put_many(self, items) -> None:
         rows = list(items)
@@ -194,12 +189,7 @@ class RunStore:
                                      [(key, value, generation) for key, value in values.items()])
 
     def subset_values(self, keys: list[str]) -> dict[str, float]:
-        found = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            found.update(self._db.execute(
-                f"SELECT key, value FROM subset WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall())
-        return found
+        return dict(_rows_in(self._db, "key, value", "subset", keys))
 
     def measured_before(self, generation: int) -> list[dict[str, Any]]:
         """Full measurements of earlier generations, each with its subset metric when it was raced."""
@@ -211,13 +201,8 @@ class RunStore:
 
     def known(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """Metric and seconds of policies this run already measured."""
-        found = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            for key, metric, seconds in self._db.execute(
-                    f"SELECT key, metric, seconds FROM evaluation WHERE key IN ({','.join('?' * len(chunk))})", chunk):
-                found[key] = (metric, seconds)
-        return found
+        return {key: (metric, seconds) for key, metric, seconds in
+                _rows_in(self._db, "key, metric, seconds", "evaluation", keys)}
 
     def evaluations(self, after_id: int = 0) -> list[dict[str, Any]]:
         """Stored evaluations in the order they were made; only those after `after_id` if given."""
