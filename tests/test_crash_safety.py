@@ -63,7 +63,9 @@ def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "interrupted"
     # enough generations that a loaded machine cannot finish the run between the first checkpoint and the signal
-    process = _start([*SETTINGS, "--generations", "40", "--out", str(run_dir)], tmp_path / "cache")
+    # a child of a background job inherits SIGINT ignored; give it the default, as a terminal's process has
+    process = _start([*SETTINGS, "--generations", "40", "--out", str(run_dir)], tmp_path / "cache",
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (run_dir / RunStore.CHECKPOINT_FILE).exists():
         time.sleep(0.05)
