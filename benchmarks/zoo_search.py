@@ -69,8 +69,7 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
         extra = {"probes": result.progress.probes, "generations": result.progress.generation,
                  "cut_short": result.progress.estimated, "wall_s": time.time() - start}
     else:
-        from qevo_cli.policy import Policy
-        from qevo_cli.proxy import ProbeStore, measure_proxy
+        from qevo_cli.proxy import measure_proxy, probed_formats
         from qevo_cli.search import SENSITIVITY_SHARE
         from qevo_cli.seeding import coarse_to_fine, greedy_path, ilp_sweep
         from qevo_cli.workspace import open_workspace
@@ -83,8 +82,7 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
             rng = np.random.default_rng(seed)
             rows = (rng.integers(0, space.upper + 1) for _ in iter(int, 1))
         else:
-            ints = tuple(f for f in config.weight_formats if f.startswith("int"))
-            acts = tuple(f for f in config.act_formats if f in ("int8", "int16"))   # as qevo's search probes
+            ints, acts = probed_formats(config.weight_formats, config.act_formats)   # as qevo's search probes
             table = measure_proxy(evaluator, ints, acts, deadline=time.perf_counter() - (time.time() - start)
                                   + SENSITIVITY_SHARE * limit)
             score = lambda i, k: table.cost(space.layers[i], space.options[i][k])  # noqa: E731

@@ -53,10 +53,11 @@ class Measurer:
 
     # -- racing -------------------------------------------------------------------------------
     def _race_state(self) -> tuple[np.ndarray, float, float, bool]:
-        """Front, shift, margin and learning flag from this run's full measurements of earlier generations."""
+        """The front (metric column first, as Race expects), shift, margin and learning flag, from this run's
+        full measurements of earlier generations."""
         rows = self.store.measured_before(self.generation)
-        names = list(self.costing.objectives)
-        front = non_dominated(rows, names)
+        names = ["metric", *(n for n in self.costing.objectives if n != "metric")]
+        front = non_dominated(rows, list(self.costing.objectives))
         F = np.array([[row["objectives"][n] for n in names] for row in front]) if front else np.zeros((0, len(names)))
         shift, margin, learning = calibrate([(row["subset"], row["metric"]) for row in rows
                                              if row["subset"] is not None])
@@ -66,11 +67,13 @@ class Measurer:
         front, shift, margin, learning = state
         values = self.costing.values(policy, self.costing.fp32_metric)
         costs = tuple(values[n] for n in self.costing.objectives if n != "metric")
-        # the front's metric column first, as Race expects
-        names = list(self.costing.objectives)
-        order = [names.index("metric")] + [i for i, n in enumerate(names) if n != "metric"]
-        return Race(self.race_rows, self.costing.fp32_metric, shift, margin,
-                    front[:, order] if len(front) else front, costs, learning)
+        return Race(self.race_rows, self.costing.fp32_metric, shift, margin, front, costs, learning)
+
+    def _cached_partials(self, keys) -> dict[str, float]:
+        """Subset metrics the shared cache holds for these policy keys."""
+        prefix = subset_key(self.race_rows, "")
+        found = self.cache.get_many([subset_key(self.race_rows, k) for k in keys])
+        return {k[len(prefix):]: value for k, (value, _) in found.items()}
 
     # -- scoring --------------------------------------------------------------------------------
     def __call__(self, policies: list[Policy]) -> list[Scored]:
@@ -82,9 +85,7 @@ class Measurer:
         known.update(from_cache)
         if self.race_rows is not None and from_cache:
             # their subset metrics too, when a run raced them: the same pairs calibrate racing, cache or not
-            prefix = subset_key(self.race_rows, "")
-            partials = self.cache.get_many([subset_key(self.race_rows, k) for k in from_cache])
-            self.store.record_subset({k[len(prefix):]: v for k, (v, _) in partials.items()}, self.generation)
+            self.store.record_subset(self._cached_partials(from_cache), self.generation)
         missing: dict[str, Policy] = {}
         for key, policy in zip(keys, policies):
             if key not in known:
@@ -93,18 +94,17 @@ class Measurer:
         items: list[tuple[str, Policy, Any]] = []
         if self.race_rows is not None and missing:
             state = self._race_state()
-            earlier = {key: value for key, (value, _) in
-                       ((k[len(subset_key(self.race_rows, "")):], v) for k, v in
-                        self.cache.get_many([subset_key(self.race_rows, k) for k in missing]).items())}
-            earlier.update(self.store.subset_values(list(missing)))
+            earlier = {**self._cached_partials(missing), **self.store.subset_values(list(missing))}
+            decided: dict[str, float] = {}
             for key, policy in missing.items():
                 race = self._race(policy, state)
                 partial = earlier.get(key)
                 if partial is not None and not race.worth_full(partial):
                     predicted[key] = race.predicted(partial)   # decided as before: nothing to run
-                    self.store.record_subset({key: partial}, self.generation)
+                    decided[key] = partial
                 else:
                     items.append((key, policy, (policy.to_dict(), race)))
+            self.store.record_subset(decided, self.generation)
         else:
             items = [(key, policy, policy.to_dict()) for key, policy in missing.items()]
         finished: list[tuple[str, Policy, float | None, float, float | None]] = []

@@ -14,8 +14,8 @@ is hours. The proxy measures much less and predicts the rest:
 3. Refinement. With time left, the weight formats below the probe (int2, int3) are probed directly, since at
    so few levels distortion no longer grows in step with the noise; measured values replace predicted ones.
 
-Every probe is stored in the shared evaluation cache as soon as it is measured, so an interrupted search or a
-second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
+Every probe is stored as soon as it is measured (in the shared evaluation cache and, during a search, in the
+run's own store), so an interrupted search or a second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
 probed ones, and the table says it is incomplete.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from .evaluate import Evaluator
 from .layers import Layer
-from .policy import LayerChoice, Policy
+from .policy import LayerChoice, Policy, activation_bits, weight_bits
 from .quantize import quantize_weight
 
 PROXY_VERSION = 1
@@ -70,8 +70,7 @@ def activation_noise(activation: str) -> float:
     if activation == "fp16":
         # int8 noise relative to a signal spanning the range is about (1/255)^2 / 12 / (1/16)
         return FP16_RELATIVE_NOISE / ((1 / 255) ** 2 / 12 * 16)
-    bits = 8 if activation == "dynamic-int8" else int(activation[3:])
-    return ((2 ** 8 - 1) / (2 ** bits - 1)) ** 2
+    return ((2 ** 8 - 1) / (2 ** activation_bits(activation) - 1)) ** 2
 
 
 @dataclass
@@ -113,9 +112,7 @@ class ProxyTable:
 
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
         """cost of every layer at one table column ("W:int2", "A:int16", ...), measured or predicted."""
-        kind, fmt = label.split(":")
-        choice = LayerChoice(weight=fmt, activation="fp32") if kind == "W" else LayerChoice(weight="fp32",
-                                                                                          activation=fmt)
+        choice = _probe_choice(label)
         return {layer.name: self.cost(layer, choice) for layer in layers}
 
 
@@ -153,6 +150,15 @@ class ProbeStore:
             backend.put_many([(key, value, seconds)])
 
 
+def probed_formats(weight_formats: Sequence[str], activation_formats: Sequence[str]) -> tuple[tuple, tuple]:
+    """The formats a search's proxy probes: integer ones, on a side with more than one allowed format (a side
+    with one format is the same in every policy: nothing to rank there)."""
+    weights = tuple(f for f in weight_formats if f.startswith("int")) if len(weight_formats) > 1 else ()
+    activations = tuple(f for f in activation_formats if f in ("int8", "int16", "dynamic-int8")) \
+        if len(activation_formats) > 1 else ()
+    return weights, activations
+
+
 def default_subset(size: int) -> int:
     """Samples per probe: a tenth of the evaluation set, between MIN_SUBSET and MAX_SUBSET. It depends on the
     data alone (not on timing), so a resumed or repeated search finds its probes in the cache."""
@@ -161,16 +167,16 @@ def default_subset(size: int) -> int:
 
 def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2", "int4", "int8"),
                   activation_formats: Sequence[str] = ("int8",), store: ProbeStore | None = None,
-                  deadline: float | None = None, subset: int | None = None, refine: bool = True,
+                  deadline: float | None = None, subset: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> ProxyTable:
-    """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), then refine with the other
-    weight formats while time allows. `deadline` is a time.perf_counter() value."""
+    """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), then at the weight formats
+    below the probe, while time allows. `deadline` is a time.perf_counter() value."""
     started = time.perf_counter()
     store = store or ProbeStore()
     model = evaluator.model
     layers = list(model.layers)
     int_weights = [f for f in weight_formats if f.startswith("int")]
-    weight_probe = WEIGHT_PROBE if WEIGHT_PROBE in int_weights else (min(int_weights, key=_bits) if int_weights
+    weight_probe = WEIGHT_PROBE if WEIGHT_PROBE in int_weights else (min(int_weights, key=weight_bits) if int_weights
                                                                      else None)
     act_ints = [f for f in activation_formats if f in ("int8", "int16", "dynamic-int8")]
     act_probe = ACTIVATION_PROBE if act_ints else None
@@ -185,9 +191,10 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
             plan.append((layer, f"W:{weight_probe}"))
         if act_probe and layer.subgraph is None:
             plan.append((layer, f"A:{act_probe}"))
-    if refine:   # then the formats below the probe, where distortion stops growing smoothly with noise
-        for fmt in sorted((f for f in int_weights if weight_probe and _bits(f) < _bits(weight_probe)), key=_bits):
-            plan.extend((layer, f"W:{fmt}") for layer in layers if layer.weight is not None)
+    # then the formats below the probe, where distortion stops growing smoothly with noise
+    for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),
+                      key=weight_bits):
+        plan.extend((layer, f"W:{fmt}") for layer in layers if layer.weight is not None)
 
     measured: dict[str, dict[str, float]] = {layer.name: {} for layer in layers}
     probes, complete = 0, True
@@ -238,10 +245,6 @@ def _weight_array(evaluator: Evaluator, layer: Layer) -> np.ndarray:
     from onnx import numpy_helper
 
     return numpy_helper.to_array(evaluator._find_initializer(layer.weight)).astype(np.float32)
-
-
-def _bits(fmt: str) -> int:
-    return int(fmt[3:]) if fmt.startswith("int") else 16
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

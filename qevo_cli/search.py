@@ -38,13 +38,13 @@ from .errors import QevoError
 from .front import HypervolumeScale, closest, non_dominated
 from .genome import SearchSpace, build_space
 from .policy import FP32, LayerChoice, Policy
-from .problem import Costing, QuantizationProblem, Scored
+from .problem import Costing, QuantizationProblem
 from .profiles import load_profile, uniform_policy
 from .fidelity import race_rows as race_rows_for
 from .measurer import Measurer
 from .runners import MeasureTask, WorkspaceSpec, open_runner
 from .seeding import initial_population
-from .proxy import ProbeStore, measure_proxy
+from .proxy import ProbeStore, measure_proxy, probed_formats
 from .store import EvaluationCache, RunStore
 
 FRONT_VERSION = 1
@@ -180,11 +180,7 @@ class Search:
     def _proxy(self):
         """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""
         config = self.config
-        # a side with one allowed format is the same in every policy: nothing to rank there
-        weights = tuple(f for f in config.weight_formats if f.startswith("int")) \
-            if len(config.weight_formats) > 1 else ()
-        activations = tuple(f for f in config.act_formats if f in ("int8", "int16", "dynamic-int8")) \
-            if len(config.act_formats) > 1 else ()
+        weights, activations = probed_formats(config.weight_formats, config.act_formats)
         if not weights and not activations:
             return None
         deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
@@ -198,19 +194,20 @@ class Search:
         return table
 
     def _tick(self, done: int, total: int) -> None:
-        """A policy of the current batch was measured: refresh the display (the phase keeps its counts)."""
-        self.progress.elapsed_s = time.perf_counter() - self.started
-        if self.config.time_limit:
-            self.progress.remaining_s = max(0.0, self.config.time_limit - self.progress.elapsed_s)
+        """A policy of the current batch was measured (the phase keeps its counts)."""
         self.progress.batch_done, self.progress.batch_total = done, total
-        if self.on_progress is not None:
-            self.on_progress(self.progress)
+        self._report_progress()
 
     def _phase(self, name: str, done: int, total: int) -> None:
+        self.progress.phase, self.progress.phase_done, self.progress.phase_total = name, done, total
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        """Elapsed and remaining time brought up to date, then the display's hook."""
         progress = self.progress
-        progress.phase, progress.phase_done, progress.phase_total = name, done, total
         progress.elapsed_s = time.perf_counter() - self.started
-        progress.remaining_s = (self.config.time_limit - progress.elapsed_s) if self.config.time_limit else None
+        if self.config.time_limit:
+            progress.remaining_s = max(0.0, self.config.time_limit - progress.elapsed_s)
         if self.on_progress is not None:
             self.on_progress(progress)
 

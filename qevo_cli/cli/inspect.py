@@ -189,44 +189,40 @@ def _db(distortion: float) -> float:
 
 
 def _render_proxy(sens: dict) -> None:
-    table = Table(title=f"model output SQNR (dB) with one layer quantized, the rest fp32: probed on "
-                        f"{sens['subset']} samples of {sens['data']}, other formats predicted "
-                        "(lower is more sensitive; qevo inspect --sensitivity --full measures the metric)",
-                  title_justify="left")
-    table.add_column("layer", no_wrap=True)
-    for column in sens["columns"]:
-        table.add_column(_column_label(column), justify="right")
-    for layer, row in sens["sqnr_db"].items():
-        cells = []
-        for column in sens["columns"]:
-            value = row.get(column)
-            if value is None:
-                cells.append("-")
-                continue
-            style = "red" if value < 20 else "yellow" if value < 30 else ""
-            text = (f"{value:.1f}" if value < 100 else "100") + ("" if column in sens["measured"].get(layer, {}) else "*")
-            cells.append(f"[{style}]{text}[/]" if style else text)
-        table.add_row(layer, *cells)
-    out.print(table)
+    def cell(layer: str, column: str, value: float) -> tuple[str, str]:
+        text = (f"{value:.1f}" if value < 100 else "100") + ("" if column in sens["measured"].get(layer, {}) else "*")
+        return text, "red" if value < 20 else "yellow" if value < 30 else ""
+
+    _render_layer_grid(f"model output SQNR (dB) with one layer quantized, the rest fp32: probed on "
+                       f"{sens['subset']} samples of {sens['data']}, other formats predicted "
+                       "(lower is more sensitive; qevo inspect --sensitivity --full measures the metric)",
+                       sens["columns"], sens["sqnr_db"], cell)
     out.print("[dim]* predicted from the probes and the format's quantization noise; others measured[/]")
 
 
 def _render_sensitivity(sens: dict) -> None:
+    def cell(layer: str, column: str, value: float) -> tuple[str, str]:
+        return f"{value:+.2f}", "red" if value >= 1.0 else "yellow" if value > 0.2 else ""
+
     unit = f" ({sens['unit']})" if sens["unit"] else ""
-    table = Table(title=f"{sens['metric']} drop{unit} with one layer quantized, the rest fp32 "
-                        f"(fp32 {sens['fp32_score']:.3f}{sens['unit']}){' [cached]' if sens['cached'] else ''}",
-                  title_justify="left")
+    _render_layer_grid(f"{sens['metric']} drop{unit} with one layer quantized, the rest fp32 "
+                       f"(fp32 {sens['fp32_score']:.3f}{sens['unit']}){' [cached]' if sens['cached'] else ''}",
+                       sens["columns"], sens["drops"], cell)
+
+
+def _render_layer_grid(title: str, columns: list[str], rows: dict[str, dict[str, float]], cell) -> None:
+    """A layers x format-columns table; `cell(layer, column, value)` gives each cell's text and style."""
+    table = Table(title=title, title_justify="left")
     table.add_column("layer", no_wrap=True)
-    for column in sens["columns"]:
+    for column in columns:
         table.add_column(_column_label(column), justify="right")
-    for layer, row in sens["drops"].items():
+    for layer, row in rows.items():
         cells = []
-        for column in sens["columns"]:
-            value = row.get(column)
-            if value is None:
+        for column in columns:
+            if row.get(column) is None:
                 cells.append("-")
-            else:
-                style = "red" if value >= 1.0 else "yellow" if value > 0.2 else ""
-                cells.append(f"[{style}]{value:+.2f}[/]" if style else f"{value:+.2f}")
+                continue
+            text, style = cell(layer, column, row[column])
+            cells.append(f"[{style}]{text}[/]" if style else text)
         table.add_row(layer, *cells)
     out.print(table)
