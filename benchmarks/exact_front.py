@@ -57,7 +57,7 @@ class Bench:
         settings = SearchConfig(target=TARGET, weight_formats=FORMATS, act_formats=("int8",),
                                 objectives=OBJECTIVES)
         self.space = build_space(self.model.layers, self.profile, settings.allowed())
-        self.costing = Costing(self.space, self.profile, self.model.other_params, self.evaluator.fp32_score,
+        self.costing = Costing(self.space, self.profile, self.model.other_bytes, self.evaluator.fp32_score,
                                OBJECTIVES, {})
         self.scores: dict[str, float] = {}
 

@@ -133,7 +133,7 @@ def compare(label: str, model, search_npz, test_npz, calib_npz, metric, root: Pa
 
     layers = search.model.layers
     int8 = Policy.uniform([layer.name for layer in layers], LayerChoice(weight="int8", activation="int8"))
-    int8_mb = model_cost(layers, int8, load_profile(TARGET), other_params=search.model.other_params).weight_bytes / 1e6
+    int8_mb = model_cost(layers, int8, load_profile(TARGET), other_bytes=search.model.other_bytes).weight_bytes / 1e6
     budget = BUDGET_SHARE * int8_mb
     row.update(int8_predicted_mb=int8_mb, budget_mb=budget)
     print(f"  qevo: W8A8 predicted {int8_mb * 1e3:.1f} kB, budget {budget * 1e3:.1f} kB, "

@@ -98,7 +98,7 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
                 continue
             seen.add(policy.key())
             metric = evaluator.evaluate(policy)
-            size = model_cost(space.layers, policy, profile, workspace.model.other_params).weight_bytes / 1e6
+            size = model_cost(space.layers, policy, profile, workspace.model.other_bytes).weight_bytes / 1e6
             points.append({"t": time.time() - start, "policy": policy.to_dict(), "metric": metric, "size": size})
         extra = {"wall_s": time.time() - start}
     return {"method": method, "limit": limit, "points": [p for p in points if p["t"] <= limit], **extra}
@@ -126,10 +126,10 @@ def summarise(folder: Path, results: dict, target: str) -> dict:
     fp32 = search_eval.fp32_score
     profile = load_profile(target)
     layers = search.model.layers
-    fp32_size = model_cost(layers, Policy({}), profile, search.model.other_params).weight_bytes / 1e6
+    fp32_size = model_cost(layers, Policy({}), profile, search.model.other_bytes).weight_bytes / 1e6
     int8_size = model_cost(layers, Policy({l.name: LayerChoice(weight="int8", activation="int8") for l in layers
                                            if l.weight is not None}), profile,
-                           search.model.other_params).weight_bytes / 1e6
+                           search.model.other_bytes).weight_bytes / 1e6
     scale = np.array([abs(fp32) or 1.0, fp32_size])
     whole = HV(ref_point=np.array([1.1, 1.1]))
     corner = HV(ref_point=np.array([0.1, int8_size / fp32_size]))

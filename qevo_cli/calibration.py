@@ -39,8 +39,7 @@ class ActivationCalibrator:
     def __init__(self, model: LoadedModel, calib: Dataset, session_options: ort.SessionOptions):
         self.model = model
         self.calib = calib
-        self.tensors = sorted({name for layer in model.layers if not layer.subgraph
-                               for name in _activation_inputs(layer, model)})
+        self.tensors = sorted({name for layer in model.layers for name in layer.activation_inputs})
         self._options = session_options
         self._session: ort.InferenceSession | None = None
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
@@ -120,11 +119,3 @@ class ActivationCalibrator:
                     parts[name].append(flat)
             self._samples = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         return self._samples
-
-
-def _activation_inputs(layer, model: LoadedModel) -> list[str]:
-    """The float activation tensors a layer reads: one, or two for activation x activation MatMul."""
-    if layer.weight is not None:
-        return [layer.input]
-    node = next(n for n in model.proto.graph.node if n.name == layer.name)
-    return [name for name in node.input[:2]]

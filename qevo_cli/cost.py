@@ -6,8 +6,9 @@ Per layer (the roofline):
     latency   = max(compute_s, memory_s) + per-op overhead
     energy    = MACs x energy per MAC (compute path) + bytes moved x energy per byte
 Bytes moved are the weights at their stored bit width (with their scales) plus the input
-and output activations at the layer's activation bit width. A model adds up its layers
-and one per-graph overhead.
+and output activations at the layer's activation bit width; an embedding moves only the rows
+it looks up. A model adds up its layers and one per-graph overhead. The size of a model is its
+weights as stored plus everything else the file holds (graph, biases, norms), as loaded.
 """
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 from .errors import QevoError
-from .layers import Layer
+from .layers import KIND_EMBEDDING, Layer
 from .policy import LayerChoice, Policy, group_size
 from .profiles import Profile
 
 SCALE_BITS = 32          # each scale is stored as fp32
-FP32_BYTES = 4
 
 
 class LayerCost(NamedTuple):
@@ -47,7 +47,7 @@ class ModelCost:
     latency_s: float
     energy_j: float
     bytes: int                 # moved per inference by the costed layers
-    weight_bytes: int          # size of the model: all weights, plus other parameters at fp32
+    weight_bytes: int          # size of the model file: quantizable weights as stored, plus everything else
     layers: list[LayerCost]
 
     def to_dict(self) -> dict:
@@ -100,7 +100,10 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     w_bytes = weight_bytes(layer, choice)
     a_bytes = activation_bytes(layer, choice)
     moved = w_bytes + a_bytes
-    compute_s = layer.macs / run.rate[layer.kind]
+    if layer.kind == KIND_EMBEDDING:   # a lookup reads the rows it is asked for, not the table
+        rows = max(layer.weight_shape[0], 1)
+        moved = a_bytes + w_bytes * min(layer.input_elems, rows) // rows
+    compute_s = layer.macs / run.rate[layer.cost_kind]
     memory_s = moved / profile.bandwidth
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
@@ -118,17 +121,17 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     )
 
 
-def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_params: int = 0) -> ModelCost:
+def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0) -> ModelCost:
     """Totals over the layers at the policy's choices, plus the per-graph overhead.
 
-    `other_params` counts parameters outside the quantizable layers (biases, norms), kept fp32.
+    `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes).
     """
     costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
     return ModelCost(
         latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s,
         energy_j=sum(cost.energy_j for cost in costs),
         bytes=sum(cost.bytes for cost in costs),
-        weight_bytes=sum(cost.weight_bytes for cost in costs) + other_params * FP32_BYTES,
+        weight_bytes=sum(cost.weight_bytes for cost in costs) + other_bytes,
         layers=costs,
     )
 

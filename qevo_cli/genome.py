@@ -98,7 +98,7 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed) -> 
     options, notes = [], []
     for layer in layers:
         weights = allowed.weight_formats if layer.weight is not None else ("fp32",)
-        activations = allowed.activation_formats if layer.subgraph is None else ("fp32",)
+        activations = ("fp32",) if layer.weight_only else allowed.activation_formats
         candidates = []
         for weight, activation, granularity, calibration in itertools.product(
                 weights, activations, allowed.granularities, allowed.calibrations):

@@ -36,6 +36,24 @@ class Metric:
     def __call__(self, outputs, labels, reference) -> float:
         return float(self.fn(outputs, labels, reference))
 
+    @property
+    def label(self) -> str:
+        """A short name for headers: the built-in's name, or a custom metric's function name."""
+        return self.name.rpartition(":")[2] if ":" in self.name else self.name
+
+    def display_unit(self, fp32_score: float) -> str:
+        """How drops read: '%' and 'dB' as they are, 'fraction' (shown in points, x100) for a metric
+        in 0..1, '' (three significant digits) for any other scale."""
+        if self.unit:
+            return self.unit
+        return "fraction" if abs(fp32_score) <= 1.0 else ""
+
+
+def tolerance_in_metric_units(tolerance_percent: float, fp32_score: float) -> float:
+    """`--tolerance` is a percentage of the fp32 metric's magnitude (of 1 when that is 0), so it means the
+    same on a 0..100 accuracy, a 0..1 cosine and a score in dB."""
+    return tolerance_percent / 100.0 * (abs(fp32_score) or 1.0)
+
 
 def _top1(output: np.ndarray) -> np.ndarray:
     return output if output.ndim == 1 else output.reshape(len(output), -1).argmax(axis=1)

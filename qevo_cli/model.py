@@ -16,11 +16,11 @@ import onnx
 from onnx import helper
 
 from .errors import QevoError
-from .layers import KIND_ACT_MATMUL, KIND_CONV, KIND_DEPTHWISE, KIND_GEMM, Layer
+from .graphs import FLOAT_TYPES, all_initializers, tensor_bytes, walk_graphs
+from .layers import SHAPED_OPS, Layer, WeightHolder, list_layers, weight_holders
 
 MIN_OPSET = 13
 TARGET_OPSET = 17
-QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 SUBGRAPH_OPS = ("If", "Loop", "Scan")
 
 
@@ -47,7 +47,9 @@ class LoadedModel:
     inputs: list[InputSpec]
     output_names: list[str]
     digest: str                          # content hash of the normalised model
-    other_params: int                    # float parameters outside quantizable weights (biases, norms, ...)
+    file_bytes: int                      # size of the normalised model as serialised
+    other_bytes: int                     # the file's bytes outside quantizable weights: graph, biases, norms, ...
+    float_type: int                      # TensorProto.FLOAT, or FLOAT16 for a half-precision model
     dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
 
@@ -64,6 +66,15 @@ class LoadedModel:
     @property
     def weight_params(self) -> int:
         return sum(layer.params for layer in self.layers)
+
+    @property
+    def quantizable_share(self) -> float:
+        """Share of the file's bytes that quantizable weights hold."""
+        return 1.0 - self.other_bytes / max(self.file_bytes, 1)
+
+    def holders(self) -> list[WeightHolder]:
+        """Every node that holds a constant weight, quantizable or not."""
+        return weight_holders(self.proto, self.layers)
 
 
 def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedModel:
@@ -93,13 +104,28 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     if inside:
         notes.append(f"{len(inside)} layer(s) inside If/Loop/Scan bodies: weights are quantized, "
                      "their input activations stay float")
-    weight_names = {layer.weight for layer in layers if layer.weight}
-    other = sum(int(np.prod(t.dims)) for t in _all_initializers(proto.graph)
-                if t.name not in weight_names and t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
-    digest = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+    serialized = proto.SerializeToString(deterministic=True)
+    digest = hashlib.sha256(serialized).hexdigest()
     return LoadedModel(path=path, proto=proto, layers=layers, inputs=inputs,
                        output_names=[o.name for o in proto.graph.output], digest=digest,
-                       other_params=other, dims=fixed, notes=notes)
+                       file_bytes=len(serialized), other_bytes=_other_bytes(proto, layers, len(serialized)),
+                       float_type=_float_type(proto),
+                       dims=fixed, notes=notes)
+
+
+def _other_bytes(proto: onnx.ModelProto, layers: list[Layer], file_bytes: int) -> int:
+    """What the file holds besides the quantizable weights (each counted once, however many layers read it)."""
+    sizes = {t.name: tensor_bytes(t) for t in all_initializers(proto.graph)}
+    return file_bytes - sum(sizes.get(name, 0) for name in {layer.weight for layer in layers if layer.weight})
+
+
+def _float_type(proto: onnx.ModelProto) -> int:
+    """The float type most of the model's float weights are stored in."""
+    totals = {kind: 0 for kind in FLOAT_TYPES}
+    for tensor in all_initializers(proto.graph):
+        if tensor.data_type in totals:
+            totals[tensor.data_type] += tensor_bytes(tensor)
+    return max(totals, key=lambda kind: (totals[kind], kind == onnx.TensorProto.FLOAT))
 
 
 def _read(path: Path) -> onnx.ModelProto:
@@ -136,35 +162,26 @@ def default_opset(proto: onnx.ModelProto) -> int:
     return 0
 
 
+def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The model at a newer default opset, with the IR version that opset needs."""
+    converted = onnx.version_converter.convert_version(proto, opset)
+    needed = helper.find_min_ir_version_for(list(converted.opset_import))
+    converted.ir_version = max(converted.ir_version, needed)
+    return converted
+
+
 def _upgrade_opset(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
-        return onnx.version_converter.convert_version(proto, TARGET_OPSET)
+        return convert_opset(proto, TARGET_OPSET)
     except Exception as err:  # the converter raises bare RuntimeErrors from C++
         raise QevoError(f"opset {default_opset(proto)} is below {MIN_OPSET} and could not be converted "
                         f"({str(err).splitlines()[0] if str(err) else type(err).__name__})", path=path) from None
 
 
-def _graphs(graph: onnx.GraphProto, path: str = ""):
-    """Yield (graph, path) for the graph and every subgraph below it."""
-    yield graph, path
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g, f"{path}{node.name}/{attr.name}/")
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for i, sub in enumerate(attr.graphs):
-                    yield from _graphs(sub, f"{path}{node.name}/{attr.name}[{i}]/")
-
-
-def _all_initializers(graph: onnx.GraphProto):
-    for sub, _ in _graphs(graph):
-        yield from sub.initializer
-
-
 def fold_constants(proto: onnx.ModelProto) -> int:
     """Move tensors held by Constant nodes into initializers, in every graph. Returns how many."""
     folded = 0
-    for graph, _ in _graphs(proto.graph):
+    for graph, _ in walk_graphs(proto.graph):
         keep = []
         for node in graph.node:
             value = next((a for a in node.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR),
@@ -186,7 +203,7 @@ def fold_constants(proto: onnx.ModelProto) -> int:
 def _name_nodes(graph: onnx.GraphProto) -> None:
     """Give every node a unique name: layers are addressed by node name."""
     seen: set[str] = set()
-    for sub, _ in _graphs(graph):
+    for sub, _ in walk_graphs(graph):
         for i, node in enumerate(sub.node):
             name = node.name or f"{node.op_type}_{i}"
             while name in seen:
@@ -263,14 +280,14 @@ def _tensor_shapes(proto: onnx.ModelProto, inputs: list[InputSpec], dims: dict[s
         inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
     except Exception:  # inference is an optimisation; the run below covers what it misses
         inferred = fixed
-    for graph, _ in _graphs(inferred.graph):
+    for graph, _ in walk_graphs(inferred.graph):
         for value in list(graph.value_info) + list(graph.input) + list(graph.output):
             dim_list = value.type.tensor_type.shape.dim
             if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dim_list):
                 shapes[value.name] = tuple(d.dim_value for d in dim_list)
         for tensor in graph.initializer:
             shapes[tensor.name] = tuple(tensor.dims)
-    needed = {name for node in proto.graph.node if node.op_type in QUANTIZABLE_OPS
+    needed = {name for node in proto.graph.node if node.op_type in SHAPED_OPS
               for name in list(node.input[:2]) + [node.output[0]] if name}
     missing = sorted(needed - set(shapes))
     if missing:
@@ -293,80 +310,3 @@ def _shapes_by_running(proto, inputs, dims, names) -> dict[str, tuple[int, ...]]
     except Exception:  # a model that cannot run on zeros keeps its unknown shapes (counted as 0)
         return {}
     return {name: tuple(np.shape(v)) for name, v in zip(names, values)}
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def list_layers(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> list[Layer]:
-    """Every Conv / ConvTranspose / Gemm / MatMul, in graph order, subgraphs included."""
-    layers = []
-    outer_initializers: dict[str, onnx.TensorProto] = {}
-    for graph, path in _graphs(proto.graph):
-        # A subgraph may use initializers of the graphs around it.
-        outer_initializers.update({t.name: t for t in graph.initializer})
-        for node in graph.node:
-            if node.op_type in QUANTIZABLE_OPS and node.domain in ("", "ai.onnx"):
-                layer = _make_layer(node, outer_initializers, shapes, path or None)
-                if layer is not None:
-                    layers.append(layer)
-    return layers
-
-
-def _numel(shape: tuple[int, ...] | None) -> int:
-    return int(np.prod(shape)) if shape else 0
-
-
-def _make_layer(node, initializers, shapes, subgraph) -> Layer | None:
-    op = node.op_type
-    a, b = node.input[0], node.input[1]
-    out = node.output[0]
-    in_shape, out_shape = shapes.get(a), shapes.get(out)
-    weight_name = b if b in initializers else None
-    weight_on_left = op == "MatMul" and weight_name is None and a in initializers
-    if weight_on_left:
-        weight_name, a = a, b  # y = W @ x: W's rows are the output channels, its columns are summed over
-        in_shape = shapes.get(a)
-    if weight_name is None:
-        if op != "MatMul":
-            return None  # a Conv or Gemm with a computed weight has nothing constant to quantize
-        k = in_shape[-1] if in_shape else 0
-        return Layer(name=node.name, op_type=op, kind=KIND_ACT_MATMUL, input=a, output=out, weight=None,
-                     weight_shape=(), params=0, macs=_numel(out_shape) * k,
-                     input_elems=_numel(in_shape) + _numel(shapes.get(b)), output_elems=_numel(out_shape),
-                     subgraph=subgraph)
-    tensor = initializers[weight_name]
-    if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-        return None  # already quantized
-    w_shape = tuple(int(d) for d in tensor.dims)
-    params = _numel(w_shape)
-    if op in ("Conv", "ConvTranspose"):
-        group = int(_attr(node, "group", 1))
-        if op == "Conv":
-            channel_axis, reduce_axis = 0, 1
-            macs = _numel(out_shape) * params // max(w_shape[0], 1)
-            depthwise = group > 1 and w_shape[1] == 1
-        else:
-            channel_axis, reduce_axis = 1, 0
-            macs = _numel(in_shape) * params // max(w_shape[0], 1)
-            depthwise = False
-        kind = KIND_DEPTHWISE if depthwise else KIND_CONV
-    elif op == "Gemm":
-        trans_b = int(_attr(node, "transB", 0))
-        channel_axis, reduce_axis = (0, 1) if trans_b else (1, 0)
-        macs = _numel(out_shape) * w_shape[reduce_axis]
-        kind = KIND_GEMM
-    else:
-        last, before_last = len(w_shape) - 1, max(len(w_shape) - 2, 0)
-        channel_axis, reduce_axis = (before_last, last) if weight_on_left else (last, before_last)
-        macs = _numel(out_shape) * w_shape[reduce_axis]
-        kind = KIND_GEMM
-    return Layer(name=node.name, op_type=op, kind=kind, input=a, output=out, weight=weight_name,
-                 weight_shape=w_shape, params=params, macs=int(macs), input_elems=_numel(in_shape),
-                 output_elems=_numel(out_shape), channel_axis=channel_axis, reduce_axis=reduce_axis,
-                 subgraph=subgraph)
-

@@ -53,13 +53,13 @@ class Scored:
 class Costing:
     """Objectives and budget violations of a policy, given its measured metric."""
 
-    def __init__(self, space: SearchSpace, profile: Profile, other_params: int, fp32_metric: float,
+    def __init__(self, space: SearchSpace, profile: Profile, other_bytes: int, fp32_metric: float,
                  objectives: tuple[str, ...], budgets: dict[str, float]):
-        self.space, self.profile, self.other_params = space, profile, other_params
+        self.space, self.profile, self.other_bytes = space, profile, other_bytes
         self.fp32_metric, self.objectives, self.budgets = fp32_metric, objectives, budgets
 
     def values(self, policy: Policy, metric: float) -> dict[str, float]:
-        cost = model_cost(self.space.layers, policy, self.profile, other_params=self.other_params)
+        cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes)
         return {"metric": self.fp32_metric - metric, "size": cost.weight_bytes / 1e6,
                 "latency": cost.latency_s * 1e3, "energy": cost.energy_j * 1e3}
 

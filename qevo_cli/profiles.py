@@ -231,11 +231,11 @@ def output_channels(layer: Layer) -> int:
 
 
 def _limit_allows(limit: Limit, layer: Layer) -> bool:
-    if layer.kind not in limit.kinds:
+    if layer.cost_kind not in limit.kinds:
         return False
     if layer.weight is None:
         return True
-    if limit.conv_kernel_1x1 and layer.kind in ("conv", "depthwise") and any(k != 1 for k in layer.weight_shape[2:]):
+    if limit.conv_kernel_1x1 and layer.cost_kind in ("conv", "depthwise") and any(k != 1 for k in layer.weight_shape[2:]):
         return False
     return output_channels(layer) >= limit.min_output_channels
 

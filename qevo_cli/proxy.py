@@ -98,7 +98,7 @@ class ProxyTable:
             else:
                 weight_part = self.weight_gain.get(layer.name, 0.0) * self._weight_noise(layer, choice)
         activation_part = 0.0
-        if layer.subgraph is None and choice.activation != "fp32":
+        if not layer.weight_only and choice.activation != "fp32":
             column = f"A:{choice.activation}"
             activation_part = measured[column] if column in measured else \
                 self.activation_gain.get(layer.name, 0.0) * activation_noise(choice.activation)
@@ -189,7 +189,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
     for layer in layers:
         if weight_probe and layer.weight is not None:
             plan.append((layer, f"W:{weight_probe}"))
-        if act_probe and layer.subgraph is None:
+        if act_probe and not layer.weight_only:
             plan.append((layer, f"A:{act_probe}"))
     # then the formats below the probe, where distortion stops growing smoothly with noise
     for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),
@@ -234,7 +234,7 @@ def _fill_missing(table: ProxyTable, layers: Sequence[Layer]) -> None:
     """Layers the deadline left unprobed take the median gain of the probed ones (0, no ranking, when no layer
     was probed on that side)."""
     for gains, applies in ((table.weight_gain, lambda l: l.weight is not None),
-                           (table.activation_gain, lambda l: l.subgraph is None)):
+                           (table.activation_gain, lambda l: not l.weight_only)):
         median = float(np.median(list(gains.values()))) if gains else 0.0
         for layer in layers:
             if applies(layer) and layer.name not in gains:
@@ -242,9 +242,7 @@ def _fill_missing(table: ProxyTable, layers: Sequence[Layer]) -> None:
 
 
 def _weight_array(evaluator: Evaluator, layer: Layer) -> np.ndarray:
-    from onnx import numpy_helper
-
-    return numpy_helper.to_array(evaluator._find_initializer(layer.weight)).astype(np.float32)
+    return evaluator.editor.weight_values(layer)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

@@ -33,14 +33,15 @@ def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int |
 
 
 def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None):
-    """Integer codes, scales and zero points of a per-tensor or per-channel integer weight.
+    """Integer codes, scales and zero points of an integer weight format.
 
-    Returns (codes shaped like the weight, scale, zero_point), the scales and zero points
-    one per output channel along `channel_axis` (or scalars per-tensor), such that
-    (codes - zero_point) * scale is exactly `quantize_weight(...)`.
+    Returns (codes shaped like the weight, scale, zero_point) with one scale and zero point per
+    row: 1 per-tensor, one per output channel along `channel_axis` per-channel, and per-group
+    channel-major (channel 0's groups first), such that (codes - zero_point) * scale is exactly
+    `quantize_weight(...)`.
     """
-    if not choice.weight_is_int or choice.granularity not in ("per-tensor", "per-channel"):
-        raise ValueError(f"no integer codes for {choice.weight} {choice.granularity}")
+    if not choice.weight_is_int:
+        raise ValueError(f"no integer codes for {choice.weight}")
     weight = np.asarray(weight, dtype=np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
     codes, scale, zero_point = _row_codes(rows, choice)

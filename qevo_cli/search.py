@@ -140,7 +140,7 @@ class Search:
         self.store = RunStore(self.run_dir, create=not resume)
         self.resumed = resume
         self.cache = EvaluationCache.for_evaluator(self.evaluator)
-        self.costing = Costing(self.space, self.profile, model.other_params, self.evaluator.fp32_score,
+        self.costing = Costing(self.space, self.profile, model.other_bytes, self.evaluator.fp32_score,
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
         self._membership: dict[str, bool] = {}
@@ -305,9 +305,10 @@ class Search:
         front = {
             "version": FRONT_VERSION,
             "model": str(evaluator.model.path), "model_digest": evaluator.model.digest,
-            "target": self.profile.name, "metric": evaluator.metric.name, "metric_unit": evaluator.metric.unit,
+            "target": self.profile.name, "metric": evaluator.metric.name, "metric_label": evaluator.metric.label,
+            "metric_unit": evaluator.metric.display_unit(evaluator.fp32_score),
             "fp32_metric": evaluator.fp32_score, "objectives": objectives,
-            "units": {"metric": f"drop ({evaluator.metric.unit or 'metric units'})", "size": "MB", "latency": "ms",
+            "units": {"metric": f"drop ({evaluator.metric.display_unit(evaluator.fp32_score) or 'metric units'})", "size": "MB", "latency": "ms",
                       "energy": "mJ"},
             "budgets": self.config.budgets(), "feasible": feasible,
             "references": references,

@@ -65,7 +65,7 @@ def measure_sensitivity(evaluator: Evaluator, weight_formats=DEFAULT_WEIGHT_FORM
     for layer in layers:
         row = {}
         for label, choice in columns.items():
-            if (label.startswith("W:") and layer.weight is None) or (label.startswith("A:") and layer.subgraph):
+            if (label.startswith("W:") and layer.weight is None) or (label.startswith("A:") and layer.weight_only):
                 continue  # nothing to quantize on that side of this layer
             score = evaluator.evaluate(Policy({layer.name: choice}))
             row[label] = evaluator.fp32_score - score

@@ -10,11 +10,31 @@ _SCALES = {
 
 
 def human(objective: str, value: float, metric_unit: str = "") -> str:
-    """'size', 0.0026 -> '2.62 kB'; 'metric', 0.11 -> '+0.11' (a drop, in the metric's unit)."""
+    """'size', 0.0026 -> '2.62 kB'; 'metric', 0.11 -> '+0.11' (a drop, in the metric's unit: points for
+    '%', dB, points for a 0..1 'fraction', three significant digits otherwise)."""
     if objective == "metric":
-        return f"{value:+.2f}{' dB' if metric_unit == 'dB' else ''}"
+        if metric_unit == "fraction":
+            return f"{100 * value:+.2f} pt"
+        if metric_unit in ("%", "dB"):
+            return f"{value:+.2f}{' dB' if metric_unit == 'dB' else ''}"
+        return f"{value:+.3g}"
     _, scales = _SCALES[objective]
     for factor, unit in scales:
         if abs(value) >= factor or factor == scales[-1][0]:
             return f"{value / factor:.4g} {unit}"
     return f"{value:.3g}"
+
+
+def metric_value(value: float, metric_unit: str = "") -> str:
+    """A metric's own value (not a drop) at the precision its unit needs."""
+    if metric_unit == "fraction":
+        return f"{value:.4f}"
+    if metric_unit in ("%", "dB"):
+        return f"{value:.3f}{'%' if metric_unit == '%' else ' dB'}"
+    return f"{value:.4g}"
+
+
+def metric_label(front: dict) -> str:
+    """The metric's short name for headers (older runs stored only its spec)."""
+    name = front.get("metric_label") or front.get("metric", "metric")
+    return name.rpartition(":")[2] if ":" in name else name

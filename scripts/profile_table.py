@@ -32,7 +32,7 @@ def table(model_path: Path = DEFAULT_MODEL) -> str:
         profile = load_profile(name)
         for label, choice in POLICIES.items():
             policy, behind = uniform_policy(profile, model.layers, choice)
-            cost = model_cost(model.layers, policy, profile, other_params=model.other_params)
+            cost = model_cost(model.layers, policy, profile, other_bytes=model.other_bytes)
             memory_bound = sum(layer.bound == "memory" for layer in cost.layers)
             lines.append(f"| {name} | {label} | {cost.latency_s * 1e6:.1f} | {cost.energy_j * 1e6:.2f} | "
                          f"{cost.weight_bytes / 1e3:.1f} | {memory_bound}/{len(cost.layers)} | {len(behind) or ''} |")

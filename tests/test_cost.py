@@ -172,7 +172,7 @@ def test_model_cost_adds_layers_graph_overhead_and_other_parameters():
     profile = load_profile("hexagon")
     layers = [CONV5, DEPTHWISE, MATMUL]
     policy = Policy.uniform([layer.name for layer in layers], W8A8).with_layer("dw", FP32)
-    total = model_cost(layers, policy, profile, other_params=100)
+    total = model_cost(layers, policy, profile, other_bytes=400)
     parts = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
     assert total.latency_s == pytest.approx(sum(p.latency_s for p in parts) + 300e-6)
     assert total.energy_j == pytest.approx(sum(p.energy_j for p in parts))

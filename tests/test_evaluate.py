@@ -61,15 +61,16 @@ def test_simulated_w8a8_matches_onnxruntime_quantize_static(tmp_path, default_wo
 
 
 def test_quantized_weights_are_computed_once_per_layer_and_choice(default_evaluator):
-    default_evaluator._weights.clear()
+    editor = default_evaluator.editor
+    editor._simulated.clear()
     policy_a = Policy({"conv5": LayerChoice(weight="int4"), "fc": LayerChoice(weight="int8")})
     policy_b = Policy({"conv5": LayerChoice(weight="int4", activation="int16"), "fc": LayerChoice(weight="int4")})
     default_evaluator.evaluate(policy_a)
-    first = default_evaluator.quantized_weight(default_evaluator.model.layer("conv5"), LayerChoice(weight="int4"))
+    first = editor.simulated_weight(default_evaluator.model.layer("conv5"), LayerChoice(weight="int4"))
     default_evaluator.evaluate(policy_b)
-    assert len(default_evaluator._weights) == 3   # conv5 int4 reused; fc int8 and fc int4
-    assert default_evaluator.quantized_weight(default_evaluator.model.layer("conv5"),
-                                              LayerChoice(weight="int4", activation="fp32")) is first
+    assert len(editor._simulated) == 3   # conv5 int4 reused; fc int8 and fc int4
+    assert editor.simulated_weight(default_evaluator.model.layer("conv5"),
+                                   LayerChoice(weight="int4", activation="fp32")) is first
 
 
 @pytest.mark.parametrize("activation", ["int8", "int16", "dynamic-int8", "fp16"])

@@ -30,7 +30,9 @@ def test_conv_and_gemm_counts_by_hand(tmp_path):
     assert (conv.input_elems, conv.output_elems) == (3 * 36, 8 * 36)
     assert conv.channel_axis == 0
     assert gemm.macs == 288 * 4 and gemm.channel_axis == 0  # transB=1: weight is [N, K]
-    assert loaded.other_params == 8 + 4                     # the biases
+    # the file less its two weights: biases, graph and names
+    weights = 4 * (216 + 288 * 4)
+    assert loaded.other_bytes == loaded.file_bytes - weights and 4 * (8 + 4) < loaded.other_bytes < 2000
     assert loaded.dims == {"N": 1}
 
 

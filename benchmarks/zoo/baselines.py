@@ -81,11 +81,10 @@ def baselines(folder: Path) -> dict:
             except Exception as err:  # a baseline that fails is reported, not hidden
                 rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     model = test.model
-    weight_bytes = 4 * model.weight_params
     result = {"model": info["name"], "family": info["family"], "metric": info["metric"], "split": "test",
               "samples": evaluator.data.size, "layers": len(model.layers),
               "layers_in_subgraphs": sum(1 for layer in model.layers if layer.subgraph),
-              "quantizable_share": weight_bytes / max(1, weight_bytes + 4 * model.other_params),
+              "quantizable_share": model.quantizable_share,
               "seconds_per_evaluation": round(pass_seconds, 2), "rows": rows}
     save_json(folder / "baselines.json", result)
     return result

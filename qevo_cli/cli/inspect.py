@@ -50,7 +50,7 @@ def inspect(
     profile = load_profile(target) if target else None
     workspace = open_workspace(model, data, calib, metric, parse_dims(dim), need_data=sensitivity)
     loaded = workspace.model
-    total_params = loaded.weight_params + loaded.other_params
+    total_params = loaded.weight_params + loaded.other_bytes
     report = {
         "model": str(loaded.path),
         "digest": loaded.digest,
@@ -122,7 +122,7 @@ def _target_costs(loaded: LoadedModel, profile) -> dict:
     report = {"name": profile.name, "chip": profile.chip, "policies": {}}
     for label, choice in COSTED.items():
         policy, behind = uniform_policy(profile, loaded.layers, choice)
-        cost = model_cost(loaded.layers, policy, profile, other_params=loaded.other_params)
+        cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes)
         report["policies"][label] = {
             "latency_s": cost.latency_s, "energy_j": cost.energy_j, "size_bytes": cost.weight_bytes,
             "not_offered": behind,
@@ -181,7 +181,7 @@ def _proxy_report(evaluator, workspace, tick) -> dict:
 
 
 def _applies(layer, column: str) -> bool:
-    return layer.weight is not None if column.startswith("W:") else layer.subgraph is None
+    return layer.weight is not None if column.startswith("W:") else not layer.weight_only
 
 
 def _db(distortion: float) -> float:

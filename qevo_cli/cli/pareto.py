@@ -15,7 +15,7 @@ from ..pick import pick
 from ..plot import save_png, terminal_plot
 from ..policy import Policy
 from ..runs import load_front
-from ..units import human
+from ..units import human, metric_label, metric_value
 from .common import handle_errors, out, print_json
 
 app = typer.Typer(help="Look at a search's Pareto front and choose from it.", no_args_is_help=True)
@@ -63,10 +63,11 @@ def show(
         return
     unit = front.get("metric_unit", "")
     table = Table(title=f"{Path(front['model']).name} on {front['target']}: {len(front['solutions'])} policies "
-                        f"({front['metric']}, fp32 {front.get('fp32_metric', 0):.3f}{unit})", title_justify="left")
+                        f"({metric_label(front)}, fp32 {metric_value(front.get('fp32_metric', 0), unit)})",
+                  title_justify="left")
     table.add_column("id", justify="right")
     for name in objectives:
-        table.add_column(f"{front['metric']} drop" if name == "metric" else name, justify="right")
+        table.add_column(f"{metric_label(front)} drop" if name == "metric" else name, justify="right")
     table.add_column("bits")
     table.add_column("")
     for reference in front["references"]:
@@ -115,15 +116,14 @@ def export(
     pick_rule: Annotated[str, typer.Option(
         "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")
     ] = "knee",
-    target: Annotated[Optional[str], typer.Option(
-        "--target", help="For .onnx: the runtime to suit; hexagon uses onnxruntime's QNN configuration helper. "
-                         "Default: the run's target.")] = None,
     allow_simulated: Annotated[bool, typer.Option(
-        "--allow-simulated", help="For .onnx: write formats no runtime stores (2, 3, 5, 6, 7 bits, per-group) "
-                                  "as weights rounded to their levels in float.")] = False,
+        "--allow-simulated", help="For .onnx: write formats no ONNX type stores (3, 5, 6, 7 bits) as weights "
+                                  "rounded to their levels in float.")] = False,
     tolerance: Annotated[float, typer.Option(
         "--tolerance", min=0.0, help="For .onnx: largest allowed difference between the search's metric and the "
-                                     "exported model's, in metric points; beyond it, exit 4.")] = 0.5,
+                                     "exported model's, in percent of the fp32 metric (0.5: half a percent of it); "
+                                     "beyond it, exit 4.")] = 0.5,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show onnxruntime's own warnings and errors.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Write one policy from a run's front: as a policy file, or as a quantized ONNX model measured again."""
@@ -140,34 +140,40 @@ def export(
     result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": pick_rule,
               "objectives": solution["objectives"], "metric": solution["metric"]}
     if output.suffix == ".onnx":
-        report = _export_model(directory, front, solution, output, target, allow_simulated)
+        from ..evaluate import verbose_runtime
+        from ..metrics import tolerance_in_metric_units
+
+        verbose_runtime(verbose)
+        report = _export_model(directory, front, solution, output, allow_simulated)
+        allowed = tolerance_in_metric_units(tolerance, front.get("fp32_metric", 0.0))
         result.update({"measured_metric": report.measured, "difference": report.difference,
-                       "tolerance": tolerance, "within_tolerance": abs(report.difference) <= tolerance,
-                       "simulated_layers": report.simulated_layers, "quantizer_layers": report.quantizer_layers,
-                       "direct_layers": report.direct_layers, "quantizer_refused": report.quantizer_refused})
+                       "tolerance_percent": tolerance, "tolerance": allowed,
+                       "within_tolerance": abs(report.difference) <= allowed, "opset": report.opset,
+                       "file_bytes": report.file_bytes, "simulated_layers": report.simulated_layers,
+                       "stored_layers": report.stored_layers})
     else:
         _export_policy(front, solution, output)
+    unit = front.get("metric_unit", "")
     if json_output:
         print_json(result)
     else:
-        unit = front.get("metric_unit", "")
         values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
         out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")
-        if result.get("quantizer_refused"):
-            out.print(f"[dim]note: onnxruntime's quantizer refused this mix ({result['quantizer_refused']}); "
-                      "every layer was written as integer weights and Q/DQ nodes directly[/]")
         if "measured_metric" in result:
-            out.print(f"{front['metric']}: search {solution['metric']:.3f}{unit}, exported model measured "
-                      f"{result['measured_metric']:.3f}{unit} (difference {result['difference']:+.3f}, tolerance "
-                      f"{tolerance})")
+            size = human("size", result["file_bytes"] / 1e6)
+            out.print(f"{metric_label(front)}: search {metric_value(solution['metric'], unit)}, exported model "
+                      f"({size}, opset {result['opset']}) measured {metric_value(result['measured_metric'], unit)} "
+                      f"(difference {human('metric', -result['difference'], unit)} drop, tolerance {tolerance}% "
+                      "of fp32)")
     if "within_tolerance" in result and not result["within_tolerance"]:
-        typer.echo(f"error: {output}: the exported model measures {result['measured_metric']:.3f}, the search said "
-                   f"{solution['metric']:.3f}: more than --tolerance {tolerance} apart", err=True)
+        typer.echo(f"error: {output}: the exported model measures {metric_value(result['measured_metric'], unit)}, "
+                   f"the search said {metric_value(solution['metric'], unit)}: more than --tolerance {tolerance}% of "
+                   "the fp32 metric apart", err=True)
         raise typer.Exit(EXIT_MISMATCH)
 
 
 def _export_model(directory: Path, front: dict[str, Any], solution: dict[str, Any], output: Path,
-                  target: str | None, allow_simulated: bool):
+                  allow_simulated: bool):
     from ..config import SearchConfig
     from ..export import export_onnx
     from ..runners import WorkspaceSpec
@@ -179,6 +185,5 @@ def _export_model(directory: Path, front: dict[str, Any], solution: dict[str, An
     evaluator = WorkspaceSpec.of(SearchConfig.from_mapping(settings, directory / RunStore.RUN_FILE)).evaluator()
     if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
         raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
-    return export_onnx(evaluator, Policy.from_dict(solution["policy"]), output,
-                       qnn=(target or front["target"]) == "hexagon", allow_simulated=allow_simulated,
+    return export_onnx(evaluator, Policy.from_dict(solution["policy"]), output, allow_simulated=allow_simulated,
                        expected=solution["metric"])

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..config import SearchConfig
 from ..policy import Policy
 from ..search import Search, SearchResult, prepare_resume
-from ..units import human
+from ..units import human, metric_label, metric_value
 from ..workspace import parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -189,11 +189,11 @@ def _report(result: SearchResult, json_output: bool) -> None:
             "notes": result.notes})
         return
     objectives = front["objectives"]
-    headers = {"metric": f"{front['metric']} drop", "size": "size", "latency": "latency", "energy": "energy"}
+    headers = {"metric": f"{metric_label(front)} drop", "size": "size", "latency": "latency", "energy": "energy"}
     unit = front["metric_unit"]
     title = (f"{'Pareto front' if result.feasible else 'closest policies (none meets the budgets)'}: "
              f"{len(front['solutions'])} policies for {Path(front['model']).name} on {front['target']} "
-             f"({front['metric']}, fp32 {front['fp32_metric']:.3f}{front['metric_unit']})")
+             f"({metric_label(front)}, fp32 {metric_value(front['fp32_metric'], unit)})")
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right")
     for name in objectives:

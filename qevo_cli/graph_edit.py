@@ -1,0 +1,346 @@
+"""One editor builds a policy's model, both the variant the search measures and the file it exports.
+
+For each layer the policy quantizes, the editor finds the layer's node (in any graph), puts its
+activation inputs through the activation format's nodes (Q/DQ pairs, DynamicQuantizeLinear, an fp16
+round trip) and writes its weight in one of two ways:
+
+- simulated: a float initializer holding the weight's rounded values (fast to build and to run);
+- stored: the integer codes as the runtime keeps them, behind a DequantizeLinear (per-tensor,
+  per-channel, or blocked for per-group), or a `MatMulNBits` for 4-bit per-group MatMul weights,
+  or an fp16 initializer behind a Cast. 2-bit codes are packed four to a byte and unpacked by
+  standard ops that onnxruntime folds into a constant when it loads the model (its QDQ fusions
+  reject an int2 DequantizeLinear in front of a quantized Conv).
+
+Both give the layer the same values, so what the search measured is what the export computes.
+Integer formats without an ONNX type (3, 5, 6, 7 bits) can only be simulated. A half-precision
+model keeps its type: Q/DQ work in float32 between two Casts, dequantized weights are cast back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .calibration import ActivationCalibrator
+from .errors import QevoError
+from .graphs import all_initializers, drop_unused, walk_graphs
+from .layers import Layer
+from .model import LoadedModel, convert_opset, default_opset
+from .policy import LayerChoice, Policy, group_size
+from .quantize import activation_qparams, quantize_weight, weight_codes
+
+MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
+FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+# Integer weight widths a file stores, their numpy type, and the opset whose DequantizeLinear takes them.
+STORED_TYPES = {8: np.int8, 4: ml_dtypes.int4, 2: np.uint8}
+DEQUANTIZE_OPSET = {8: 13, 4: 21, 2: 13}
+PACKED_OFFSET = 2             # 2-bit codes are kept unsigned: code + 2, with the zero point moved alike
+BLOCKED_OPSET = 21            # DequantizeLinear's block_size
+NBITS_WIDTHS = (4,)           # MatMulNBits: the form onnxruntime's generative runtime runs fast
+
+
+def storable(choice: LayerChoice) -> bool:
+    """Whether an ONNX file can hold this weight format as such (not rounded floats)."""
+    return not choice.weight_is_int or choice.weight_bits in STORED_TYPES
+
+
+@dataclass(frozen=True)
+class ActivationNodes:
+    """Nodes (and their constants) that quantize one input tensor of one layer; `output` replaces it."""
+
+    nodes: list[onnx.NodeProto]
+    initializers: list[onnx.TensorProto]
+    output: str
+
+
+class GraphEditor:
+    """Builds quantized models of one loaded model; caches the weights and activation nodes it computes."""
+
+    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator):
+        self.model = model
+        self.calibrator = calibrator
+        self._initializers = {t.name: t for t in all_initializers(model.proto.graph)}
+        self._simulated: dict[tuple, onnx.TensorProto] = {}
+        self._activations: dict[tuple, ActivationNodes] = {}
+        self._converted: dict[int, onnx.ModelProto] = {}
+
+    # -- the model -------------------------------------------------------------------------------
+    def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
+        """The model with `policy` applied: weights simulated in float, or stored (`store`).
+        `base` is the loaded model or a copy of it at a newer opset."""
+        model = onnx.ModelProto()
+        model.CopyFrom(base if base is not None else self.model.proto)
+        graphs = [g for g, _ in walk_graphs(model.graph)]
+        nodes = {node.name: (i, node) for i, graph in enumerate(graphs) for node in graph.node}
+        before: dict[int, dict[str, list[onnx.NodeProto]]] = {}
+        for layer in self.model.layers:
+            choice = policy.layers.get(layer.name)
+            if choice is None or (choice.weight == "fp32" and choice.activation == "fp32"):
+                continue
+            if layer.node_name not in nodes:
+                raise QevoError(f"layer {layer.name!r}: node {layer.node_name!r} is missing from the model")
+            graph_i, node = nodes[layer.node_name]
+            added = before.setdefault(graph_i, {}).setdefault(node.name, [])
+            if not layer.weight_only and choice.activation != "fp32":
+                self._quantize_activations(graphs[graph_i], node, layer, choice, added)
+            if layer.weight is not None and choice.weight != "fp32":
+                if store:
+                    self._store_weight(graphs[graph_i], node, layer, choice, added)
+                else:
+                    self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
+        for graph_i, entries in before.items():
+            _insert_before(graphs[graph_i], entries)
+        drop_unused(model)
+        used = {node.domain for graph in graphs for node in graph.node}
+        if MS_DOMAIN in used and not any(o.domain == MS_DOMAIN for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+        return model
+
+    def at_opset(self, opset: int) -> onnx.ModelProto:
+        """The loaded model at a default opset of at least `opset` (converted once per opset)."""
+        proto = self.model.proto
+        if opset <= default_opset(proto):
+            return proto
+        if opset not in self._converted:
+            try:
+                self._converted[opset] = convert_opset(proto, opset)
+            except Exception as err:  # the converter raises bare RuntimeErrors from C++
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise QevoError(f"storing these weights needs opset {opset}, and the model could not be converted "
+                                f"from opset {default_opset(proto)} ({first}); choose int8 formats or pass "
+                                "--allow-simulated", path=self.model.path) from None
+        return self._converted[opset]
+
+    def required_opset(self, policy: Policy) -> int:
+        """The lowest default opset whose DequantizeLinear stores every weight of `policy`."""
+        needed = 0
+        for layer in self.model.layers:
+            choice = policy.choice(layer.name)
+            if layer.weight is None or not choice.weight_is_int or not storable(choice):
+                continue
+            if self._fits_matmul_nbits(layer, choice):
+                continue
+            needed = max(needed, DEQUANTIZE_OPSET[choice.weight_bits])
+            if group_size(choice.granularity) and len(layer.weight_shape) >= 2:
+                needed = max(needed, BLOCKED_OPSET)
+        return needed
+
+    # -- activations -----------------------------------------------------------------------------
+    def _quantize_activations(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
+        done: set[str] = set()   # x @ x: the same tensor on both inputs is quantized once
+        for position, tensor in enumerate(node.input[:2]):
+            if tensor not in layer.activation_inputs:
+                continue
+            built = self.activation_nodes(layer, tensor, choice)
+            node.input[position] = built.output
+            if tensor not in done:
+                added.extend(built.nodes)
+                graph.initializer.extend(built.initializers)
+                done.add(tensor)
+
+    def activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
+        """The nodes that put `tensor` through the choice's activation format for `layer` (cached)."""
+        key = (layer.name, tensor, choice.activation, choice.calibration)
+        built = self._activations.get(key)
+        if built is None:
+            built = self._build_activation_nodes(layer, tensor, choice)
+            self._activations[key] = built
+        return built
+
+    def _build_activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
+        prefix = f"{tensor}__qevo__{layer.name}"
+        half = self.model.float_type == FLOAT16
+        if choice.activation == "fp16":
+            if half:
+                return ActivationNodes([], [], tensor)
+            return ActivationNodes([helper.make_node("Cast", [tensor], [f"{prefix}__h"], to=FLOAT16),
+                                    helper.make_node("Cast", [f"{prefix}__h"], [f"{prefix}__dq"], to=FLOAT)],
+                                   [], f"{prefix}__dq")
+        nodes: list[onnx.NodeProto] = []
+        source = tensor
+        if half:   # Q/DQ in float32 between two Casts: valid at every opset
+            source = f"{prefix}__f32"
+            nodes.append(helper.make_node("Cast", [tensor], [source], to=FLOAT))
+        out = f"{prefix}__dq"
+        initializers = []
+        if choice.activation == "dynamic-int8":
+            q, s, z = f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"
+            nodes += [helper.make_node("DynamicQuantizeLinear", [source], [q, s, z]),
+                      helper.make_node("DequantizeLinear", [q, s, z], [out])]
+        else:
+            bits = choice.activation_bits
+            rmin, rmax = self.calibrator.range(tensor, choice.calibration, bits)
+            scale, zero_point = activation_qparams(rmin, rmax, bits)
+            zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
+            domain = "" if bits == 8 else MS_DOMAIN
+            params = [f"{prefix}__scale", f"{prefix}__zp"]
+            # initializers, not Constant nodes: nothing for the session to fold
+            initializers = [helper.make_tensor(params[0], FLOAT, [], [float(scale)]),
+                            helper.make_tensor(params[1], zp_type, [], [zero_point])]
+            nodes += [helper.make_node("QuantizeLinear", [source, *params], [f"{prefix}__q"], domain=domain),
+                      helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)]
+        if half:
+            nodes.append(helper.make_node("Cast", [out], [f"{prefix}__h"], to=FLOAT16))
+            out = f"{prefix}__h"
+        return ActivationNodes(nodes, initializers, out)
+
+    # -- weights ---------------------------------------------------------------------------------
+    def weight_values(self, layer: Layer) -> np.ndarray:
+        """The layer's float weight as float32."""
+        return numpy_helper.to_array(self._initializers[layer.weight]).astype(np.float32)
+
+    def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
+        """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
+        if choice.weight in ("fp32", "fp16"):
+            key = (layer.name, choice.weight)
+        tensor = self._simulated.get(key)
+        if tensor is None:
+            dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
+            values = quantize_weight(self.weight_values(layer), choice, layer.channel_axis)
+            tensor = numpy_helper.from_array(values.astype(dtype), name=f"{layer.weight}__{layer.name}")
+            self._simulated[key] = tensor
+        return tensor
+
+    @staticmethod
+    def _replace_weight(node, layer: Layer, tensor: onnx.TensorProto | None, graph, name: str | None = None) -> None:
+        # A new initializer per layer: a weight shared by two layers can take two formats.
+        if tensor is not None:
+            graph.initializer.append(tensor)
+        for position, used in enumerate(node.input):
+            if used == layer.weight:
+                node.input[position] = name or tensor.name
+
+    def _store_weight(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
+        original = self._initializers[layer.weight]
+        name = f"{layer.weight}__{layer.name}"
+        if choice.weight == "fp16":
+            if original.data_type == FLOAT16:
+                return   # already stored in half precision
+            half = numpy_helper.from_array(self.weight_values(layer).astype(np.float16), f"{name}__fp16")
+            added.append(helper.make_node("Cast", [half.name], [name], to=FLOAT))
+            self._replace_weight(node, layer, half, graph, name)
+        elif not storable(choice):   # the caller allowed it: levels kept, held in float
+            self._replace_weight(node, layer, self.simulated_weight(layer, choice), graph)
+        elif self._fits_matmul_nbits(layer, choice):
+            graph.initializer.extend(self._matmul_nbits(node, layer, choice, name))
+        else:
+            nodes, initializers = self._dequantize(layer, choice, name, original.data_type)
+            added.extend(nodes)
+            graph.initializer.extend(initializers)
+            self._replace_weight(node, layer, None, graph, name)
+
+    def _dequantize(self, layer: Layer, choice: LayerChoice, name: str, float_type: int):
+        """Integer codes behind a DequantizeLinear whose output, `name`, equals the simulated weight."""
+        values = self.weight_values(layer)
+        codes, scale, zero_point = weight_codes(values, choice, layer.channel_axis)
+        group = group_size(choice.granularity)
+        axis = layer.channel_axis
+        shape = values.shape
+        attributes: dict = {}
+        after: list[onnx.NodeProto] = []
+        dq_out = name if float_type == FLOAT else f"{name}__f32"
+        if choice.granularity == "per-tensor" or axis is None or values.ndim < 2:
+            scale, zero_point = scale.reshape(()), zero_point.reshape(())
+        elif group is None:
+            attributes["axis"] = axis
+        else:
+            scale, zero_point = scale.reshape(shape[axis], -1), zero_point.reshape(shape[axis], -1)
+            attributes["block_size"] = group
+            if values.ndim == 2:   # groups run along the other axis of the weight as it is laid out
+                attributes["axis"] = 1 - axis
+                if axis == 1:
+                    scale, zero_point = scale.T, zero_point.T
+            else:   # stored as (channels, the rest flattened), then shaped back
+                order = [axis] + [i for i in range(values.ndim) if i != axis]
+                codes = np.transpose(codes, order).reshape(shape[axis], -1)
+                attributes["axis"] = 1
+                moved = f"{name}__rows"
+                after.append(helper.make_node("Reshape", [moved, f"{name}__shape"], [f"{name}__moved"]))
+                after.append(helper.make_node("Transpose", [f"{name}__moved"], [dq_out],
+                                              perm=[int(i) for i in np.argsort(order)]))
+                dq_out = moved
+        stored = STORED_TYPES[choice.weight_bits]
+        unpack: list[onnx.NodeProto] = []
+        if choice.weight_bits == 2:
+            codes, zero_point = codes + PACKED_OFFSET, np.asarray(zero_point) + PACKED_OFFSET
+            unpack, initializers = _unpack_2bit(codes.astype(np.uint8), f"{name}__q")
+        else:
+            initializers = [numpy_helper.from_array(codes.astype(stored), f"{name}__q")]
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(scale, dtype=np.float32), f"{name}__scale"))
+        inputs = [f"{name}__q", f"{name}__scale"]
+        if not choice.symmetric or choice.weight_bits == 2:
+            initializers.append(numpy_helper.from_array(np.ascontiguousarray(zero_point).astype(stored), f"{name}__zp"))
+            inputs.append(f"{name}__zp")
+        if after:
+            moved_shape = [shape[i] for i in [axis] + [i for i in range(values.ndim) if i != axis]]
+            initializers.append(numpy_helper.from_array(np.array(moved_shape, np.int64), f"{name}__shape"))
+        nodes = [*unpack, helper.make_node("DequantizeLinear", inputs, [dq_out], **attributes), *after]
+        if float_type != FLOAT:
+            nodes.append(helper.make_node("Cast", [f"{name}__f32"], [name], to=float_type))
+        return nodes, initializers
+
+    def _fits_matmul_nbits(self, layer: Layer, choice: LayerChoice) -> bool:
+        group = group_size(choice.granularity)
+        return (layer.op_type == "MatMul" and layer.channel_axis == 1 and len(layer.weight_shape) == 2
+                and choice.weight_bits in NBITS_WIDTHS and group is not None and group >= 16
+                and self._initializers[layer.weight].data_type == FLOAT)
+
+    def _matmul_nbits(self, node, layer: Layer, choice: LayerChoice, name: str) -> list[onnx.TensorProto]:
+        """Turn `x @ W` into onnxruntime's MatMulNBits: unsigned codes packed two to a byte, per block along K."""
+        bits, block = choice.weight_bits, group_size(choice.granularity)
+        k, n = layer.weight_shape
+        blocks = -(-k // block)
+        offset = 1 << (bits - 1)   # MatMulNBits codes are unsigned; its default zero point is the middle
+        codes, scale, zero_point = weight_codes(self.weight_values(layer), choice, 1)
+        unsigned = np.full((n, blocks * block), offset, dtype=np.uint8)
+        unsigned[:, :k] = (codes.T + offset).astype(np.uint8)
+        packed = (unsigned[:, 0::2] | (unsigned[:, 1::2] << 4)).reshape(n, blocks, block // 2)
+        initializers = [numpy_helper.from_array(packed, f"{name}__nbits"),
+                        numpy_helper.from_array(scale.astype(np.float32).reshape(n, blocks), f"{name}__scale")]
+        inputs = [node.input[0], f"{name}__nbits", f"{name}__scale"]
+        if not choice.symmetric:
+            zp = np.full((n, blocks + blocks % 2), offset, dtype=np.uint8)
+            zp[:, :blocks] = (zero_point.reshape(n, blocks) + offset).astype(np.uint8)
+            initializers.append(numpy_helper.from_array((zp[:, 0::2] | (zp[:, 1::2] << 4)).reshape(-1), f"{name}__zp"))
+            inputs.append(f"{name}__zp")
+        del node.input[:]
+        node.input.extend(inputs)
+        node.op_type, node.domain = "MatMulNBits", MS_DOMAIN
+        node.attribute.extend([helper.make_attribute("K", k), helper.make_attribute("N", n),
+                               helper.make_attribute("bits", bits), helper.make_attribute("block_size", block)])
+        return initializers
+
+
+def _unpack_2bit(codes: np.ndarray, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Codes in 0..3 packed four to a byte (first code in the low bits), and the nodes that give them back
+    as a uint8 tensor `output` shaped like `codes`: shift each byte by 0, 2, 4, 6 bits, keep 2 bits, flatten."""
+    flat = codes.reshape(-1)
+    padded = np.zeros(-(-flat.size // 4) * 4, dtype=np.uint8)
+    padded[:flat.size] = flat
+    packed = padded[0::4] | (padded[1::4] << 2) | (padded[2::4] << 4) | (padded[3::4] << 6)
+    p = f"{output}__"
+    constants = {"packed": packed, "shifts": np.array([[0, 2, 4, 6]], np.uint8), "axis": np.array([1], np.int64),
+                 "four": np.array([4], np.uint8), "flat": np.array([-1], np.int64), "start": np.array([0], np.int64),
+                 "end": np.array([flat.size], np.int64), "shape": np.array(codes.shape, np.int64)}
+    initializers = [numpy_helper.from_array(value, p + key) for key, value in constants.items()]
+    nodes = [helper.make_node("Unsqueeze", [p + "packed", p + "axis"], [p + "bytes"]),
+             helper.make_node("BitShift", [p + "bytes", p + "shifts"], [p + "shifted"], direction="RIGHT"),
+             helper.make_node("Mod", [p + "shifted", p + "four"], [p + "codes"]),
+             helper.make_node("Reshape", [p + "codes", p + "flat"], [p + "all"]),
+             helper.make_node("Slice", [p + "all", p + "start", p + "end"], [p + "used"]),
+             helper.make_node("Reshape", [p + "used", p + "shape"], [output])]
+    return nodes, initializers
+
+
+def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:
+    """Put each list of new nodes right before the named node, keeping topological order."""
+    nodes = []
+    for node in graph.node:
+        nodes.extend(before.get(node.name, ()))
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
