@@ -7,9 +7,9 @@ round trip) and writes its weight in one of two ways:
 - simulated: a float initializer holding the weight's rounded values (fast to build and to run);
 - stored: the integer codes as the runtime keeps them, behind a DequantizeLinear (per-tensor,
   per-channel, or blocked for per-group), or a `MatMulNBits` for 4-bit per-group MatMul weights,
-  or an fp16 initializer behind a Cast. 2-bit codes are packed four to a byte and unpacked by
-  standard ops that onnxruntime folds into a constant when it loads the model (its QDQ fusions
-  reject an int2 DequantizeLinear in front of a quantized Conv).
+  or an fp16 initializer behind a Cast. 2-bit codes (and zero points) are packed four to a byte
+  and unpacked to int8 by standard ops that onnxruntime folds into a constant when it loads the
+  model (its QDQ fusions reject an int2 DequantizeLinear in front of a quantized Conv).
 
 Both give the layer the same values, so what the search measured is what the export computes.
 Integer formats without an ONNX type (3, 5, 6, 7 bits) can only be simulated. A half-precision
@@ -35,9 +35,8 @@ from .quantize import activation_qparams, quantize_weight, weight_codes
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 # Integer weight widths a file stores, their numpy type, and the opset whose DequantizeLinear takes them.
-STORED_TYPES = {8: np.int8, 4: ml_dtypes.int4, 2: np.uint8}
+STORED_TYPES = {8: np.int8, 4: ml_dtypes.int4, 2: np.int8}
 DEQUANTIZE_OPSET = {8: 13, 4: 21, 2: 13}
-PACKED_OFFSET = 2             # 2-bit codes are kept unsigned: code + 2, with the zero point moved alike
 BLOCKED_OPSET = 21            # DequantizeLinear's block_size
 NBITS_WIDTHS = (4,)           # MatMulNBits: the form onnxruntime's generative runtime runs fast
 
@@ -66,6 +65,8 @@ class GraphEditor:
         self._simulated: dict[tuple, onnx.TensorProto] = {}
         self._activations: dict[tuple, ActivationNodes] = {}
         self._converted: dict[int, onnx.ModelProto] = {}
+        # Short names for what the editor adds: on a small model, long tensor names cost more bytes than weights.
+        self._tags = {layer.name: f"q{i}" for i, layer in enumerate(model.layers)}
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -151,23 +152,23 @@ class GraphEditor:
         return built
 
     def _build_activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
-        prefix = f"{tensor}__qevo__{layer.name}"
+        prefix = f"{self._tags[layer.name]}.a{layer.activation_inputs.index(tensor)}"
         half = self.model.float_type == FLOAT16
         if choice.activation == "fp16":
             if half:
                 return ActivationNodes([], [], tensor)
-            return ActivationNodes([helper.make_node("Cast", [tensor], [f"{prefix}__h"], to=FLOAT16),
-                                    helper.make_node("Cast", [f"{prefix}__h"], [f"{prefix}__dq"], to=FLOAT)],
-                                   [], f"{prefix}__dq")
+            return ActivationNodes([helper.make_node("Cast", [tensor], [f"{prefix}.h"], to=FLOAT16),
+                                    helper.make_node("Cast", [f"{prefix}.h"], [f"{prefix}.dq"], to=FLOAT)],
+                                   [], f"{prefix}.dq")
         nodes: list[onnx.NodeProto] = []
         source = tensor
         if half:   # Q/DQ in float32 between two Casts: valid at every opset
-            source = f"{prefix}__f32"
+            source = f"{prefix}.f"
             nodes.append(helper.make_node("Cast", [tensor], [source], to=FLOAT))
-        out = f"{prefix}__dq"
+        out = f"{prefix}.dq"
         initializers = []
         if choice.activation == "dynamic-int8":
-            q, s, z = f"{prefix}__q", f"{prefix}__s", f"{prefix}__z"
+            q, s, z = f"{prefix}.q", f"{prefix}.s", f"{prefix}.z"
             nodes += [helper.make_node("DynamicQuantizeLinear", [source], [q, s, z]),
                       helper.make_node("DequantizeLinear", [q, s, z], [out])]
         else:
@@ -176,15 +177,15 @@ class GraphEditor:
             scale, zero_point = activation_qparams(rmin, rmax, bits)
             zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
             domain = "" if bits == 8 else MS_DOMAIN
-            params = [f"{prefix}__scale", f"{prefix}__zp"]
+            params = [f"{prefix}.s", f"{prefix}.z"]
             # initializers, not Constant nodes: nothing for the session to fold
             initializers = [helper.make_tensor(params[0], FLOAT, [], [float(scale)]),
                             helper.make_tensor(params[1], zp_type, [], [zero_point])]
-            nodes += [helper.make_node("QuantizeLinear", [source, *params], [f"{prefix}__q"], domain=domain),
-                      helper.make_node("DequantizeLinear", [f"{prefix}__q", *params], [out], domain=domain)]
+            nodes += [helper.make_node("QuantizeLinear", [source, *params], [f"{prefix}.q"], domain=domain),
+                      helper.make_node("DequantizeLinear", [f"{prefix}.q", *params], [out], domain=domain)]
         if half:
-            nodes.append(helper.make_node("Cast", [out], [f"{prefix}__h"], to=FLOAT16))
-            out = f"{prefix}__h"
+            nodes.append(helper.make_node("Cast", [out], [f"{prefix}.h"], to=FLOAT16))
+            out = f"{prefix}.h"
         return ActivationNodes(nodes, initializers, out)
 
     # -- weights ---------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class GraphEditor:
         if tensor is None:
             dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
             values = quantize_weight(self.weight_values(layer), choice, layer.channel_axis)
-            tensor = numpy_helper.from_array(values.astype(dtype), name=f"{layer.weight}__{layer.name}")
+            tensor = numpy_helper.from_array(values.astype(dtype), name=f"{self._tags[layer.name]}.w")
             self._simulated[key] = tensor
         return tensor
 
@@ -216,11 +217,11 @@ class GraphEditor:
 
     def _store_weight(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
         original = self._initializers[layer.weight]
-        name = f"{layer.weight}__{layer.name}"
+        name = f"{self._tags[layer.name]}.w"
         if choice.weight == "fp16":
             if original.data_type == FLOAT16:
                 return   # already stored in half precision
-            half = numpy_helper.from_array(self.weight_values(layer).astype(np.float16), f"{name}__fp16")
+            half = numpy_helper.from_array(self.weight_values(layer).astype(np.float16), f"{name}.h")
             added.append(helper.make_node("Cast", [half.name], [name], to=FLOAT))
             self._replace_weight(node, layer, half, graph, name)
         elif not storable(choice):   # the caller allowed it: levels kept, held in float
@@ -242,7 +243,7 @@ class GraphEditor:
         shape = values.shape
         attributes: dict = {}
         after: list[onnx.NodeProto] = []
-        dq_out = name if float_type == FLOAT else f"{name}__f32"
+        dq_out = name if float_type == FLOAT else f"{name}.f"
         if choice.granularity == "per-tensor" or axis is None or values.ndim < 2:
             scale, zero_point = scale.reshape(()), zero_point.reshape(())
         elif group is None:
@@ -258,29 +259,32 @@ class GraphEditor:
                 order = [axis] + [i for i in range(values.ndim) if i != axis]
                 codes = np.transpose(codes, order).reshape(shape[axis], -1)
                 attributes["axis"] = 1
-                moved = f"{name}__rows"
-                after.append(helper.make_node("Reshape", [moved, f"{name}__shape"], [f"{name}__moved"]))
-                after.append(helper.make_node("Transpose", [f"{name}__moved"], [dq_out],
+                moved = f"{name}.r"
+                after.append(helper.make_node("Reshape", [moved, f"{name}.shape"], [f"{name}.m"]))
+                after.append(helper.make_node("Transpose", [f"{name}.m"], [dq_out],
                                               perm=[int(i) for i in np.argsort(order)]))
                 dq_out = moved
         stored = STORED_TYPES[choice.weight_bits]
         unpack: list[onnx.NodeProto] = []
-        if choice.weight_bits == 2:
-            codes, zero_point = codes + PACKED_OFFSET, np.asarray(zero_point) + PACKED_OFFSET
-            unpack, initializers = _unpack_2bit(codes.astype(np.uint8), f"{name}__q")
-        else:
-            initializers = [numpy_helper.from_array(codes.astype(stored), f"{name}__q")]
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(scale, dtype=np.float32), f"{name}__scale"))
-        inputs = [f"{name}__q", f"{name}__scale"]
-        if not choice.symmetric or choice.weight_bits == 2:
-            initializers.append(numpy_helper.from_array(np.ascontiguousarray(zero_point).astype(stored), f"{name}__zp"))
-            inputs.append(f"{name}__zp")
+        initializers = [numpy_helper.from_array(np.ascontiguousarray(scale, dtype=np.float32), f"{name}.s")]
+        inputs = [f"{name}.q", f"{name}.s"]
+        integers = {f"{name}.q": codes}
+        if not choice.symmetric:
+            integers[f"{name}.z"] = np.asarray(zero_point).reshape(np.shape(scale))
+            inputs.append(f"{name}.z")
+        for tensor, ints in integers.items():
+            if choice.weight_bits == 2:
+                nodes, constants = _unpack_2bit(ints, tensor)
+                unpack += nodes
+                initializers += constants
+            else:
+                initializers.append(numpy_helper.from_array(np.ascontiguousarray(ints).astype(stored), tensor))
         if after:
             moved_shape = [shape[i] for i in [axis] + [i for i in range(values.ndim) if i != axis]]
-            initializers.append(numpy_helper.from_array(np.array(moved_shape, np.int64), f"{name}__shape"))
+            initializers.append(numpy_helper.from_array(np.array(moved_shape, np.int64), f"{name}.shape"))
         nodes = [*unpack, helper.make_node("DequantizeLinear", inputs, [dq_out], **attributes), *after]
         if float_type != FLOAT:
-            nodes.append(helper.make_node("Cast", [f"{name}__f32"], [name], to=float_type))
+            nodes.append(helper.make_node("Cast", [f"{name}.f"], [name], to=float_type))
         return nodes, initializers
 
     def _fits_matmul_nbits(self, layer: Layer, choice: LayerChoice) -> bool:
@@ -299,14 +303,14 @@ class GraphEditor:
         unsigned = np.full((n, blocks * block), offset, dtype=np.uint8)
         unsigned[:, :k] = (codes.T + offset).astype(np.uint8)
         packed = (unsigned[:, 0::2] | (unsigned[:, 1::2] << 4)).reshape(n, blocks, block // 2)
-        initializers = [numpy_helper.from_array(packed, f"{name}__nbits"),
-                        numpy_helper.from_array(scale.astype(np.float32).reshape(n, blocks), f"{name}__scale")]
-        inputs = [node.input[0], f"{name}__nbits", f"{name}__scale"]
+        initializers = [numpy_helper.from_array(packed, f"{name}.q"),
+                        numpy_helper.from_array(scale.astype(np.float32).reshape(n, blocks), f"{name}.s")]
+        inputs = [node.input[0], f"{name}.q", f"{name}.s"]
         if not choice.symmetric:
             zp = np.full((n, blocks + blocks % 2), offset, dtype=np.uint8)
             zp[:, :blocks] = (zero_point.reshape(n, blocks) + offset).astype(np.uint8)
-            initializers.append(numpy_helper.from_array((zp[:, 0::2] | (zp[:, 1::2] << 4)).reshape(-1), f"{name}__zp"))
-            inputs.append(f"{name}__zp")
+            initializers.append(numpy_helper.from_array((zp[:, 0::2] | (zp[:, 1::2] << 4)).reshape(-1), f"{name}.z"))
+            inputs.append(f"{name}.z")
         del node.input[:]
         node.input.extend(inputs)
         node.op_type, node.domain = "MatMulNBits", MS_DOMAIN
@@ -315,24 +319,29 @@ class GraphEditor:
         return initializers
 
 
-def _unpack_2bit(codes: np.ndarray, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Codes in 0..3 packed four to a byte (first code in the low bits), and the nodes that give them back
-    as a uint8 tensor `output` shaped like `codes`: shift each byte by 0, 2, 4, 6 bits, keep 2 bits, flatten."""
-    flat = codes.reshape(-1)
+def _unpack_2bit(values: np.ndarray, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Signed 2-bit values packed four to a byte (as value + 2, the first in the low bits), and the nodes
+    that give them back as an int8 tensor `output` shaped like `values`: shift each byte by 0, 2, 4 and 6
+    bits, keep two bits, flatten, subtract 2. All constant, so onnxruntime computes it once, at load."""
+    flat = (values.reshape(-1) + 2).astype(np.uint8)
     padded = np.zeros(-(-flat.size // 4) * 4, dtype=np.uint8)
     padded[:flat.size] = flat
     packed = padded[0::4] | (padded[1::4] << 2) | (padded[2::4] << 4) | (padded[3::4] << 6)
-    p = f"{output}__"
+    p = f"{output}."
     constants = {"packed": packed, "shifts": np.array([[0, 2, 4, 6]], np.uint8), "axis": np.array([1], np.int64),
                  "four": np.array([4], np.uint8), "flat": np.array([-1], np.int64), "start": np.array([0], np.int64),
-                 "end": np.array([flat.size], np.int64), "shape": np.array(codes.shape, np.int64)}
+                 "end": np.array([flat.size], np.int64), "shape": np.array(values.shape, np.int64),
+                 "two": np.array(2, np.int32)}
     initializers = [numpy_helper.from_array(value, p + key) for key, value in constants.items()]
     nodes = [helper.make_node("Unsqueeze", [p + "packed", p + "axis"], [p + "bytes"]),
              helper.make_node("BitShift", [p + "bytes", p + "shifts"], [p + "shifted"], direction="RIGHT"),
              helper.make_node("Mod", [p + "shifted", p + "four"], [p + "codes"]),
              helper.make_node("Reshape", [p + "codes", p + "flat"], [p + "all"]),
              helper.make_node("Slice", [p + "all", p + "start", p + "end"], [p + "used"]),
-             helper.make_node("Reshape", [p + "used", p + "shape"], [output])]
+             helper.make_node("Reshape", [p + "used", p + "shape"], [p + "unsigned"]),
+             helper.make_node("Cast", [p + "unsigned"], [p + "wide"], to=onnx.TensorProto.INT32),
+             helper.make_node("Sub", [p + "wide", p + "two"], [p + "signed"]),
+             helper.make_node("Cast", [p + "signed"], [output], to=onnx.TensorProto.INT8)]
     return nodes, initializers
 
 

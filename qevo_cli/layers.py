@@ -229,34 +229,41 @@ SHAPED_OPS = tuple(_FINDERS)   # ops whose tensor shapes layer finding needs
 
 @dataclass(frozen=True)
 class WeightHolder:
-    """A node that reads a constant float tensor of rank 2 or more, and whether qevo can quantize it."""
+    """A constant float tensor of rank 2 or more that nodes read, and whether qevo can quantize it."""
 
-    node: str
-    op_type: str
     tensor: str
     bytes: int
-    layer: str | None        # the layer that quantizes it, or None
+    nodes: tuple[str, ...]   # the nodes that read it
+    op_types: tuple[str, ...]
+    layer: str | None        # a layer that quantizes it, or None
     why: str | None          # why not, when layer is None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["nodes"], data["op_types"] = list(self.nodes), list(self.op_types)
+        return data
 
 
 def weight_holders(proto: onnx.ModelProto, layers: list[Layer]) -> list[WeightHolder]:
-    covered = {(layer.node_name, layer.weight): layer.name for layer in layers if layer.weight}
-    holders = []
+    """Every constant weight of the model (each tensor once), quantizable or not."""
+    covered = {layer.weight: layer.name for layer in layers if layer.weight}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    tensors: dict[str, onnx.TensorProto] = {}
     visible: dict[str, onnx.TensorProto] = {}
     for graph, _ in walk_graphs(proto.graph):
         visible.update({t.name: t for t in graph.initializer})
         for node in graph.node:
             for name in dict.fromkeys(node.input):
                 tensor = _float_weight(name, visible)
-                if tensor is None or len(tensor.dims) < 2:
-                    continue
-                layer = covered.get((node.name, name))
-                holders.append(WeightHolder(node.name, node.op_type if node.domain in STANDARD
-                                            else f"{node.domain}.{node.op_type}", name, tensor_bytes(tensor),
-                                            layer, None if layer else _why_not(node, name)))
+                if tensor is not None and len(tensor.dims) >= 2:
+                    tensors[name] = tensor
+                    readers.setdefault(name, []).append(node)
+    holders = []
+    for name, nodes in readers.items():
+        layer = covered.get(name)
+        op_types = tuple(dict.fromkeys(n.op_type if n.domain in STANDARD else f"{n.domain}.{n.op_type}" for n in nodes))
+        holders.append(WeightHolder(name, tensor_bytes(tensors[name]), tuple(n.name for n in nodes), op_types, layer,
+                                    None if layer else _why_not(nodes[0], name)))
     return holders
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from .errors import QevoError
-from .graphs import FLOAT_TYPES, all_initializers, tensor_bytes, walk_graphs
+from .graphs import FLOAT_TYPES, all_initializers, drop_unused, tensor_bytes, walk_graphs
 from .layers import SHAPED_OPS, Layer, WeightHolder, list_layers, weight_holders
 
 MIN_OPSET = 13
@@ -85,6 +85,9 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     folded = fold_constants(proto)
     if folded:
         notes.append(f"folded {folded} Constant node(s) into initializers")
+    reshaped = fold_weight_expressions(proto)
+    if reshaped:
+        notes.append(f"folded {reshaped} node(s) that slice, concatenate or reshape constant weights into initializers")
     _name_nodes(proto.graph)
     unknown = _name_unknown_dims(proto.graph)
     if unknown:
@@ -165,6 +168,9 @@ def default_opset(proto: onnx.ModelProto) -> int:
 def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model at a newer default opset, with the IR version that opset needs."""
     converted = onnx.version_converter.convert_version(proto, opset)
+    # The converter adds inferred shapes of every tensor: bytes in the file that the model did not have.
+    del converted.graph.value_info[:]
+    converted.graph.value_info.extend(proto.graph.value_info)
     needed = helper.find_min_ir_version_for(list(converted.opset_import))
     converted.ir_version = max(converted.ir_version, needed)
     return converted
@@ -197,6 +203,43 @@ def fold_constants(proto: onnx.ModelProto) -> int:
         if len(keep) != len(graph.node):
             del graph.node[:]
             graph.node.extend(keep)
+    return folded
+
+
+# Ops that only move constant data about: how exporters reorder an LSTM's gates or transpose a weight.
+REARRANGING_OPS = ("Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Flatten", "Split")
+
+
+def fold_weight_expressions(proto: onnx.ModelProto) -> int:
+    """Replace nodes that only rearrange constant float weights by the initializer they compute, as
+    onnxruntime does when it loads the model; an LSTM whose W is sliced and concatenated from a
+    framework's tensor then reads a constant weight that can be quantized. Returns how many."""
+    from onnx.reference import ReferenceEvaluator
+
+    folded = 0
+    visible: dict[str, onnx.TensorProto] = {}
+    for graph, _ in walk_graphs(proto.graph):
+        visible.update({t.name: t for t in graph.initializer})
+        outputs = {value.name for value in graph.output}
+        keep = []
+        for node in graph.node:
+            inputs = [name for name in node.input if name]
+            if not (node.op_type in REARRANGING_OPS and node.domain in ("", "ai.onnx") and inputs
+                    and all(name in visible for name in inputs) and not outputs.intersection(node.output)
+                    and any(visible[name].data_type in FLOAT_TYPES and len(visible[name].dims) >= 2
+                            for name in inputs)):
+                keep.append(node)
+                continue
+            values = ReferenceEvaluator(node).run(None, {name: numpy_helper.to_array(visible[name]) for name in inputs})
+            for name, value in zip(node.output, values):
+                visible[name] = numpy_helper.from_array(np.asarray(value), name)
+                graph.initializer.append(visible[name])
+            folded += 1
+        if len(keep) != len(graph.node):
+            del graph.node[:]
+            graph.node.extend(keep)
+    if folded:
+        drop_unused(proto)
     return folded
 
 
