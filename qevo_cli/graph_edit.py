@@ -92,7 +92,9 @@ class GraphEditor:
                     self._store_weight(graphs[graph_i], node, layer, choice, added)
                 else:
                     self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
-        for graph_i, entries in before.items():
+        # Subgraphs first: rewriting a graph's node list copies the bodies of its If / Loop nodes, so a
+        # body edited after its parent would be edited in a copy no longer in the model.
+        for graph_i, entries in sorted(before.items(), reverse=True):
             _insert_before(graphs[graph_i], entries)
         drop_unused(model)
         used = {node.domain for graph in graphs for node in graph.node}
