@@ -85,6 +85,23 @@ def weight_bytes(layer: Layer, choice: LayerChoice) -> int:
     return -(-total_bits // 8)
 
 
+# Bytes an exported file spends on the nodes and small constants that store a quantized layer (measured
+# on exports; names are short, so they hardly vary): a DequantizeLinear, the unpacking of 2-bit codes,
+# a Cast for fp16, a Q/DQ pair or a DynamicQuantizeLinear in front of an activation.
+NODE_BYTES = {"int": 55, "int2": 665, "fp16": 18, "int8": 150, "int16": 180, "dynamic-int8": 120, "fp16-activation": 60}
+
+
+def node_bytes(layer: Layer, choice: LayerChoice) -> int:
+    """What the exported file adds for the layer besides its weight values and scales."""
+    added = 0
+    if layer.weight is not None and choice.weight != "fp32":
+        added += NODE_BYTES["int2" if choice.weight == "int2" else "int" if choice.weight_is_int else "fp16"]
+    if not layer.weight_only and choice.activation != "fp32":
+        kind = "fp16-activation" if choice.activation == "fp16" else choice.activation
+        added += NODE_BYTES[kind] * len(layer.activation_inputs)
+    return added
+
+
 def activation_bytes(layer: Layer, choice: LayerChoice) -> int:
     # Dynamic quantization reads and writes float tensors; the range is found at run time.
     bits = 32 if choice.activation == "dynamic-int8" else choice.activation_bits
@@ -124,14 +141,16 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
 def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0) -> ModelCost:
     """Totals over the layers at the policy's choices, plus the per-graph overhead.
 
-    `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes).
+    `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes);
+    given it, the size is the exported file's: the nodes each quantized layer adds are counted too.
     """
     costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
+    added = sum(node_bytes(layer, policy.choice(layer.name)) for layer in layers) if other_bytes else 0
     return ModelCost(
         latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s,
         energy_j=sum(cost.energy_j for cost in costs),
         bytes=sum(cost.bytes for cost in costs),
-        weight_bytes=sum(cost.weight_bytes for cost in costs) + other_bytes,
+        weight_bytes=sum(cost.weight_bytes for cost in costs) + other_bytes + added,
         layers=costs,
     )
 

@@ -232,6 +232,8 @@ class GraphEditor:
             graph.initializer.extend(self._matmul_nbits(node, layer, choice, name))
         else:
             nodes, initializers = self._dequantize(layer, choice, name, original.data_type)
+            if choice.weight_bits == 2:
+                _shared_unpack_constants(graph)
             added.extend(nodes)
             graph.initializer.extend(initializers)
             self._replace_weight(node, layer, None, graph, name)
@@ -321,30 +323,39 @@ class GraphEditor:
         return initializers
 
 
+UNPACK_CONSTANTS = {"shifts": np.array([[0, 2, 4, 6]], np.uint8), "axis": np.array([1], np.int64),
+                    "four": np.array([4], np.uint8), "flat": np.array([-1], np.int64),
+                    "start": np.array([0], np.int64), "two": np.array(2, np.int32)}
+
+
 def _unpack_2bit(values: np.ndarray, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Signed 2-bit values packed four to a byte (as value + 2, the first in the low bits), and the nodes
     that give them back as an int8 tensor `output` shaped like `values`: shift each byte by 0, 2, 4 and 6
-    bits, keep two bits, flatten, subtract 2. All constant, so onnxruntime computes it once, at load."""
+    bits, keep two bits, flatten, subtract 2. All constant, so onnxruntime computes it once, at load.
+    The constants every unpacking shares (`qevo.2bit.*`) are added by `_shared_unpack_constants`."""
     flat = (values.reshape(-1) + 2).astype(np.uint8)
     padded = np.zeros(-(-flat.size // 4) * 4, dtype=np.uint8)
     padded[:flat.size] = flat
     packed = padded[0::4] | (padded[1::4] << 2) | (padded[2::4] << 4) | (padded[3::4] << 6)
-    p = f"{output}."
-    constants = {"packed": packed, "shifts": np.array([[0, 2, 4, 6]], np.uint8), "axis": np.array([1], np.int64),
-                 "four": np.array([4], np.uint8), "flat": np.array([-1], np.int64), "start": np.array([0], np.int64),
-                 "end": np.array([flat.size], np.int64), "shape": np.array(values.shape, np.int64),
-                 "two": np.array(2, np.int32)}
-    initializers = [numpy_helper.from_array(value, p + key) for key, value in constants.items()]
-    nodes = [helper.make_node("Unsqueeze", [p + "packed", p + "axis"], [p + "bytes"]),
-             helper.make_node("BitShift", [p + "bytes", p + "shifts"], [p + "shifted"], direction="RIGHT"),
-             helper.make_node("Mod", [p + "shifted", p + "four"], [p + "codes"]),
-             helper.make_node("Reshape", [p + "codes", p + "flat"], [p + "all"]),
-             helper.make_node("Slice", [p + "all", p + "start", p + "end"], [p + "used"]),
+    p, c = f"{output}.", "qevo.2bit."
+    initializers = [numpy_helper.from_array(packed, p + "packed"),
+                    numpy_helper.from_array(np.array([flat.size], np.int64), p + "end"),
+                    numpy_helper.from_array(np.array(values.shape, np.int64), p + "shape")]
+    nodes = [helper.make_node("Unsqueeze", [p + "packed", c + "axis"], [p + "bytes"]),
+             helper.make_node("BitShift", [p + "bytes", c + "shifts"], [p + "shifted"], direction="RIGHT"),
+             helper.make_node("Mod", [p + "shifted", c + "four"], [p + "codes"]),
+             helper.make_node("Reshape", [p + "codes", c + "flat"], [p + "all"]),
+             helper.make_node("Slice", [p + "all", c + "start", p + "end"], [p + "used"]),
              helper.make_node("Reshape", [p + "used", p + "shape"], [p + "unsigned"]),
              helper.make_node("Cast", [p + "unsigned"], [p + "wide"], to=onnx.TensorProto.INT32),
-             helper.make_node("Sub", [p + "wide", p + "two"], [p + "signed"]),
+             helper.make_node("Sub", [p + "wide", c + "two"], [p + "signed"]),
              helper.make_node("Cast", [p + "signed"], [output], to=onnx.TensorProto.INT8)]
     return nodes, initializers
+
+
+def _shared_unpack_constants(graph: onnx.GraphProto) -> None:
+    if not any(t.name == "qevo.2bit.two" for t in graph.initializer):
+        graph.initializer.extend(numpy_helper.from_array(v, f"qevo.2bit.{k}") for k, v in UNPACK_CONSTANTS.items())
 
 
 def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:

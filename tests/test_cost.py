@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from qevo_cli.cost import activation_bytes, layer_cost, model_cost, scale_count, weight_bytes
+from qevo_cli.cost import activation_bytes, layer_cost, model_cost, node_bytes, scale_count, weight_bytes
 from qevo_cli.errors import QevoError
 from qevo_cli.layers import Layer
 from qevo_cli.policy import FP32, LayerChoice, Policy
@@ -177,7 +177,9 @@ def test_model_cost_adds_layers_graph_overhead_and_other_parameters():
     assert total.latency_s == pytest.approx(sum(p.latency_s for p in parts) + 300e-6)
     assert total.energy_j == pytest.approx(sum(p.energy_j for p in parts))
     assert total.bytes == sum(p.bytes for p in parts)
-    assert total.weight_bytes == sum(p.weight_bytes for p in parts) + 400
+    added = sum(node_bytes(layer, policy.choice(layer.name)) for layer in layers)
+    assert added == 2 * (55 + 150)     # conv5 and fc: a DequantizeLinear and a Q/DQ pair each; dw is fp32
+    assert total.weight_bytes == sum(p.weight_bytes for p in parts) + 400 + added
     assert [c.layer for c in total.layers] == ["conv5", "dw", "fc"]
     unnamed = model_cost(layers, Policy(), profile)
     assert unnamed.weight_bytes == (36864 + 288 + 65536) * 4

@@ -133,3 +133,90 @@ def self_product():
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
              helper.make_node("MatMul", ["h", "h"], ["y"], name="square")]
     return _model(nodes, [x], [y], [_weight("w", 4, 4)])
+
+
+def embedding_encoder(vocab=500, width=32):
+    """A BERT-like encoder in miniature: a Gather embedding table (most of the bytes), a position table,
+    a MatMul projection and an Einsum head with a constant operand."""
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 4])
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], name="embed"),
+             helper.make_node("Gather", ["positions", "pos_ids"], ["pos"], name="position"),
+             helper.make_node("Add", ["emb", "pos"], ["h0"], name="add"),
+             helper.make_node("MatMul", ["h0", "w"], ["h1"], name="proj"),
+             helper.make_node("Relu", ["h1"], ["h2"], name="relu"),
+             helper.make_node("Einsum", ["h2", "head"], ["y"], name="head", equation="bsd,dk->bsk")]
+    inits = [_weight("table", vocab, width), _weight("positions", 8, width), _weight("w", width, width),
+             _weight("head", width, 4), numpy_helper.from_array(np.arange(8, dtype=np.int64), name="pos_ids")]
+    return _model(nodes, [ids], [y], inits)
+
+
+def lstm_in_if(hidden=16, features=8):
+    """An LSTM inside an If branch whose W and R are sliced from framework tensors and concatenated into
+    ONNX's gate order (as silero-vad's PyTorch export writes them); the other branch runs without it."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, features])
+    flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, hidden])
+
+    def reorder(source, tag):
+        # PyTorch's gates are (i, f, g, o); ONNX's are (i, o, f, c): slice the four and concatenate.
+        nodes, parts = [], []
+        for k, gate in enumerate((0, 3, 1, 2)):
+            start, end = f"{tag}_s{k}", f"{tag}_e{k}"
+            inits.extend([numpy_helper.from_array(np.array([gate * hidden], np.int64), start),
+                          numpy_helper.from_array(np.array([(gate + 1) * hidden], np.int64), end)])
+            nodes.append(helper.make_node("Slice", [source, start, end], [f"{tag}_{k}"], name=f"{tag}_slice{k}"))
+            parts.append(f"{tag}_{k}")
+        nodes += [helper.make_node("Concat", parts, [f"{tag}_cat"], axis=0, name=f"{tag}_concat"),
+                  helper.make_node("Unsqueeze", [f"{tag}_cat", "zero"], [f"{tag}_onnx"], name=f"{tag}_unsqueeze")]
+        return nodes
+
+    inits = [_weight("weight_ih", 4 * hidden, features), _weight("weight_hh", 4 * hidden, hidden),
+             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    body = reorder("weight_ih", "W") + reorder("weight_hh", "R")
+    body.append(helper.make_node("LSTM", ["x", "W_onnx", "R_onnx"], ["lstm_y"], name="lstm", hidden_size=hidden))
+    then_out = helper.make_tensor_value_info("lstm_y", TensorProto.FLOAT, [5, 1, 1, hidden])
+    then_graph = helper.make_graph(body, "then", [], [then_out], initializer=inits)
+    else_out = helper.make_tensor_value_info("zeros", TensorProto.FLOAT, [5, 1, 1, hidden])
+    else_graph = helper.make_graph([], "else", [], [else_out], initializer=[
+        numpy_helper.from_array(np.zeros((5, 1, 1, hidden), np.float32), "zeros")])
+    nodes = [helper.make_node("If", ["flag"], ["y"], name="branch", then_branch=then_graph, else_branch=else_graph)]
+    return _model(nodes, [x, flag], [y])
+
+
+def half_precision():
+    """conv_gemm with every float tensor in fp16, as a model exported for a GPU."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 3, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["N", 4])
+    nodes = [helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "gw", "gb"], ["y"], name="gemm", transB=1)]
+    inits = [numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name)
+             for t in (_weight("cw", 8, 3, 3, 3), _weight("cb", 8), _weight("gw", 4, 288), _weight("gb", 4))]
+    return _model(nodes, [x], [y], inits)
+
+
+def weights_as_inputs():
+    """conv_gemm as IR-3 exporters wrote it: every weight is also listed as a graph input."""
+    model = conv_gemm()
+    for tensor in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    onnx.checker.check_model(model)
+    return model
+
+
+def opset7_ir3():
+    """A Gemm classifier at opset 7 and IR version 3, weights listed as inputs, as 2018 exporters wrote."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 12])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    inits = [_weight("w1", 12, 16), _weight("b1", 16), _weight("w2", 16, 3), _weight("b2", 3)]
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2")]
+    inputs = [x] + [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in inits]
+    graph = helper.make_graph(nodes, "old", inputs, [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)])
+    model.ir_version = 3
+    onnx.checker.check_model(model)
+    return model
