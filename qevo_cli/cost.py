@@ -65,12 +65,10 @@ def scale_count(layer: Layer, granularity: str) -> int:
     channels = shape[layer.channel_axis if layer.channel_axis is not None else 0]
     if granularity == "per-channel":
         return channels
-    group = group_size(granularity)
-    if layer.reduce_axis is not None:
-        reduced = shape[layer.reduce_axis]
-        return (layer.params // reduced) * -(-reduced // group)
+    # Groups run along everything but the channel axis, flattened (a conv's input channels and kernel
+    # together), as the weight is quantized and stored.
     per_channel = layer.params // channels
-    return channels * -(-per_channel // group)
+    return channels * -(-per_channel // group_size(granularity))
 
 
 def weight_bytes(layer: Layer, choice: LayerChoice) -> int:

@@ -229,7 +229,8 @@ SHAPED_OPS = tuple(_FINDERS)   # ops whose tensor shapes layer finding needs
 
 @dataclass(frozen=True)
 class WeightHolder:
-    """A constant float tensor of rank 2 or more that nodes read, and whether qevo can quantize it."""
+    """A constant float matrix (two dims or more above 1: vectors such as biases and norms are not weights)
+    that nodes read, and whether qevo can quantize it."""
 
     tensor: str
     bytes: int
@@ -255,7 +256,7 @@ def weight_holders(proto: onnx.ModelProto, layers: list[Layer]) -> list[WeightHo
         for node in graph.node:
             for name in dict.fromkeys(node.input):
                 tensor = _float_weight(name, visible)
-                if tensor is not None and len(tensor.dims) >= 2:
+                if tensor is not None and sum(d > 1 for d in tensor.dims) >= 2:
                     tensors[name] = tensor
                     readers.setdefault(name, []).append(node)
     holders = []

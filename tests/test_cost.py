@@ -146,7 +146,9 @@ def test_nvidia_matmul_w4a16_is_memory_bound_and_computes_in_fp16():
 def test_scale_counts():
     assert scale_count(CONV5, "per-tensor") == 1
     assert scale_count(CONV5, "per-channel") == 64
-    assert scale_count(CONV5, "per-group-32") == 36864 // 64 * 2     # groups run along input channels
+    assert scale_count(CONV5, "per-group-32") == 64 * 18     # along input channels and kernel, flattened
+    narrow = Layer("n", "Conv", "conv", "x", "y", "n.weight", (8, 16, 3, 3), 1152, 1152, 1, 1, 0, 1)
+    assert scale_count(narrow, "per-group-32") == 8 * 5      # 144 weights a channel: 5 groups, as stored
     assert scale_count(MATMUL, "per-channel") == 64                  # output axis is 1 for MatMul
     assert scale_count(MATMUL, "per-group-128") == 64 * 8
     assert scale_count(ATTENTION, "per-channel") == 0

