@@ -179,14 +179,10 @@ def compare(label: str, model, search_npz, test_npz, calib_npz, metric, root: Pa
         row["notes"].append(f"export failed: {_one_line(err)}")
     if report is None:
         return row
-    if report.quantizer_refused:
-        row["notes"].append(f"onnxruntime's quantizer refused the export's mix ({report.quantizer_refused}); "
-                            "every layer written directly")
     measured_test = _measure(out.read_bytes(), test, test_eval)
     row["qevo"].update(file_bytes=out.stat().st_size, exported_metric_search=report.measured,
                        exported_vs_searched=report.difference, metric_test=measured_test,
-                       drop_test=test_eval.fp32_score - measured_test,
-                       quantizer_layers=len(report.quantizer_layers), direct_layers=len(report.direct_layers))
+                       drop_test=test_eval.fp32_score - measured_test, stored_layers=len(report.stored_layers))
     if report.difference is not None and abs(report.difference) > 1e-6:
         row["notes"].append(f"exported file on search: {report.measured:.3f} against {best['metric']:.3f} "
                             "in the search")
