@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..policy import Policy
+from ..units import human, metric_value
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -35,8 +36,9 @@ def evaluate(
     if json_output:
         print_json(result)
         return
-    unit = workspace.metric.unit
-    out.print(f"{workspace.metric.name}: [bold]{score:.3f}{unit}[/] (fp32 {evaluator.fp32_score:.3f}{unit}, "
-              f"drop {result['drop']:.3f}) on {result['samples']} samples")
+    unit = workspace.metric.display_unit(evaluator.fp32_score)
+    out.print(f"{workspace.metric.label}: [bold]{metric_value(score, unit)}[/] (fp32 "
+              f"{metric_value(evaluator.fp32_score, unit)}, drop {human('metric', result['drop'], unit)}) on "
+              f"{result['samples']} samples")
     if len(chosen.layers) < len(workspace.model.layers):
         err.print(f"{len(workspace.model.layers) - len(chosen.layers)} layer(s) not named in the policy stay fp32")

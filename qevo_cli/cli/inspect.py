@@ -16,7 +16,8 @@ from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
 from ..sensitivity import measure_sensitivity
 from ..store import EvaluationCache
-from ..units import human
+from ..metrics import resolve_metric
+from ..units import human, metric_value
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
 from .options import CalibOpt, DataOpt, DimOpt, JsonOpt, MetricOpt, ModelArg, ThreadsOpt
@@ -223,12 +224,16 @@ def _render_proxy(sens: dict) -> None:
 
 
 def _render_sensitivity(sens: dict) -> None:
-    def cell(layer: str, column: str, value: float) -> tuple[str, str]:
-        return f"{value:+.2f}", "red" if value >= 1.0 else "yellow" if value > 0.2 else ""
+    display = resolve_metric(sens["metric"]).display_unit(sens["fp32_score"])
+    scale = abs(sens["fp32_score"]) or 1.0   # colours at 1% and 0.2% of the fp32 metric, whatever its scale
 
-    unit = f" ({sens['unit']})" if sens["unit"] else ""
-    _render_layer_grid(f"{sens['metric']} drop{unit} with one layer quantized, the rest fp32 "
-                       f"(fp32 {sens['fp32_score']:.3f}{sens['unit']}){' [cached]' if sens['cached'] else ''}",
+    def cell(layer: str, column: str, value: float) -> tuple[str, str]:
+        return human("metric", value, display), "red" if value >= 0.01 * scale else \
+            "yellow" if value > 0.002 * scale else ""
+
+    label = sens["metric"].rpartition(":")[2] if ":" in sens["metric"] else sens["metric"]
+    _render_layer_grid(f"{label} drop with one layer quantized, the rest fp32 "
+                       f"(fp32 {metric_value(sens['fp32_score'], display)}){' [cached]' if sens['cached'] else ''}",
                        sens["columns"], sens["drops"], cell)
 
 
