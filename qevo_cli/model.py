@@ -168,9 +168,13 @@ def default_opset(proto: onnx.ModelProto) -> int:
 def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model at a newer default opset, with the IR version that opset needs."""
     converted = onnx.version_converter.convert_version(proto, opset)
-    # The converter adds inferred shapes of every tensor: bytes in the file that the model did not have.
-    del converted.graph.value_info[:]
-    converted.graph.value_info.extend(proto.graph.value_info)
+    # The converter adds inferred shapes of every tensor, subgraphs included: bytes the model did not have.
+    known = {value.name for graph, _ in walk_graphs(proto.graph) for value in graph.value_info}
+    for graph, _ in walk_graphs(converted.graph):
+        kept = [value for value in graph.value_info if value.name in known]
+        if len(kept) != len(graph.value_info):
+            del graph.value_info[:]
+            graph.value_info.extend(kept)
     needed = helper.find_min_ir_version_for(list(converted.opset_import))
     converted.ir_version = max(converted.ir_version, needed)
     return converted
