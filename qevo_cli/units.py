@@ -11,13 +11,13 @@ _SCALES = {
 
 def human(objective: str, value: float, metric_unit: str = "") -> str:
     """'size', 0.0026 -> '2.62 kB'; 'metric', 0.11 -> '+0.11' (a drop, in the metric's unit: points for
-    '%', dB, points for a 0..1 'fraction', three significant digits otherwise)."""
+    '%', dB, points for a 0..1 'fraction'; otherwise two decimals, or three significant digits below 0.01)."""
     if objective == "metric":
         if metric_unit == "fraction":
             return f"{100 * value:+.2f} pt"
         if metric_unit in ("%", "dB"):
             return f"{value:+.2f}{' dB' if metric_unit == 'dB' else ''}"
-        return f"{value:+.3g}"
+        return f"{value:+.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:+.3g}"
     _, scales = _SCALES[objective]
     for factor, unit in scales:
         if abs(value) >= factor or factor == scales[-1][0]:

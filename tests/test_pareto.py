@@ -186,6 +186,9 @@ def test_every_stored_format_exports_what_the_search_measured(tmp_path, case):
     simulated = ort.InferenceSession(evaluator.variant(policy).SerializeToString(), evaluator.options,
                                      providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, batch)[0], simulated.run(None, batch)[0], rtol=1e-5, atol=1e-5)
+    ops = {node.op_type for node in onnx.load(str(report.path)).graph.node}
+    if EXPORT_CASES[case].weight == "int4" and EXPORT_CASES[case].granularity == "per-group-32":
+        assert "MatMulNBits" in ops        # the MatMul head, in onnxruntime's 4-bit form
     if EXPORT_CASES[case].weight_is_int:   # integers stored, not floats
         initializers = onnx.load(str(report.path)).graph.initializer
         float_bytes = sum(t.ByteSize() for t in initializers if t.data_type == onnx.TensorProto.FLOAT)
