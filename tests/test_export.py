@@ -185,3 +185,17 @@ def test_onnxruntime_is_quiet_unless_verbose(tmp_path, capfd):
         assert "unused" in capfd.readouterr().err
     finally:
         verbose_runtime(False)
+
+
+def test_inspect_reports_weights_out_of_reach(tmp_path):
+    path = tiny_models.save(tiny_models.contrib_matmul(), tmp_path / "c.onnx")
+    result = runner.invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    weights = {w["tensor"]: w for w in report["weights"]}
+    assert weights["w"]["layer"] == "plain" and weights["wf"]["layer"] is None
+    assert "com.microsoft" in weights["wf"]["why"] and weights["wf"]["op_types"] == ["com.microsoft.FusedMatMul"]
+    assert report["totals"]["weights_out_of_reach"] == 1
+    assert report["totals"]["out_of_reach_share"] == pytest.approx(6 * 8 * 4 / report["totals"]["file_bytes"])
+    shown = runner.invoke(app, ["inspect", str(path)])
+    assert "1 of 2 constant weights qevo cannot quantize" in shown.stdout

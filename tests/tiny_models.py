@@ -220,3 +220,13 @@ def opset7_ir3():
     model.ir_version = 3
     onnx.checker.check_model(model)
     return model
+
+
+def contrib_matmul():
+    """A weight read by onnxruntime's contrib FusedMatMul, which qevo does not rewrite, next to a plain MatMul."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    nodes = [helper.make_node("FusedMatMul", ["x", "wf"], ["h"], name="fused", domain="com.microsoft", alpha=1.0),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="plain")]
+    return _model(nodes, [x], [y], [_weight("wf", 6, 8), _weight("w", 8, 4)],
+                  extra_opsets=[helper.make_opsetid("com.microsoft", 1)])
