@@ -22,6 +22,7 @@ from onnxruntime.quantization.calibrate import HistogramCollector
 
 from .data import Dataset
 from .defaults import cache_dir
+from .errors import QevoError
 from .files import atomic_write_text
 from .model import LoadedModel
 from .quantize import mse_activation_range
@@ -47,6 +48,8 @@ class ActivationCalibrator:
 
     def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
         """(rmin, rmax) for `tensor` by `method` ("minmax", "percentile", "entropy", "mse")."""
+        if tensor not in self.tensors:
+            self._cover_every_tensor(tensor)
         if method == "mse":
             key = f"mse{bits}"
             if key not in self._ranges:
@@ -56,6 +59,19 @@ class ActivationCalibrator:
         if method not in self._ranges:
             self._ranges[method] = self._cached(method)
         return self._ranges[method][tensor]
+
+    def _cover_every_tensor(self, tensor: str) -> None:
+        """A tensor beyond the layers' inputs (a target that quantizes every tensor): from now on, ranges
+        are collected for every float tensor of the top graph, in one pass per method."""
+        from .scope import float_tensors
+
+        every = float_tensors(self.model)
+        if tensor not in every:
+            raise QevoError(f"no float activation tensor named {tensor!r} in the model's top graph",
+                            path=self.model.path, field="tensors")
+        self.tensors = sorted(every | set(self.tensors))
+        self._session, self._samples = None, None
+        self._ranges.clear()
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

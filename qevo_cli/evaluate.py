@@ -18,6 +18,7 @@ from .graph_edit import GraphEditor
 from .metrics import Metric
 from .model import LoadedModel
 from .policy import FP32, Policy
+from .scope import float_tensors
 
 # onnxruntime's own logger writes to stderr; only fatal errors get through unless the user asks.
 _runtime_severity = 4
@@ -83,7 +84,8 @@ class Evaluator:
     # -- public --------------------------------------------------------------------------------
     def evaluate(self, policy: Policy) -> float:
         """The metric of the policy's variant on the evaluation data."""
-        if all(choice == FP32 for choice in policy.layers.values()):
+        if all(choice == FP32 for choice in policy.layers.values()) and \
+                all(fmt == "fp32" for fmt in policy.tensors.values()):
             return self.fp32_score   # the float model itself: measured when the evaluator opened
         return self.metric(self.outputs(policy), self.data.labels, self.reference)
 
@@ -103,7 +105,7 @@ class Evaluator:
 
     def outputs(self, policy: Policy, data: Dataset | None = None) -> list[np.ndarray]:
         """Model outputs of the policy's variant over `data` (default: the evaluation data)."""
-        if not policy.layers and data is None:
+        if not policy.layers and not policy.tensors and data is None:
             return self.reference
         return self._run(self.variant(policy).SerializeToString(), data)
 
@@ -118,6 +120,13 @@ class Evaluator:
             if name not in known:
                 raise QevoError(f"policy names layer {name!r}, which {self.model.path.name} does not have "
                                 f"(it has {len(known)} quantizable layers; see qevo inspect)")
+        if policy.tensors:
+            floats = float_tensors(self.model)
+            for name in policy.tensors:
+                if name not in floats:
+                    raise QevoError(f"policy names tensor {name!r}, which is not a float activation of "
+                                    f"{self.model.path.name}'s top graph (see qevo inspect --target)",
+                                    field=f"tensors.{name}")
 
     # -- running ----------------------------------------------------------------------------------
     def _run(self, model_bytes: bytes, data: Dataset | None = None) -> list[np.ndarray]:

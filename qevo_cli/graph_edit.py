@@ -31,6 +31,7 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
+from .scope import SHAPE_ONLY, float_tensors
 
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -67,6 +68,7 @@ class GraphEditor:
         self._converted: dict[int, onnx.ModelProto] = {}
         # Short names for what the editor adds: on a small model, long tensor names cost more bytes than weights.
         self._tags = {layer.name: f"q{i}" for i, layer in enumerate(model.layers)}
+        self._tensor_tags: dict[str, str] | None = None
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -94,6 +96,8 @@ class GraphEditor:
                     self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
         # Subgraphs first: rewriting a graph's node list copies the bodies of its If / Loop nodes, so a
         # body edited after its parent would be edited in a copy no longer in the model.
+        if any(fmt != "fp32" for fmt in policy.tensors.values()):
+            self._quantize_tensors(graphs[0], dict(policy.tensors), before.setdefault(0, {}))
         for graph_i, entries in sorted(before.items(), reverse=True):
             _insert_before(graphs[graph_i], entries)
         drop_unused(model)
@@ -155,8 +159,22 @@ class GraphEditor:
 
     def _build_activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
         prefix = f"{self._tags[layer.name]}.a{layer.activation_inputs.index(tensor)}"
+        return self._quantize_nodes(prefix, tensor, choice.activation, choice.calibration)
+
+    def tensor_nodes(self, tensor: str, fmt: str) -> ActivationNodes:
+        """The nodes that put an activation tensor through `fmt` where it is produced (cached)."""
+        key = ("tensor", tensor, fmt)
+        built = self._activations.get(key)
+        if built is None:
+            if self._tensor_tags is None:
+                self._tensor_tags = {name: f"t{i}" for i, name in enumerate(sorted(float_tensors(self.model)))}
+            built = self._quantize_nodes(self._tensor_tags[tensor], tensor, fmt, "minmax")
+            self._activations[key] = built
+        return built
+
+    def _quantize_nodes(self, prefix: str, tensor: str, activation: str, calibration: str) -> ActivationNodes:
         half = self.model.float_type == FLOAT16
-        if choice.activation == "fp16":
+        if activation == "fp16":
             if half:
                 return ActivationNodes([], [], tensor)
             return ActivationNodes([helper.make_node("Cast", [tensor], [f"{prefix}.h"], to=FLOAT16),
@@ -169,13 +187,13 @@ class GraphEditor:
             nodes.append(helper.make_node("Cast", [tensor], [source], to=FLOAT))
         out = f"{prefix}.dq"
         initializers = []
-        if choice.activation == "dynamic-int8":
+        if activation == "dynamic-int8":
             q, s, z = f"{prefix}.q", f"{prefix}.s", f"{prefix}.z"
             nodes += [helper.make_node("DynamicQuantizeLinear", [source], [q, s, z]),
                       helper.make_node("DequantizeLinear", [q, s, z], [out])]
         else:
-            bits = choice.activation_bits
-            rmin, rmax = self.calibrator.range(tensor, choice.calibration, bits)
+            bits = 8 if activation == "int8" else 16
+            rmin, rmax = self.calibrator.range(tensor, calibration, bits)
             scale, zero_point = activation_qparams(rmin, rmax, bits)
             zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
             domain = "" if bits == 8 else MS_DOMAIN
@@ -189,6 +207,28 @@ class GraphEditor:
             nodes.append(helper.make_node("Cast", [out], [f"{prefix}.h"], to=FLOAT16))
             out = f"{prefix}.h"
         return ActivationNodes(nodes, initializers, out)
+
+    def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict) -> None:
+        """One Q/DQ pair per named tensor of the top graph, read by every node that read the tensor
+        (a node already rewired to a layer's own Q/DQ keeps it)."""
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        order = {}
+        for index, node in enumerate(graph.node):
+            order[node.name] = index
+            if node.op_type not in SHAPE_ONLY:
+                for name in dict.fromkeys(node.input):
+                    readers.setdefault(name, []).append(node)
+        for tensor, fmt in sorted(tensors.items()):
+            if fmt == "fp32" or not readers.get(tensor):
+                continue
+            built = self.tensor_nodes(tensor, fmt)
+            for node in readers[tensor]:
+                for position, name in enumerate(node.input):
+                    if name == tensor:
+                        node.input[position] = built.output
+            first = min(readers[tensor], key=lambda node: order[node.name]).name
+            before[first] = built.nodes + before.get(first, [])
+            graph.initializer.extend(built.initializers)
 
     # -- weights ---------------------------------------------------------------------------------
     def weight_values(self, layer: Layer) -> np.ndarray:

@@ -52,6 +52,7 @@ class LoadedModel:
     float_type: int                      # TensorProto.FLOAT, or FLOAT16 for a half-precision model
     dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
+    _float_tensors: set[str] | None = field(default=None, repr=False, compare=False)  # see scope.float_tensors
 
     @property
     def name(self) -> str:

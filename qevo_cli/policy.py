@@ -21,6 +21,7 @@ ACTIVATION_FORMATS = ("fp32", "fp16", "int8", "int16", "dynamic-int8")
 GRANULARITIES = ("per-tensor", "per-channel", "per-group-32", "per-group-64", "per-group-128")
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
 WEIGHT_RANGES = ("minmax", "mse")
+TENSOR_FORMATS = ("fp32", "fp16", "int8", "int16")   # an activation tensor quantized where it is produced
 
 
 def weight_bits(fmt: str) -> int:
@@ -120,10 +121,17 @@ FP32 = LayerChoice(weight="fp32", activation="fp32")
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-layer choices, keyed by layer name. Unnamed layers stay fp32."""
+    """Per-layer choices, keyed by layer name (unnamed layers stay fp32), and the formats of activation
+    tensors quantized where they are produced, for targets that quantize more than layer inputs
+    (see scope.py; unnamed tensors stay float, min-max calibrated when named)."""
 
     layers: Mapping[str, LayerChoice] = field(default_factory=dict)
     version: int = POLICY_VERSION
+    tensors: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, fmt in self.tensors.items():
+            _check(fmt, TENSOR_FORMATS, f"tensors.{name}")
 
     @classmethod
     def uniform(cls, layer_names: Iterable[str], choice: LayerChoice) -> "Policy":
@@ -131,6 +139,9 @@ class Policy:
 
     def choice(self, layer_name: str) -> LayerChoice:
         return self.layers.get(layer_name, FP32)
+
+    def with_tensors(self, tensors: Mapping[str, str]) -> "Policy":
+        return replace(self, tensors={**self.tensors, **tensors})
 
     def with_layer(self, layer_name: str, choice: LayerChoice) -> "Policy":
         return replace(self, layers={**self.layers, layer_name: choice})
@@ -152,8 +163,11 @@ class Policy:
         return " ".join(f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version,
+        data = {"version": self.version,
                 "layers": {name: asdict(choice) for name, choice in sorted(self.layers.items())}}
+        if self.tensors:   # only when present, so earlier policies keep their keys (and cache entries)
+            data["tensors"] = dict(sorted(self.tensors.items()))
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, path: str | None = None) -> "Policy":
@@ -166,11 +180,15 @@ class Policy:
             layers = data.get("layers")
             if not isinstance(layers, Mapping):
                 raise QevoError("expected a mapping of layer name to choice", field="layers")
-            extra = sorted(set(data) - {"version", "layers", "model", "target", "objectives", "metric"})
+            extra = sorted(set(data) - {"version", "layers", "tensors", "model", "target", "objectives", "metric"})
             if extra:
-                raise QevoError(f"unknown key {extra[0]!r}, expected version and layers", field=extra[0])
+                raise QevoError(f"unknown key {extra[0]!r}, expected version, layers and tensors", field=extra[0])
+            tensors = data.get("tensors") or {}
+            if not isinstance(tensors, Mapping):
+                raise QevoError("expected a mapping of tensor name to format", field="tensors")
             return cls({str(name): LayerChoice.from_dict(choice, f"layers.{name}")
-                        for name, choice in layers.items()}, version=version)
+                        for name, choice in layers.items()}, version=version,
+                       tensors={str(name): fmt for name, fmt in tensors.items()})
         except QevoError as err:
             if path is None:
                 raise

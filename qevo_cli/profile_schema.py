@@ -281,11 +281,17 @@ class Fitted(_Strict):
     parameters: list[str]
 
 
+ACTIVATION_SCOPES = ("layer-inputs", "all-tensors")
+
+
 class ProfileSpec(_Strict):
     schema_version: int
     name: Name
     chip: Text
     description: Text
+    # Which activations the target's runtime quantizes: the inputs of weight layers, with float elsewhere (a CPU
+    # execution provider running QDQ), or every float tensor of the graph (an NPU running a fully quantized graph).
+    activation_scope: Literal[ACTIVATION_SCOPES] = "layer-inputs"  # type: ignore[valid-type]
     fitted: Optional[Fitted] = None
     sources: Annotated[list[Source], Field(min_length=1)]
     compute: Annotated[dict[PairKey, ComputeEntry], Field(min_length=1)]
@@ -371,7 +377,7 @@ def _describe_limit(limit: Limit) -> str:
 
 def value_paths(spec: ProfileSpec) -> dict[str, str]:
     """Every value a source can back, as key path -> value shown to a reader."""
-    paths: dict[str, str] = {}
+    paths: dict[str, str] = {"activation_scope": spec.activation_scope}
     for key, entry in spec.compute.items():
         paths[f"compute.{key}.throughput"] = THROUGHPUT.format(entry.throughput)
         paths[f"compute.{key}.energy_per_mac"] = ENERGY_PER_MAC.format(entry.energy_per_mac)

@@ -230,3 +230,22 @@ def contrib_matmul():
              helper.make_node("MatMul", ["h", "w"], ["y"], name="plain")]
     return _model(nodes, [x], [y], [_weight("wf", 6, 8), _weight("w", 8, 4)],
                   extra_opsets=[helper.make_opsetid("com.microsoft", 1)])
+
+
+def residual_concat():
+    """Conv, Relu, a second Conv added back to the first (residual), a Concat of the sum with the first,
+    a third Conv, pooling and a Gemm head: the tensors a fully quantized runtime encodes beyond layer inputs."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["a"], name="relu1"),
+             helper.make_node("Conv", ["a", "w2"], ["b"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["a", "b"], ["sum"], name="residual"),
+             helper.make_node("Concat", ["sum", "a"], ["cat"], name="concat", axis=1),
+             helper.make_node("Conv", ["cat", "w3"], ["c3"], name="conv3"),
+             helper.make_node("GlobalAveragePool", ["c3"], ["pool"], name="pool"),
+             helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "w4"], ["y"], name="head", transB=1)]
+    inits = [_weight("w1", 4, 3, 3, 3), _weight("b1", 4), _weight("w2", 4, 4, 3, 3), _weight("w3", 6, 8, 1, 1),
+             _weight("w4", 5, 6)]
+    return _model(nodes, [x], [y], inits)

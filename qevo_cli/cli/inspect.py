@@ -14,6 +14,7 @@ from ..model import LoadedModel
 from ..policy import FP32, LayerChoice
 from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
+from ..scope import activation_groups
 from ..sensitivity import measure_sensitivity
 from ..store import EvaluationCache
 from ..metrics import resolve_metric
@@ -142,7 +143,9 @@ COSTED = {"fp32": FP32, "W8A8": LayerChoice(weight="int8", activation="int8"),
 def _target_costs(loaded: LoadedModel, profile) -> dict:
     """Per-layer and total cost at fp32, uniform W8A8 and W4A8 (layers the target cannot run
     at a format keep W8A8, or fp32, and are listed)."""
-    report = {"name": profile.name, "chip": profile.chip, "policies": {}}
+    groups = activation_groups(loaded, profile.activation_scope)
+    report = {"name": profile.name, "chip": profile.chip, "activation_scope": profile.activation_scope,
+              "activation_tensors": [group.to_dict() for group in groups], "policies": {}}
     for label, choice in COSTED.items():
         policy, behind = uniform_policy(profile, loaded.layers, choice)
         cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes)
@@ -177,6 +180,10 @@ def _render_target(target: dict) -> None:
               "the per-graph overhead")
     if any(policy["not_offered"] for policy in policies.values()):
         out.print("[dim]* the target does not offer that format for this layer; costed at W8A8 (or fp32)[/]")
+    scope = {"layer-inputs": "the inputs of weight layers", "all-tensors": "every float tensor of the graph"}
+    named = " (a policy's `tensors` key sets their formats)" if target["activation_scope"] == "all-tensors" else ""
+    out.print(f"{target['name']} quantizes {scope[target['activation_scope']]}: "
+              f"{len(target['activation_tensors'])} activation tensors{named}")
 
 
 def _column_label(column: str) -> str:

@@ -1,0 +1,73 @@
+"""Which activation tensors a target's runtime quantizes, as groups that share one format.
+
+- layer-inputs (a CPU execution provider running QDQ): the inputs of weight layers, and both inputs
+  of a MatMul of two activations, each quantized where its layer reads it; float elsewhere.
+- all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
+  top graph that a node reads. A tensor is one group: one Q/DQ pair where it is produced, shared by
+  all its consumers, as such a runtime keeps one encoding per tensor (AIMET's quantizer groups,
+  onnxruntime's QNN QDQ configuration).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+from .errors import QevoError
+from .graphs import FLOAT_TYPES
+from .model import LoadedModel
+
+SCOPES = ("layer-inputs", "all-tensors")
+# Ops that read only a tensor's shape: quantizing for them changes nothing.
+SHAPE_ONLY = ("Shape", "Size")
+
+
+@dataclass(frozen=True)
+class TensorGroup:
+    """An activation tensor the runtime quantizes once, and the nodes that read it."""
+
+    tensor: str
+    producer: str | None          # node that writes it, None for a graph input
+    consumers: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"tensor": self.tensor, "producer": self.producer, "consumers": list(self.consumers)}
+
+
+def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
+    """The activation tensors a runtime with `scope` quantizes, in graph order."""
+    if scope not in SCOPES:
+        raise QevoError(f"got {scope!r}, expected one of {', '.join(SCOPES)}", field="activation_scope")
+    graph = model.proto.graph
+    producers = {name: node.name for node in graph.node for name in node.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op_type in SHAPE_ONLY:
+            continue
+        for name in dict.fromkeys(node.input):
+            consumers.setdefault(name, []).append(node.name)
+    if scope == "layer-inputs":
+        wanted = [name for layer in model.layers for name in layer.activation_inputs]
+    else:
+        floats = float_tensors(model)
+        wanted = [value.name for value in graph.input if value.name in floats]
+        wanted += [name for node in graph.node for name in node.output if name in floats]
+    return [TensorGroup(name, producers.get(name), tuple(consumers[name]))
+            for name in dict.fromkeys(wanted) if consumers.get(name)]
+
+
+def float_tensors(model: LoadedModel) -> set[str]:
+    """Names of the top graph's float activation tensors (initializers excluded), from shape inference."""
+    cached = model._float_tensors
+    if cached is None:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model.proto)
+        except Exception:  # inference is best effort; the layers' own inputs are float in any case
+            inferred = model.proto
+        graph = inferred.graph
+        initializers = {t.name for t in graph.initializer}
+        cached = {value.name for value in [*graph.input, *graph.value_info, *graph.output]
+                  if value.type.tensor_type.elem_type in FLOAT_TYPES and value.name not in initializers}
+        cached |= {name for layer in model.layers for name in layer.activation_inputs}
+        model._float_tensors = cached
+    return cached

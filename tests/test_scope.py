@@ -1,0 +1,87 @@
+"""Which tensors a target quantizes, and one placement of their Q/DQ for the measured variant and the export."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+
+import tiny_models
+from qevo_cli.data import load_data
+from qevo_cli.errors import QevoError
+from qevo_cli.evaluate import Evaluator
+from qevo_cli.export import export_onnx
+from qevo_cli.metrics import resolve_metric
+from qevo_cli.model import load_model
+from qevo_cli.policy import LayerChoice, Policy
+from qevo_cli.profiles import load_profile
+from qevo_cli.scope import activation_groups
+
+LAYERS = ("conv1", "conv2", "conv3", "head")
+
+
+@pytest.fixture()
+def evaluator(tmp_path):
+    loaded = load_model(tiny_models.save(tiny_models.residual_concat(), tmp_path / "r.onnx"))
+    x = np.random.default_rng(3).standard_normal((24, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    return Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+
+
+def test_the_tensors_each_target_quantizes(evaluator):
+    model = evaluator.model
+    assert load_profile("arm-neon").activation_scope == "layer-inputs"
+    assert load_profile("hexagon").activation_scope == "all-tensors"
+    cpu = activation_groups(model, load_profile("arm-neon").activation_scope)
+    assert [g.tensor for g in cpu] == ["x", "a", "cat", "flat"]
+    npu = {g.tensor: g for g in activation_groups(model, load_profile("hexagon").activation_scope)}
+    assert set(npu) == {"x", "c1", "a", "b", "sum", "cat", "c3", "pool", "flat"}   # y is read by no node
+    assert npu["a"].producer == "relu1" and npu["a"].consumers == ("conv2", "residual", "concat")
+    assert npu["x"].producer is None
+
+
+def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_path):
+    groups = activation_groups(evaluator.model, "all-tensors")
+    tensors = {g.tensor: "int8" for g in groups}
+    tensors["sum"] = "int16"
+    tensors["pool"] = "fp16"
+    policy = Policy({"conv1": LayerChoice("int4", "fp32"), "conv2": LayerChoice("int2", "fp32"),
+                     "conv3": LayerChoice("int8", "fp32", "per-group-32"), "head": LayerChoice("int8", "fp32")},
+                    tensors=tensors)
+    simulated = evaluator.editor.build(policy)
+    stored = evaluator.editor.build(policy, store=True, base=evaluator.editor.at_opset(
+        max(17, evaluator.editor.required_opset(policy))))
+
+    def quantized_values(built):
+        """Every group tensor as its consumers read it (the output of its Q/DQ pair), and the model output."""
+        model = onnx.ModelProto()
+        model.CopyFrom(built)
+        outputs = {g.tensor: evaluator.editor.tensor_nodes(g.tensor, tensors[g.tensor]).output for g in groups}
+        for name in outputs.values():
+            model.graph.output.append(helper.make_empty_tensor_value_info(name))
+        session = ort.InferenceSession(model.SerializeToString(), evaluator.options, providers=["CPUExecutionProvider"])
+        values = session.run(list(outputs.values()) + ["y"], next(evaluator.data.batches()))
+        return dict(zip(list(outputs) + ["y"], values))
+
+    a, b = quantized_values(simulated), quantized_values(stored)
+    assert set(a) == {g.tensor for g in groups} | {"y"}
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # each group is quantized once, where it is produced: one QuantizeLinear per int group
+    quantize = [n for n in stored.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantize) == sum(fmt != "fp16" for fmt in tensors.values())
+    expected = evaluator.evaluate(policy)
+    assert expected != evaluator.evaluate(Policy(policy.layers))   # the extra tensors change what is measured
+    report = export_onnx(evaluator, policy, tmp_path / "all.onnx", expected=expected)
+    assert report.difference == 0
+
+
+def test_policies_with_tensors_round_trip_and_unknown_tensors_are_refused(evaluator, tmp_path):
+    policy = Policy({"head": LayerChoice("int8", "int8")}, tensors={"sum": "int16", "cat": "int8"})
+    path = tmp_path / "p.yaml"
+    path.write_text(policy.dumps())
+    assert Policy.load(path) == policy and "tensors:" in path.read_text()
+    assert "tensors" not in Policy({"head": LayerChoice()}).to_dict()     # earlier policies keep their keys
+    with pytest.raises(QevoError, match="not a float activation"):
+        evaluator.evaluate(Policy(tensors={"w1": "int8"}))
+    with pytest.raises(QevoError, match="expected one of fp32, fp16, int8, int16"):
+        Policy(tensors={"sum": "int4"})
