@@ -88,7 +88,7 @@ class GraphEditor:
             graph_i, node = nodes[layer.node_name]
             added = before.setdefault(graph_i, {}).setdefault(node.name, [])
             if not layer.weight_only and choice.activation != "fp32":
-                self._quantize_activations(graphs[graph_i], node, layer, choice, added)
+                self._quantize_activations(graphs[graph_i], node, layer, choice, added, policy.tensors)
             if layer.weight is not None and choice.weight != "fp32":
                 if store:
                     self._store_weight(graphs[graph_i], node, layer, choice, added)
@@ -136,11 +136,12 @@ class GraphEditor:
         return needed
 
     # -- activations -----------------------------------------------------------------------------
-    def _quantize_activations(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
+    def _quantize_activations(self, graph, node, layer: Layer, choice: LayerChoice, added: list,
+                              tensors: dict[str, str]) -> None:
         done: set[str] = set()   # x @ x: the same tensor on both inputs is quantized once
         for position, tensor in enumerate(node.input[:2]):
-            if tensor not in layer.activation_inputs:
-                continue
+            if tensor not in layer.activation_inputs or tensors.get(tensor, "fp32") != "fp32":
+                continue   # a tensor quantized where it is produced is read as it is
             built = self.activation_nodes(layer, tensor, choice)
             node.input[position] = built.output
             if tensor not in done:

@@ -44,8 +44,9 @@ def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_p
     tensors = {g.tensor: "int8" for g in groups}
     tensors["sum"] = "int16"
     tensors["pool"] = "fp16"
-    policy = Policy({"conv1": LayerChoice("int4", "fp32"), "conv2": LayerChoice("int2", "fp32"),
-                     "conv3": LayerChoice("int8", "fp32", "per-group-32"), "head": LayerChoice("int8", "fp32")},
+    # the layers' own input formats give way to their input tensors' (quantized once, where produced)
+    policy = Policy({"conv1": LayerChoice("int4", "int8"), "conv2": LayerChoice("int2", "int16"),
+                     "conv3": LayerChoice("int8", "int8", "per-group-32"), "head": LayerChoice("int8", "int8")},
                     tensors=tensors)
     simulated = evaluator.editor.build(policy)
     stored = evaluator.editor.build(policy, store=True, base=evaluator.editor.at_opset(
