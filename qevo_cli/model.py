@@ -178,6 +178,7 @@ def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
             graph.value_info.extend(kept)
     needed = helper.find_min_ir_version_for(list(converted.opset_import))
     converted.ir_version = max(converted.ir_version, needed)
+    _name_nodes(converted.graph)   # nodes the converter adds may be unnamed or share a name
     return converted
 
 

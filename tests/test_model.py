@@ -150,3 +150,16 @@ def test_a_dim_stored_as_minus_one_is_dynamic(tmp_path):
     assert model.layers[0].macs == 8 and any("-1" in note for note in model.notes)
     data = load_data(tmp_path / "d.npz", model)
     assert data.batch_size > 0 and sum(len(b["x"]) for b in data.batches()) == 8
+
+
+def test_opset_conversion_leaves_every_node_a_unique_name():
+    """Layers and activation tensors are placed by node name: nodes a converter adds must not share one."""
+    from qevo_cli.model import convert_opset
+
+    model = tiny_models.opset11()
+    for node in model.graph.node:
+        node.name = "same"
+    converted = convert_opset(model, 21)
+    names = [node.name for node in converted.graph.node]
+    assert len(set(names)) == len(names) and all(names)
+    assert not converted.graph.value_info     # the converter's inferred shapes are not kept
