@@ -13,7 +13,7 @@ weights as stored plus everything else the file holds (graph, biases, norms), as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from .errors import QevoError
 from .layers import KIND_EMBEDDING, Layer
@@ -89,15 +89,20 @@ def weight_bytes(layer: Layer, choice: LayerChoice) -> int:
 NODE_BYTES = {"int": 55, "int2": 665, "fp16": 18, "int8": 150, "int16": 180, "dynamic-int8": 120, "fp16-activation": 60}
 
 
-def node_bytes(layer: Layer, choice: LayerChoice) -> int:
-    """What the exported file adds for the layer besides its weight values and scales."""
+def node_bytes(layer: Layer, choice: LayerChoice, tensors: Mapping[str, str] = {}) -> int:
+    """What the exported file adds for the layer besides its weight values and scales (an input that
+    `tensors` quantizes where it is produced gets no nodes of the layer's own)."""
     added = 0
     if layer.weight is not None and choice.weight != "fp32":
         added += NODE_BYTES["int2" if choice.weight == "int2" else "int" if choice.weight_is_int else "fp16"]
     if not layer.weight_only and choice.activation != "fp32":
-        kind = "fp16-activation" if choice.activation == "fp16" else choice.activation
-        added += NODE_BYTES[kind] * len(layer.activation_inputs)
+        own = [name for name in layer.activation_inputs if tensors.get(name, "fp32") == "fp32"]
+        added += _activation_node_bytes(choice.activation) * len(own)
     return added
+
+
+def _activation_node_bytes(fmt: str) -> int:
+    return NODE_BYTES["fp16-activation" if fmt == "fp16" else fmt]
 
 
 def activation_bytes(layer: Layer, choice: LayerChoice) -> int:
@@ -143,7 +148,10 @@ def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_
     given it, the size is the exported file's: the nodes each quantized layer adds are counted too.
     """
     costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
-    added = sum(node_bytes(layer, policy.choice(layer.name)) for layer in layers) if other_bytes else 0
+    added = 0
+    if other_bytes:
+        added = sum(node_bytes(layer, policy.choice(layer.name), policy.tensors) for layer in layers)
+        added += sum(_activation_node_bytes(fmt) for fmt in policy.tensors.values() if fmt != "fp32")
     return ModelCost(
         latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s,
         energy_j=sum(cost.energy_j for cost in costs),

@@ -43,9 +43,11 @@ from .profiles import load_profile, uniform_policy
 from .fidelity import race_rows as race_rows_for
 from .measurer import Measurer
 from .runners import MeasureTask, WorkspaceSpec, open_runner
+from .scope import activation_groups
 from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .store import EvaluationCache, RunStore
+from .units import metric_value
 
 FRONT_VERSION = 1
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
@@ -164,6 +166,20 @@ class Search:
         scored = measure([policy])[0]
         return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
 
+    def _every_tensor_reference(self, w8a8: Policy, layer_inputs: dict[str, Any], measure: Measurer) -> dict:
+        """Uniform W8A8 with every tensor quantized, as the target runs it, and a note on what the search
+        simulates, since its tensor formats are not searched yet."""
+        tensors = {group.tensor: "int8" for group in activation_groups(self.evaluator.model, "all-tensors")}
+        reference = self._reference("uniform W8A8, every tensor", w8a8.with_tensors(tensors), measure)
+        metric = self.evaluator.metric
+        unit = metric.display_unit(self.evaluator.fp32_score)
+        self.notes.append(f"{self.profile.name} quantizes every tensor of the graph ({len(tensors)} here); this "
+                          f"search simulates the layers' inputs only, so its metrics can be optimistic: uniform "
+                          f"W8A8 measures {metric_value(reference['metric'], unit)} {metric.label} with every tensor "
+                          f"quantized against {metric_value(layer_inputs['metric'], unit)} with layer inputs only "
+                          "(a policy's `tensors` key measures the rest; qevo inspect --target lists them)")
+        return reference
+
     def _sampling(self) -> np.ndarray:
         if self.space.size <= self.config.pop:   # small enough to measure every policy
             grids = np.meshgrid(*[np.arange(u + 1) for u in self.space.upper], indexing="ij")
@@ -232,10 +248,11 @@ class Search:
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
             self._phase("references", 0, 2)
+            w8a8 = uniform_policy(self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0]
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
-                          self._reference("uniform W8A8", uniform_policy(
-                              self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0],
-                              measure)]
+                          self._reference("uniform W8A8", w8a8, measure)]
+            if self.profile.activation_scope == "all-tensors":
+                references.append(self._every_tensor_reference(w8a8, references[1], measure))
             fp32_values = references[0]["objectives"]
             self.hypervolume = HypervolumeScale(config.objectives, fp32_values, self.evaluator.fp32_score)
             if algorithm is None:

@@ -86,3 +86,19 @@ def test_policies_with_tensors_round_trip_and_unknown_tensors_are_refused(evalua
         evaluator.evaluate(Policy(tensors={"w1": "int8"}))
     with pytest.raises(QevoError, match="expected one of fp32, fp16, int8, int16"):
         Policy(tensors={"sum": "int4"})
+
+
+def test_a_search_on_an_every_tensor_target_measures_that_reference_and_says_so(tmp_path):
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.search import run_search
+
+    result = run_search(SearchConfig(target="hexagon", weight_formats=("int4", "int8"), act_formats=("int8",),
+                                     pop=8, generations=2, out=str(tmp_path / "run")))
+    names = [r["name"] for r in result.front["references"]]
+    assert names == ["fp32", "uniform W8A8", "uniform W8A8, every tensor"]
+    every = result.front["references"][2]
+    assert len(every["policy"]["tensors"]) == 16 and set(every["policy"]["tensors"].values()) == {"int8"}
+    assert any("quantizes every tensor" in note and "optimistic" in note for note in result.notes)
+    cpu = run_search(SearchConfig(target="arm-dot", pop=8, generations=2, act_formats=("int8",),
+                                  out=str(tmp_path / "cpu")))
+    assert [r["name"] for r in cpu.front["references"]] == ["fp32", "uniform W8A8"]
