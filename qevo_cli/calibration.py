@@ -69,7 +69,7 @@ class ActivationCalibrator:
         if tensor not in every:
             raise QevoError(f"no float activation tensor named {tensor!r} in the model's top graph",
                             path=self.model.path, field="tensors")
-        self.tensors = sorted(every | set(self.tensors))
+        self.tensors = sorted(set(every) | set(self.tensors))
         self._session, self._samples = None, None
         self._ranges.clear()
 
@@ -124,14 +124,17 @@ class ActivationCalibrator:
 
     def _mse_samples(self) -> dict[str, np.ndarray]:
         if self._samples is None:
-            rng = np.random.default_rng(0)
+            # one generator per tensor, seeded by its name: a tensor's sample does not depend on which others
+            # are collected with it
+            rngs = {name: np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+                    for name in self.tensors}
             parts: dict[str, list[np.ndarray]] = {name: [] for name in self.tensors}
             per_batch = max(1, MSE_SAMPLE * self.calib.batch_size // max(self.calib.size, 1))
             for batch in self._batches():
                 for name, value in batch.items():
                     flat = value.reshape(-1)
                     if flat.size > per_batch:
-                        flat = rng.choice(flat, per_batch, replace=False)
+                        flat = rngs[name].choice(flat, per_batch, replace=False)
                     parts[name].append(flat)
             self._samples = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         return self._samples

@@ -2,9 +2,9 @@
 
 The graph editor that built every variant the search measured writes the file, with the
 weights stored as the runtime keeps them (see graph_edit). Where storage needs a newer
-DequantizeLinear (int4 and per-group: opset 21, int2: opset 25) the model's default opset
-is raised first. Formats no ONNX type holds (3, 5, 6, 7 bits) are refused unless
-`allow_simulated`, which writes those weights rounded to their levels in float.
+DequantizeLinear (int4 and per-group: opset 21) the model's default opset is raised first.
+Formats no ONNX type holds (3, 5, 6, 7 bits) are refused unless `allow_simulated`, which
+writes those weights rounded to their levels in float.
 """
 from __future__ import annotations
 

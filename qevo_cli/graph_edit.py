@@ -17,6 +17,7 @@ model keeps its type: Q/DQ work in float32 between two Casts, dequantized weight
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -66,9 +67,15 @@ class GraphEditor:
         self._simulated: dict[tuple, onnx.TensorProto] = {}
         self._activations: dict[tuple, ActivationNodes] = {}
         self._converted: dict[int, onnx.ModelProto] = {}
-        # Short names for what the editor adds: on a small model, long tensor names cost more bytes than weights.
-        self._tags = {layer.name: f"q{i}" for i, layer in enumerate(model.layers)}
+        # Short names for what the editor adds (on a small model, long names cost more bytes than weights),
+        # behind a prefix no name of the model uses: a model qevo exported before holds the same short names.
+        self._prefix = _free_prefix(model.proto)
+        self._tags = {layer.name: f"{self._prefix}q{i}" for i, layer in enumerate(model.layers)}
         self._tensor_tags: dict[str, str] | None = None
+        graph = model.proto.graph
+        self._mixed = len({t.data_type for t in self._initializers.values() if t.data_type in (FLOAT, FLOAT16)} |
+                          {v.type.tensor_type.elem_type for v in graph.input
+                           if v.type.tensor_type.elem_type in (FLOAT, FLOAT16)}) > 1
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -86,6 +93,9 @@ class GraphEditor:
             if layer.node_name not in nodes:
                 raise QevoError(f"layer {layer.name!r}: node {layer.node_name!r} is missing from the model")
             graph_i, node = nodes[layer.node_name]
+            if (layer.weight or layer.input) not in node.input:
+                raise QevoError(f"layer {layer.name!r}: node {node.name!r} no longer reads "
+                                f"{layer.weight or layer.input!r}; the model changed under the layer list")
             added = before.setdefault(graph_i, {}).setdefault(node.name, [])
             if not layer.weight_only and choice.activation != "fp32":
                 self._quantize_activations(graphs[graph_i], node, layer, choice, added, policy.tensors)
@@ -168,13 +178,14 @@ class GraphEditor:
         built = self._activations.get(key)
         if built is None:
             if self._tensor_tags is None:
-                self._tensor_tags = {name: f"t{i}" for i, name in enumerate(sorted(float_tensors(self.model)))}
+                self._tensor_tags = {name: f"{self._prefix}t{i}"
+                                     for i, name in enumerate(sorted(float_tensors(self.model)))}
             built = self._quantize_nodes(self._tensor_tags[tensor], tensor, fmt, "minmax")
             self._activations[key] = built
         return built
 
     def _quantize_nodes(self, prefix: str, tensor: str, activation: str, calibration: str) -> ActivationNodes:
-        half = self.model.float_type == FLOAT16
+        half = self._float_type(tensor) == FLOAT16
         if activation == "fp16":
             if half:
                 return ActivationNodes([], [], tensor)
@@ -208,6 +219,12 @@ class GraphEditor:
             nodes.append(helper.make_node("Cast", [out], [f"{prefix}.h"], to=FLOAT16))
             out = f"{prefix}.h"
         return ActivationNodes(nodes, initializers, out)
+
+    def _float_type(self, tensor: str) -> int:
+        """The tensor's own float type: a half-precision model may keep float32 islands, and the reverse."""
+        if not self._mixed:
+            return self.model.float_type
+        return float_tensors(self.model).get(tensor, self.model.float_type)
 
     def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict) -> None:
         """One Q/DQ pair per named tensor of the top graph, read by every node that read the tensor
@@ -274,7 +291,7 @@ class GraphEditor:
         else:
             nodes, initializers = self._dequantize(layer, choice, name, original.data_type)
             if choice.weight_bits == 2:
-                _shared_unpack_constants(graph)
+                _shared_unpack_constants(graph, self._prefix)
             added.extend(nodes)
             graph.initializer.extend(initializers)
             self._replace_weight(node, layer, None, graph, name)
@@ -319,7 +336,7 @@ class GraphEditor:
             inputs.append(f"{name}.z")
         for tensor, ints in integers.items():
             if choice.weight_bits == 2:
-                nodes, constants = _unpack_2bit(ints, tensor)
+                nodes, constants = _unpack_2bit(ints, tensor, self._prefix)
                 unpack += nodes
                 initializers += constants
             else:
@@ -369,16 +386,16 @@ UNPACK_CONSTANTS = {"shifts": np.array([[0, 2, 4, 6]], np.uint8), "axis": np.arr
                     "start": np.array([0], np.int64), "two": np.array(2, np.int32)}
 
 
-def _unpack_2bit(values: np.ndarray, output: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _unpack_2bit(values: np.ndarray, output: str, prefix: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Signed 2-bit values packed four to a byte (as value + 2, the first in the low bits), and the nodes
     that give them back as an int8 tensor `output` shaped like `values`: shift each byte by 0, 2, 4 and 6
     bits, keep two bits, flatten, subtract 2. All constant, so onnxruntime computes it once, at load.
-    The constants every unpacking shares (`qevo.2bit.*`) are added by `_shared_unpack_constants`."""
+    The constants every unpacking shares (`2bit.*`) are added by `_shared_unpack_constants`."""
     flat = (values.reshape(-1) + 2).astype(np.uint8)
     padded = np.zeros(-(-flat.size // 4) * 4, dtype=np.uint8)
     padded[:flat.size] = flat
     packed = padded[0::4] | (padded[1::4] << 2) | (padded[2::4] << 4) | (padded[3::4] << 6)
-    p, c = f"{output}.", "qevo.2bit."
+    p, c = f"{output}.", f"{prefix}2bit."
     initializers = [numpy_helper.from_array(packed, p + "packed"),
                     numpy_helper.from_array(np.array([flat.size], np.int64), p + "end"),
                     numpy_helper.from_array(np.array(values.shape, np.int64), p + "shape")]
@@ -394,9 +411,24 @@ def _unpack_2bit(values: np.ndarray, output: str) -> tuple[list[onnx.NodeProto],
     return nodes, initializers
 
 
-def _shared_unpack_constants(graph: onnx.GraphProto) -> None:
-    if not any(t.name == "qevo.2bit.two" for t in graph.initializer):
-        graph.initializer.extend(numpy_helper.from_array(v, f"qevo.2bit.{k}") for k, v in UNPACK_CONSTANTS.items())
+def _shared_unpack_constants(graph: onnx.GraphProto, prefix: str) -> None:
+    if not any(t.name == f"{prefix}2bit.two" for t in graph.initializer):
+        graph.initializer.extend(numpy_helper.from_array(v, f"{prefix}2bit.{k}") for k, v in UNPACK_CONSTANTS.items())
+
+
+ADDED_NAME = re.compile(r"^(?:q\d+|t\d+|2bit)\.")
+
+
+def _free_prefix(proto: onnx.ModelProto) -> str:
+    """'' unless the model already holds names like those the editor adds (q12.w, t3.q, 2bit.two)."""
+    names = {name for graph, _ in walk_graphs(proto.graph)
+             for name in [*(t.name for t in graph.initializer), *(o for n in graph.node for o in n.output),
+                          *(v.name for v in graph.input)]}
+    prefix, n = "", 0
+    while any(name.startswith(prefix) and ADDED_NAME.match(name[len(prefix):]) for name in names):
+        n += 1
+        prefix = f"x{n}_"
+    return prefix
 
 
 def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:

@@ -52,7 +52,7 @@ class LoadedModel:
     float_type: int                      # TensorProto.FLOAT, or FLOAT16 for a half-precision model
     dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
-    _float_tensors: set[str] | None = field(default=None, repr=False, compare=False)  # see scope.float_tensors
+    _float_tensors: dict[str, int] | None = field(default=None, repr=False, compare=False)  # scope.float_tensors
 
     @property
     def name(self) -> str:
@@ -86,9 +86,6 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     folded = fold_constants(proto)
     if folded:
         notes.append(f"folded {folded} Constant node(s) into initializers")
-    reshaped = fold_weight_expressions(proto)
-    if reshaped:
-        notes.append(f"folded {reshaped} node(s) that slice, concatenate or reshape constant weights into initializers")
     _name_nodes(proto.graph)
     unknown = _name_unknown_dims(proto.graph)
     if unknown:
@@ -97,6 +94,10 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     if opset < MIN_OPSET:
         proto = _upgrade_opset(proto, path)
         notes.append(f"converted opset {opset} to {default_opset(proto)}")
+    # after the upgrade: the folding evaluates nodes by the current operator rules
+    reshaped = fold_weight_expressions(proto)
+    if reshaped:
+        notes.append(f"folded {reshaped} node(s) that slice, concatenate or reshape constant weights into initializers")
     inputs = _input_specs(proto)
     fixed = _fix_dims(inputs, dims or {}, path)
     assumed = sorted(name for name in fixed if name not in (dims or {}))
@@ -168,6 +169,7 @@ def default_opset(proto: onnx.ModelProto) -> int:
 
 def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     """The model at a newer default opset, with the IR version that opset needs."""
+    originals = {node.name: tuple(node.output) for graph, _ in walk_graphs(proto.graph) for node in graph.node}
     converted = onnx.version_converter.convert_version(proto, opset)
     # The converter adds inferred shapes of every tensor, subgraphs included: bytes the model did not have.
     known = {value.name for graph, _ in walk_graphs(proto.graph) for value in graph.value_info}
@@ -178,7 +180,7 @@ def convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
             graph.value_info.extend(kept)
     needed = helper.find_min_ir_version_for(list(converted.opset_import))
     converted.ir_version = max(converted.ir_version, needed)
-    _name_nodes(converted.graph)   # nodes the converter adds may be unnamed or share a name
+    _name_nodes(converted.graph, originals)   # nodes the converter adds may be unnamed or take a name in use
     return converted
 
 
@@ -236,7 +238,12 @@ def fold_weight_expressions(proto: onnx.ModelProto) -> int:
                             for name in inputs)):
                 keep.append(node)
                 continue
-            values = ReferenceEvaluator(node).run(None, {name: numpy_helper.to_array(visible[name]) for name in inputs})
+            try:
+                values = ReferenceEvaluator(node).run(None, {name: numpy_helper.to_array(visible[name])
+                                                             for name in inputs})
+            except Exception:  # a node the reference evaluator cannot run stays for onnxruntime to compute
+                keep.append(node)
+                continue
             for name, value in zip(node.output, values):
                 visible[name] = numpy_helper.from_array(np.asarray(value), name)
                 graph.initializer.append(visible[name])
@@ -249,16 +256,25 @@ def fold_weight_expressions(proto: onnx.ModelProto) -> int:
     return folded
 
 
-def _name_nodes(graph: onnx.GraphProto) -> None:
-    """Give every node a unique name: layers are addressed by node name."""
+def _name_nodes(graph: onnx.GraphProto, originals: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Give every node a unique name: layers are addressed by node name. With `originals` (name -> outputs
+    of the nodes before a conversion), those nodes keep their names and added nodes take new ones."""
+    nodes = [node for sub, _ in walk_graphs(graph) for node in sub.node]
     seen: set[str] = set()
-    for sub, _ in walk_graphs(graph):
-        for i, node in enumerate(sub.node):
-            name = node.name or f"{node.op_type}_{i}"
-            while name in seen:
-                name = f"{name}_{i}"
-            node.name = name
-            seen.add(name)
+    if originals:
+        for node in nodes:
+            if originals.get(node.name) == tuple(node.output) and node.name not in seen:
+                seen.add(node.name)
+    kept = set(seen)
+    for i, node in enumerate(nodes):
+        if node.name in kept and originals.get(node.name) == tuple(node.output):
+            kept.discard(node.name)   # the original itself: its name is reserved already
+            continue
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
 
 
 _ONNX_TO_NUMPY = {k: np.dtype(v) for k, v in {

@@ -16,8 +16,9 @@ import onnx
 from .errors import QevoError
 from .graphs import FLOAT_TYPES
 from .model import LoadedModel
+from .profile_schema import ACTIVATION_SCOPES
 
-SCOPES = ("layer-inputs", "all-tensors")
+SCOPES = ACTIVATION_SCOPES
 # Ops that read only a tensor's shape: quantizing for them changes nothing.
 SHAPE_ONLY = ("Shape", "Size")
 
@@ -56,8 +57,8 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
             for name in dict.fromkeys(wanted) if consumers.get(name)]
 
 
-def float_tensors(model: LoadedModel) -> set[str]:
-    """Names of the top graph's float activation tensors (initializers excluded), from shape inference."""
+def float_tensors(model: LoadedModel) -> dict[str, int]:
+    """The top graph's float activation tensors (initializers excluded) and their types, from shape inference."""
     cached = model._float_tensors
     if cached is None:
         try:
@@ -66,8 +67,9 @@ def float_tensors(model: LoadedModel) -> set[str]:
             inferred = model.proto
         graph = inferred.graph
         initializers = {t.name for t in graph.initializer}
-        cached = {value.name for value in [*graph.input, *graph.value_info, *graph.output]
-                  if value.type.tensor_type.elem_type in FLOAT_TYPES and value.name not in initializers}
-        cached |= {name for layer in model.layers for name in layer.activation_inputs}
+        cached = {name: model.float_type for layer in model.layers for name in layer.activation_inputs}
+        cached.update({value.name: value.type.tensor_type.elem_type
+                       for value in [*graph.input, *graph.value_info, *graph.output]
+                       if value.type.tensor_type.elem_type in FLOAT_TYPES and value.name not in initializers})
         model._float_tensors = cached
     return cached

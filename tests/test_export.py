@@ -199,3 +199,13 @@ def test_inspect_reports_weights_out_of_reach(tmp_path):
     assert report["totals"]["out_of_reach_share"] == pytest.approx(6 * 8 * 4 / report["totals"]["file_bytes"])
     shown = runner.invoke(app, ["inspect", str(path)])
     assert "1 of 2 constant weights qevo cannot quantize" in shown.stdout
+
+
+def test_a_model_qevo_exported_can_be_searched_and_exported_again(tmp_path):
+    """The editor's short names (q0.w, q0.a0.s, 2bit.two ...) must not clash with those already in the model."""
+    x = RNG.standard_normal((16, 3, 6, 6)).astype(np.float32)
+    first = _evaluator(tmp_path, tiny_models.conv_gemm(), {"x": x})
+    once = export_onnx(first, Policy({"conv": LayerChoice("int2", "int8")}), tmp_path / "once.onnx")
+    again = _evaluator(tmp_path, onnx.load(str(once.path)), {"x": x})
+    assert [layer.name for layer in again.model.layers] == ["gemm"]     # conv's weight is stored as integers now
+    _export_matches(again, Policy({"gemm": LayerChoice("int2", "int8")}), tmp_path / "twice.onnx")
