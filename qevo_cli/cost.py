@@ -60,9 +60,9 @@ def scale_count(layer: Layer, granularity: str) -> int:
     shape = layer.weight_shape
     if not shape or layer.params == 0:
         return 0
-    if granularity == "per-tensor":
-        return 1
-    channels = shape[layer.channel_axis if layer.channel_axis is not None else 0]
+    if granularity == "per-tensor" or layer.channel_axis is None or len(shape) < 2:
+        return 1   # a weight without a channel axis is quantized per-tensor, whatever the granularity asked
+    channels = shape[layer.channel_axis]
     if granularity == "per-channel":
         return channels
     # Groups run along everything but the channel axis, flattened (a conv's input channels and kernel

@@ -152,6 +152,8 @@ def test_scale_counts():
     assert scale_count(MATMUL, "per-channel") == 64                  # output axis is 1 for MatMul
     assert scale_count(MATMUL, "per-group-128") == 64 * 8
     assert scale_count(ATTENTION, "per-channel") == 0
+    vector = Layer("v", "Einsum", "gemm", "x", "y", "v.weight", (64,), 64, 64, 64, 1, None, 0)
+    assert scale_count(vector, "per-channel") == scale_count(vector, "per-group-32") == 1   # stored per-tensor
 
 
 def test_asymmetric_weights_store_zero_points_and_floats_store_no_scales():
