@@ -247,7 +247,7 @@ class Search:
                                race_rows, tick=self._tick)
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
-            self._phase("references", 0, 2)
+            self._phase("references", 0, 3 if self.profile.activation_scope == "all-tensors" else 2)
             w8a8 = uniform_policy(self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0]
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
                           self._reference("uniform W8A8", w8a8, measure)]
