@@ -37,19 +37,23 @@ ENTROPY_BINS = 2048
 class ActivationCalibrator:
     """Ranges of the float tensors that feed quantizable layers."""
 
-    def __init__(self, model: LoadedModel, calib: Dataset, session_options: ort.SessionOptions):
+    def __init__(self, model: LoadedModel, calib: Dataset, session_options: ort.SessionOptions,
+                 tensors: list[str] | None = None):
         self.model = model
         self.calib = calib
-        self.tensors = sorted({name for layer in model.layers for name in layer.activation_inputs})
+        self.tensors = tensors if tensors is not None else \
+            sorted({name for layer in model.layers for name in layer.activation_inputs})
         self._options = session_options
         self._session: ort.InferenceSession | None = None
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         self._samples: dict[str, np.ndarray] | None = None
+        self._others: ActivationCalibrator | None = None
+        self._is_others = tensors is not None
 
     def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
         """(rmin, rmax) for `tensor` by `method` ("minmax", "percentile", "entropy", "mse")."""
         if tensor not in self.tensors:
-            self._cover_every_tensor(tensor)
+            return self._other_tensors(tensor).range(tensor, method, bits)
         if method == "mse":
             key = f"mse{bits}"
             if key not in self._ranges:
@@ -60,18 +64,20 @@ class ActivationCalibrator:
             self._ranges[method] = self._cached(method)
         return self._ranges[method][tensor]
 
-    def _cover_every_tensor(self, tensor: str) -> None:
-        """A tensor beyond the layers' inputs (a target that quantizes every tensor): from now on, ranges
-        are collected for every float tensor of the top graph, in one pass per method."""
+    def _other_tensors(self, tensor: str) -> "ActivationCalibrator":
+        """Ranges of the float tensors beyond the layers' inputs (a target that quantizes every tensor), from a
+        pass of their own: collecting them changes no layer input's range. (Exposing every tensor as an output
+        stops onnxruntime fusing Conv and Relu, which moves values in the last bits.)"""
         from .scope import float_tensors
 
         every = float_tensors(self.model)
-        if tensor not in every:
+        if self._is_others or tensor not in every:
             raise QevoError(f"no float activation tensor named {tensor!r} in the model's top graph",
                             path=self.model.path, field="tensors")
-        self.tensors = sorted(set(every) | set(self.tensors))
-        self._session, self._samples = None, None
-        self._ranges.clear()
+        if self._others is None:
+            self._others = ActivationCalibrator(self.model, self.calib, self._options,
+                                                sorted(set(every) - set(self.tensors)))
+        return self._others
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

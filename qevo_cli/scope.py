@@ -3,7 +3,8 @@
 - layer-inputs (a CPU execution provider running QDQ): the inputs of weight layers, and both inputs
   of a MatMul of two activations, each quantized where its layer reads it; float elsewhere.
 - all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
-  top graph that a node reads. A tensor is one group: one Q/DQ pair where it is produced, shared by
+  top graph that a node reads, except one read only by a Relu or Clip, which the runtime folds into
+  the range of its output. A tensor is one group: one Q/DQ pair where it is produced, shared by
   all its consumers, as such a runtime keeps one encoding per tensor (AIMET's quantizer groups,
   onnxruntime's QNN QDQ configuration).
 """
@@ -21,6 +22,9 @@ from .profile_schema import ACTIVATION_SCOPES
 SCOPES = ACTIVATION_SCOPES
 # Ops that read only a tensor's shape: quantizing for them changes nothing.
 SHAPE_ONLY = ("Shape", "Size")
+# Activations a fully quantized runtime folds into the range of the tensor they read (onnxruntime's QNN
+# configuration removes them when activations are asymmetric): that tensor gets no encoding of its own.
+FOLDED_ACTIVATIONS = ("Relu", "Clip")
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,11 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         wanted = [name for layer in model.layers for name in layer.activation_inputs]
     else:
         floats = float_tensors(model)
+        op_types = {node.name: node.op_type for node in graph.node}
+        folded = {name for name, readers in consumers.items()
+                  if len(readers) == 1 and op_types.get(readers[0]) in FOLDED_ACTIVATIONS}
         wanted = [value.name for value in graph.input if value.name in floats]
-        wanted += [name for node in graph.node for name in node.output if name in floats]
+        wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
     return [TensorGroup(name, producers.get(name), tuple(consumers[name]))
             for name in dict.fromkeys(wanted) if consumers.get(name)]
 
