@@ -34,10 +34,20 @@ def _rows_in(db: sqlite3.Connection, columns: str, table: str, keys: list[str]) 
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
+    # Switching a new database to WAL takes an exclusive lock that SQLite's busy timeout does not wait for:
+    # two searches opening one fresh cache at once would see "database is locked". Retry for a while.
+    deadline = time.monotonic() + 60.0
+    while True:
+        connection = sqlite3.connect(str(path), timeout=60.0, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            return connection
+        except sqlite3.OperationalError as err:
+            connection.close()
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class EvaluationCache:
