@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .genome import Allowed
 from .problem import parse_objectives
 
@@ -133,5 +133,5 @@ class SearchConfig:
         except OSError as err:
             raise QevoError(f"cannot read config ({err.strerror})", path=path) from None
         except yaml.YAMLError as err:
-            raise QevoError(f"not valid YAML ({str(err).splitlines()[0]})", path=path) from None
+            raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
         return cls.from_mapping(data, path, overrides)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .model import InputSpec, LoadedModel
 
 LABELS_KEY = "labels"
@@ -83,7 +83,7 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int | None = Non
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise QevoError(f"not a readable .npz file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+        raise QevoError(f"not a readable .npz file ({type(err).__name__}: {first_line(err, '')})",
                         path=path) from None
     labels = arrays.pop(LABELS_KEY, None)
     expected = {spec.name: spec for spec in model.inputs}

@@ -21,3 +21,9 @@ class QevoError(Exception):
             parts.append(field)
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def first_line(err: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message, for one-line reports (default: the exception's type name)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else (type(err).__name__ if default is None else default)

@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from .calibration import ActivationCalibrator
 from .data import Dataset
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .graph_edit import GraphEditor
 from .metrics import Metric
 from .model import LoadedModel
@@ -142,8 +142,8 @@ class Evaluator:
         except Exception as err:  # onnxruntime raises a family of pybind11 error types
             if isinstance(err, QevoError):
                 raise
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise QevoError(f"onnxruntime could not run the model or variant: {first}", path=self.model.path) from None
+            raise QevoError(f"onnxruntime could not run the model or variant: {first_line(err)}",
+                            path=self.model.path) from None
 
 
 def _take(outputs: list, rows: np.ndarray) -> list:

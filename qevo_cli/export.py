@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .evaluate import Evaluator, run_session
 from .files import publish
 from .graph_edit import storable
@@ -74,8 +74,7 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_
     except QevoError:
         raise
     except Exception as err:  # the checker and onnxruntime raise many types; report them in one line
-        raise QevoError(f"export failed: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
-                        path=output) from None
+        raise QevoError(f"export failed: {type(err).__name__}: {first_line(err, '')}", path=output) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return ExportReport(output, measured, expected, simulated, stored, opset, size)

@@ -26,13 +26,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .calibration import ActivationCalibrator
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .graphs import all_initializers, drop_unused, walk_graphs
 from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .scope import SHAPE_ONLY, float_tensors
+from .scope import float_tensors, readers_of
 
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -72,10 +72,6 @@ class GraphEditor:
         self._prefix = _free_prefix(model.proto)
         self._tags = {layer.name: f"{self._prefix}q{i}" for i, layer in enumerate(model.layers)}
         self._tensor_tags: dict[str, str] | None = None
-        graph = model.proto.graph
-        self._mixed = len({t.data_type for t in self._initializers.values() if t.data_type in (FLOAT, FLOAT16)} |
-                          {v.type.tensor_type.elem_type for v in graph.input
-                           if v.type.tensor_type.elem_type in (FLOAT, FLOAT16)}) > 1
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -104,10 +100,10 @@ class GraphEditor:
                     self._store_weight(graphs[graph_i], node, layer, choice, added)
                 else:
                     self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
-        # Subgraphs first: rewriting a graph's node list copies the bodies of its If / Loop nodes, so a
-        # body edited after its parent would be edited in a copy no longer in the model.
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
             self._quantize_tensors(graphs[0], dict(policy.tensors), before.setdefault(0, {}))
+        # Subgraphs first: rewriting a graph's node list copies the bodies of its If / Loop nodes, so a
+        # body edited after its parent would be edited in a copy no longer in the model.
         for graph_i, entries in sorted(before.items(), reverse=True):
             _insert_before(graphs[graph_i], entries)
         drop_unused(model)
@@ -125,9 +121,8 @@ class GraphEditor:
             try:
                 self._converted[opset] = convert_opset(proto, opset)
             except Exception as err:  # the converter raises bare RuntimeErrors from C++
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise QevoError(f"storing these weights needs opset {opset}, and the model could not be converted "
-                                f"from opset {default_opset(proto)} ({first}); choose int8 formats or pass "
+                                f"from opset {default_opset(proto)} ({first_line(err)}); choose int8 formats or pass "
                                 "--allow-simulated", path=self.model.path) from None
         return self._converted[opset]
 
@@ -222,20 +217,14 @@ class GraphEditor:
 
     def _float_type(self, tensor: str) -> int:
         """The tensor's own float type: a half-precision model may keep float32 islands, and the reverse."""
-        if not self._mixed:
+        if not self.model.mixed_float:
             return self.model.float_type
         return float_tensors(self.model).get(tensor, self.model.float_type)
 
     def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict) -> None:
         """One Q/DQ pair per named tensor of the top graph, read by every node that read the tensor
         (a node already rewired to a layer's own Q/DQ keeps it)."""
-        readers: dict[str, list[onnx.NodeProto]] = {}
-        order = {}
-        for index, node in enumerate(graph.node):
-            order[node.name] = index
-            if node.op_type not in SHAPE_ONLY:
-                for name in dict.fromkeys(node.input):
-                    readers.setdefault(name, []).append(node)
+        readers = readers_of(graph)
         for tensor, fmt in sorted(tensors.items()):
             if fmt == "fp32" or not readers.get(tensor):
                 continue
@@ -244,7 +233,7 @@ class GraphEditor:
                 for position, name in enumerate(node.input):
                     if name == tensor:
                         node.input[position] = built.output
-            first = min(readers[tensor], key=lambda node: order[node.name]).name
+            first = readers[tensor][0].name   # readers come in graph order
             before[first] = built.nodes + before.get(first, [])
             graph.initializer.extend(built.initializers)
 

@@ -38,8 +38,7 @@ class Metric:
 
     @property
     def label(self) -> str:
-        """A short name for headers: the built-in's name, or a custom metric's function name."""
-        return self.name.rpartition(":")[2] if ":" in self.name else self.name
+        return short_name(self.name)
 
     def display_unit(self, fp32_score: float) -> str:
         """How drops read: '%' and 'dB' as they are, 'fraction' (shown in points, x100) for a metric
@@ -47,6 +46,11 @@ class Metric:
         if self.unit:
             return self.unit
         return "fraction" if abs(fp32_score) <= 1.0 else ""
+
+
+def short_name(spec: str) -> str:
+    """A metric's name for headers: the built-in's name, or a custom metric's function name (not its path)."""
+    return spec.rpartition(":")[2]
 
 
 def tolerance_in_metric_units(tolerance_percent: float, fp32_score: float) -> float:

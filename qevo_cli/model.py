@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .graphs import FLOAT_TYPES, all_initializers, drop_unused, tensor_bytes, walk_graphs
 from .layers import SHAPED_OPS, Layer, WeightHolder, list_layers, weight_holders
 
@@ -50,6 +50,7 @@ class LoadedModel:
     file_bytes: int                      # size of the normalised model as serialised
     other_bytes: int                     # the file's bytes outside quantizable weights: graph, biases, norms, ...
     float_type: int                      # TensorProto.FLOAT, or FLOAT16 for a half-precision model
+    mixed_float: bool                    # weights or inputs in both float types: each tensor's own type counts
     dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
     _float_tensors: dict[str, int] | None = field(default=None, repr=False, compare=False)  # scope.float_tensors
@@ -111,11 +112,11 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
                      "their input activations stay float")
     serialized = proto.SerializeToString(deterministic=True)
     digest = hashlib.sha256(serialized).hexdigest()
+    float_type, mixed = _float_types(proto)
     return LoadedModel(path=path, proto=proto, layers=layers, inputs=inputs,
                        output_names=[o.name for o in proto.graph.output], digest=digest,
                        file_bytes=len(serialized), other_bytes=_other_bytes(proto, layers, len(serialized)),
-                       float_type=_float_type(proto),
-                       dims=fixed, notes=notes)
+                       float_type=float_type, mixed_float=mixed, dims=fixed, notes=notes)
 
 
 def _other_bytes(proto: onnx.ModelProto, layers: list[Layer], file_bytes: int) -> int:
@@ -124,13 +125,16 @@ def _other_bytes(proto: onnx.ModelProto, layers: list[Layer], file_bytes: int) -
     return file_bytes - sum(sizes.get(name, 0) for name in {layer.weight for layer in layers if layer.weight})
 
 
-def _float_type(proto: onnx.ModelProto) -> int:
-    """The float type most of the model's float weights are stored in."""
+def _float_types(proto: onnx.ModelProto) -> tuple[int, bool]:
+    """The float type most of the model's float weights are stored in, and whether the weights and graph
+    inputs use both float types."""
     totals = {kind: 0 for kind in FLOAT_TYPES}
     for tensor in all_initializers(proto.graph):
         if tensor.data_type in totals:
             totals[tensor.data_type] += tensor_bytes(tensor)
-    return max(totals, key=lambda kind: (totals[kind], kind == onnx.TensorProto.FLOAT))
+    present = {kind for kind, total in totals.items() if total} | \
+        {value.type.tensor_type.elem_type for value in proto.graph.input} & set(FLOAT_TYPES)
+    return max(totals, key=lambda kind: (totals[kind], kind == onnx.TensorProto.FLOAT)), len(present) > 1
 
 
 def _read(path: Path) -> onnx.ModelProto:
@@ -155,8 +159,7 @@ def _read(path: Path) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "invalid model"
-        raise QevoError(f"not a valid ONNX model ({first})", path=path) from None
+        raise QevoError(f"not a valid ONNX model ({first_line(err, 'invalid model')})", path=path) from None
     return proto
 
 
@@ -189,7 +192,7 @@ def _upgrade_opset(proto: onnx.ModelProto, path: Path) -> onnx.ModelProto:
         return convert_opset(proto, TARGET_OPSET)
     except Exception as err:  # the converter raises bare RuntimeErrors from C++
         raise QevoError(f"opset {default_opset(proto)} is below {MIN_OPSET} and could not be converted "
-                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__})", path=path) from None
+                        f"({first_line(err)})", path=path) from None
 
 
 def fold_constants(proto: onnx.ModelProto) -> int:
@@ -259,22 +262,21 @@ def fold_weight_expressions(proto: onnx.ModelProto) -> int:
 def _name_nodes(graph: onnx.GraphProto, originals: dict[str, tuple[str, ...]] | None = None) -> None:
     """Give every node a unique name: layers are addressed by node name. With `originals` (name -> outputs
     of the nodes before a conversion), those nodes keep their names and added nodes take new ones."""
-    nodes = [node for sub, _ in walk_graphs(graph) for node in sub.node]
-    seen: set[str] = set()
-    if originals:
-        for node in nodes:
-            if originals.get(node.name) == tuple(node.output) and node.name not in seen:
-                seen.add(node.name)
-    kept = set(seen)
-    for i, node in enumerate(nodes):
-        if node.name in kept and originals.get(node.name) == tuple(node.output):
-            kept.discard(node.name)   # the original itself: its name is reserved already
-            continue
-        name = node.name or f"{node.op_type}_{i}"
-        while name in seen:
-            name = f"{name}_{i}"
-        node.name = name
-        seen.add(name)
+    originals = originals or {}
+
+    def original(node: onnx.NodeProto) -> bool:
+        return originals.get(node.name) == tuple(node.output)
+
+    seen = {node.name for sub, _ in walk_graphs(graph) for node in sub.node if original(node)}
+    for sub, _ in walk_graphs(graph):
+        for i, node in enumerate(sub.node):
+            if original(node):
+                continue
+            name = node.name or f"{node.op_type}_{i}"
+            while name in seen:
+                name = f"{name}_{i}"
+            node.name = name
+            seen.add(name)
 
 
 _ONNX_TO_NUMPY = {k: np.dtype(v) for k, v in {

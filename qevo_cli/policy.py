@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 
 POLICY_VERSION = 1
 
@@ -209,6 +209,6 @@ class Policy:
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise QevoError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({str(err).splitlines()[0]})",
+            raise QevoError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({first_line(err)})",
                             path=path) from None
         return cls.from_dict(data, path=str(path))

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
-from .errors import QevoError
+from .errors import QevoError, first_line
 from .layers import KINDS, Layer
 from .policy import ACTIVATION_FORMATS, FP32, WEIGHT_FORMATS, LayerChoice, Policy
 from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
@@ -274,7 +274,7 @@ def parse_profile(text: str, path: str | None = None) -> Profile:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problem = getattr(error, "problem", None) or first_line(error)
         raise QevoError(f"not valid YAML{where} ({problem})", path=path) from None
     except (RecursionError, ValueError, OverflowError) as error:
         raise QevoError(f"not valid YAML ({type(error).__name__})", path=path) from None

@@ -45,23 +45,27 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         raise QevoError(f"got {scope!r}, expected one of {', '.join(SCOPES)}", field="activation_scope")
     graph = model.proto.graph
     producers = {name: node.name for node in graph.node for name in node.output}
-    consumers: dict[str, list[str]] = {}
-    for node in graph.node:
-        if node.op_type in SHAPE_ONLY:
-            continue
-        for name in dict.fromkeys(node.input):
-            consumers.setdefault(name, []).append(node.name)
+    consumers = readers_of(graph)
     if scope == "layer-inputs":
         wanted = [name for layer in model.layers for name in layer.activation_inputs]
     else:
         floats = float_tensors(model)
-        op_types = {node.name: node.op_type for node in graph.node}
-        folded = {name for name, readers in consumers.items()
-                  if len(readers) == 1 and op_types.get(readers[0]) in FOLDED_ACTIVATIONS}
+        folded = {name for name, nodes in consumers.items()
+                  if len(nodes) == 1 and nodes[0].op_type in FOLDED_ACTIVATIONS}
         wanted = [value.name for value in graph.input if value.name in floats]
         wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
-    return [TensorGroup(name, producers.get(name), tuple(consumers[name]))
+    return [TensorGroup(name, producers.get(name), tuple(node.name for node in consumers[name]))
             for name in dict.fromkeys(wanted) if consumers.get(name)]
+
+
+def readers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each tensor's values (not only its shape), in graph order."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        if node.op_type not in SHAPE_ONLY:
+            for name in dict.fromkeys(node.input):
+                readers.setdefault(name, []).append(node)
+    return readers
 
 
 def float_tensors(model: LoadedModel) -> dict[str, int]:

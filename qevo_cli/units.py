@@ -1,6 +1,8 @@
 """Objective values in units a person reads at a glance."""
 from __future__ import annotations
 
+from .metrics import short_name
+
 # base unit of each objective as stored in front.json, and the smaller units to fall back to
 _SCALES = {
     "size": ("MB", [(1.0, "MB"), (1e-3, "kB"), (1e-6, "B")]),
@@ -36,5 +38,4 @@ def metric_value(value: float, metric_unit: str = "") -> str:
 
 def metric_label(front: dict) -> str:
     """The metric's short name for headers (older runs stored only its spec)."""
-    name = front.get("metric_label") or front.get("metric", "metric")
-    return name.rpartition(":")[2] if ":" in name else name
+    return short_name(front.get("metric_label") or front.get("metric", "metric"))

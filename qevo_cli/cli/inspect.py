@@ -17,7 +17,7 @@ from ..proxy import ProbeStore, measure_proxy
 from ..scope import activation_groups
 from ..sensitivity import measure_sensitivity
 from ..store import EvaluationCache
-from ..metrics import resolve_metric
+from ..metrics import short_name
 from ..units import human, metric_value
 from ..workspace import open_workspace, parse_dims
 from .common import err, handle_errors, out, print_json
@@ -87,6 +87,7 @@ def inspect(
                 table = measure_sensitivity(evaluator, progress=tick)
                 report["sensitivity"] = {"kind": "full", "metric": workspace.metric.name,
                                          "unit": workspace.metric.unit, "data": str(workspace.data.path),
+                                         "display_unit": workspace.metric.display_unit(table.fp32_score),
                                          **table.to_dict(), "cached": table.from_cache}
             else:
                 report["sensitivity"] = _proxy_report(evaluator, workspace, tick)
@@ -231,15 +232,14 @@ def _render_proxy(sens: dict) -> None:
 
 
 def _render_sensitivity(sens: dict) -> None:
-    display = resolve_metric(sens["metric"]).display_unit(sens["fp32_score"])
+    display = sens["display_unit"]
     scale = abs(sens["fp32_score"]) or 1.0   # colours at 1% and 0.2% of the fp32 metric, whatever its scale
 
     def cell(layer: str, column: str, value: float) -> tuple[str, str]:
         return human("metric", value, display), "red" if value >= 0.01 * scale else \
             "yellow" if value > 0.002 * scale else ""
 
-    label = sens["metric"].rpartition(":")[2] if ":" in sens["metric"] else sens["metric"]
-    _render_layer_grid(f"{label} drop with one layer quantized, the rest fp32 "
+    _render_layer_grid(f"{short_name(sens['metric'])} drop with one layer quantized, the rest fp32 "
                        f"(fp32 {metric_value(sens['fp32_score'], display)}){' [cached]' if sens['cached'] else ''}",
                        sens["columns"], sens["drops"], cell)
 
