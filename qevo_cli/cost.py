@@ -7,7 +7,8 @@ Per layer (the roofline):
     energy    = MACs x energy per MAC (compute path) + bytes moved x energy per byte
 Bytes moved are the weights at their stored bit width (with their scales) plus the input
 and output activations at the layer's activation bit width; an embedding moves only the rows
-it looks up. A model adds up its layers and one per-graph overhead. The size of a model is its
+it looks up. A model adds up its layers and one per-graph overhead; on a target that quantizes
+every tensor, also the bytes the other ops move at each tensor's format. The size of a model is its
 weights as stored plus everything else the file holds (graph, biases, norms), as loaded.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 from .errors import QevoError
 from .layers import KIND_EMBEDDING, Layer
-from .policy import LayerChoice, Policy, group_size
+from .policy import LayerChoice, Policy, activation_bits, group_size
 from .profiles import Profile
 
 SCALE_BITS = 32          # each scale is stored as fp32
@@ -105,6 +106,11 @@ def _activation_node_bytes(fmt: str) -> int:
     return NODE_BYTES["fp16-activation" if fmt == "fp16" else fmt]
 
 
+def tensor_node_bytes(fmt: str) -> int:
+    """What the exported file adds for one tensor quantized where it is produced."""
+    return 0 if fmt == "fp32" else _activation_node_bytes(fmt)
+
+
 def activation_bytes(layer: Layer, choice: LayerChoice) -> int:
     # Dynamic quantization reads and writes float tensors; the range is found at run time.
     bits = 32 if choice.activation == "dynamic-int8" else choice.activation_bits
@@ -141,21 +147,31 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     )
 
 
-def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0) -> ModelCost:
+def glue_bytes(accessed_elements: int, fmt: str, profile: Profile) -> int:
+    """Bytes that ops other than the quantizable layers (adds, concats, norms, pooling) move for one tensor
+    they touch `accessed_elements` times, held in `fmt` on the target."""
+    return -(-accessed_elements * activation_bits(profile.stored_activation(fmt)) // 8)
+
+
+def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0,
+               glue: Mapping[str, int] = {}) -> ModelCost:
     """Totals over the layers at the policy's choices, plus the per-graph overhead.
 
     `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes);
     given it, the size is the exported file's: the nodes each quantized layer adds are counted too.
+    `glue` maps the tensors of a target that quantizes every tensor to the elements the other ops read and
+    write in them; those ops are memory-bound, so they add the bytes they move at the tensor's format.
     """
     costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
     added = 0
     if other_bytes:
         added = sum(node_bytes(layer, policy.choice(layer.name), policy.tensors) for layer in layers)
-        added += sum(_activation_node_bytes(fmt) for fmt in policy.tensors.values() if fmt != "fp32")
+        added += sum(tensor_node_bytes(fmt) for fmt in policy.tensors.values())
+    moved = sum(glue_bytes(elements, policy.tensors.get(name, "fp32"), profile) for name, elements in glue.items())
     return ModelCost(
-        latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s,
-        energy_j=sum(cost.energy_j for cost in costs),
-        bytes=sum(cost.bytes for cost in costs),
+        latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s + moved / profile.bandwidth,
+        energy_j=sum(cost.energy_j for cost in costs) + moved * profile.joules_per_byte,
+        bytes=sum(cost.bytes for cost in costs) + moved,
         weight_bytes=sum(cost.weight_bytes for cost in costs) + other_bytes + added,
         layers=costs,
     )

@@ -4,12 +4,17 @@ Each layer gets the list of choices the user allows and the target offers, sorte
 from the fewest bits to the most, so neighbouring integers are similar choices and
 SBX / polynomial mutation move through them sensibly. A layer with a single choice
 gets no gene.
+
+On a target that quantizes every tensor (scope.py), each activation tensor is a gene of
+its own after the layers' genes, over the formats the target keeps a tensor in. A layer
+whose inputs are such tensors then chooses its weights only: its activation format is
+its input tensor's (the wider one for a MatMul of two activations).
 """
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -17,8 +22,9 @@ import numpy as np
 from .errors import QevoError
 from .layers import Layer
 from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, WEIGHT_FORMATS, LayerChoice,
-                     Policy)
+                     Policy, activation_bits)
 from .profiles import Profile, supported_choices
+from .scope import TensorGroup
 
 
 @dataclass(frozen=True)
@@ -48,41 +54,97 @@ def _order(choice: LayerChoice) -> tuple:
 
 
 @dataclass(frozen=True)
+class TensorGenes:
+    """The activation tensors a target quantizes where they are produced, each with its formats."""
+
+    names: tuple[str, ...] = ()
+    options: tuple[tuple[str, ...], ...] = ()    # per tensor, fewest bits first
+    genes: tuple[int, ...] = ()                  # tensor indices that have a gene
+    reads: tuple[tuple[int, ...], ...] = ()      # per layer, the tensors that are its activation inputs
+    glue: tuple[int, ...] = ()                   # per tensor, elements the other ops read and write in it
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        return dict(zip(self.names, self.glue))
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     layers: tuple[Layer, ...]
     options: tuple[tuple[LayerChoice, ...], ...]   # per layer, fewest bits first
     genes: tuple[int, ...]                          # layer indices that have a gene
     notes: tuple[str, ...] = field(default=())
+    tensors: TensorGenes = field(default_factory=TensorGenes)
 
     @property
     def n_var(self) -> int:
-        return len(self.genes)
+        return len(self.genes) + len(self.tensors.genes)
 
     @property
     def upper(self) -> np.ndarray:
-        return np.array([len(self.options[i]) - 1 for i in self.genes], dtype=int)
+        return np.array([len(self.options[i]) - 1 for i in self.genes] +
+                        [len(self.tensors.options[t]) - 1 for t in self.tensors.genes], dtype=int)
 
     @property
     def size(self) -> int:
         """Number of distinct policies in the space."""
-        return math.prod(len(o) for o in self.options)
+        return math.prod(len(o) for o in self.options) * math.prod(len(o) for o in self.tensors.options)
 
     def decode(self, x: Sequence[int] | np.ndarray) -> Policy:
         picks = [0] * len(self.layers)
         for gene, layer_index in enumerate(self.genes):
             picks[layer_index] = int(np.clip(round(float(x[gene])), 0, len(self.options[layer_index]) - 1))
-        return Policy({layer.name: self.options[i][picks[i]] for i, layer in enumerate(self.layers)})
+        choices = {layer.name: self.options[i][picks[i]] for i, layer in enumerate(self.layers)}
+        tensors = self.tensors
+        if not tensors.names:
+            return Policy(choices)
+        formats = [options[0] for options in tensors.options]
+        for offset, t in enumerate(tensors.genes, start=len(self.genes)):
+            formats[t] = tensors.options[t][int(np.clip(round(float(x[offset])), 0, len(tensors.options[t]) - 1))]
+        for layer, read in zip(self.layers, tensors.reads):
+            if read:
+                widest = max((formats[t] for t in read), key=_tensor_order)
+                choices[layer.name] = replace(choices[layer.name], activation=widest)
+        return Policy(choices, tensors=dict(zip(tensors.names, formats)))
 
     def encode(self, policy: Policy) -> np.ndarray:
         x = np.zeros(self.n_var, dtype=int)
         for gene, layer_index in enumerate(self.genes):
             layer = self.layers[layer_index]
             choice = policy.choice(layer.name)
+            options = self.options[layer_index]
+            if self.tensors.reads and self.tensors.reads[layer_index]:   # the activation is the tensors' gene
+                choice = replace(choice, activation=options[0].activation, calibration=options[0].calibration)
             try:
-                x[gene] = self.options[layer_index].index(choice)
+                x[gene] = options.index(choice)
             except ValueError:
                 raise QevoError(f"layer {layer.name!r}: {choice.short()} is not in the search space") from None
+        tensors = self.tensors
+        for offset, t in enumerate(tensors.genes, start=len(self.genes)):
+            fmt = policy.tensors.get(tensors.names[t], "fp32")
+            if fmt not in tensors.options[t]:
+                raise QevoError(f"tensor {tensors.names[t]!r}: {fmt} is not in the search space")
+            x[offset] = tensors.options[t].index(fmt)
         return x
+
+    def tensor_row(self, fmt: str) -> list[int]:
+        """The tensor genes' part of a row with every tensor at the offered format nearest `fmt`."""
+        return [self.tensors.options[t].index(_nearest_format(self.tensors.options[t], fmt))
+                for t in self.tensors.genes]
+
+    def with_tensors_at(self, policy: Policy, fmt: str) -> Policy:
+        """`policy` with every tensor at the offered format nearest `fmt`, and the layers that read them
+        at that format."""
+        tensors = self.tensors
+        if not tensors.names:
+            return policy
+        formats = [_nearest_format(options, fmt) for options in tensors.options]
+        choices = dict(policy.layers)
+        for layer, read in zip(self.layers, tensors.reads):
+            if read:
+                choices[layer.name] = replace(policy.choice(layer.name),
+                                              activation=max((formats[t] for t in read), key=_tensor_order))
+        return Policy(choices, tensors=dict(zip(tensors.names, formats)))
 
     def nearest(self, layer_index: int, weight: str, activation: str) -> int:
         """Index of the option closest to (weight, activation) for one layer."""
@@ -94,23 +156,52 @@ class SearchSpace:
                                                        options[i].activation != activation))
 
 
-def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed) -> SearchSpace:
-    options, notes = [], []
+def _tensor_order(fmt: str) -> tuple[int, bool]:
+    return activation_bits(fmt), fmt.startswith("fp")
+
+
+def _nearest_format(options: Sequence[str], fmt: str) -> str:
+    return min(options, key=lambda o: (abs(activation_bits(o) - activation_bits(fmt)), o != fmt))
+
+
+def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
+                groups: Sequence[TensorGroup] = ()) -> SearchSpace:
+    """The space of `layers` on `profile`; `groups` are the tensors a target that quantizes every tensor
+    holds (scope.activation_groups), each a gene of its own."""
+    formats = tuple(profile.tensor_formats(allowed.activation_formats)) if groups else ()
+    notes = []
+    if groups and not formats:
+        notes.append(f"{profile.name} keeps tensors in none of the allowed activation formats "
+                     f"({', '.join(allowed.activation_formats)}); tensors beyond the layers' inputs stay float")
+        groups = ()
+    index = {group.tensor: t for t, group in enumerate(groups)}
+    options, reads = [], []
     for layer in layers:
+        read = () if layer.weight_only or layer.subgraph or not all(name in index for name in layer.activation_inputs) \
+            else tuple(index[name] for name in layer.activation_inputs)
+        reads.append(read)
         weights = allowed.weight_formats if layer.weight is not None else ("fp32",)
-        activations = ("fp32",) if layer.weight_only else allowed.activation_formats
+        activations = ("fp32",) if layer.weight_only else formats[:1] if read else allowed.activation_formats
         candidates = []
         for weight, activation, granularity, calibration in itertools.product(
                 weights, activations, allowed.granularities, allowed.calibrations):
-            static = activation in ("int8", "int16")
+            static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
                                           calibration=calibration if static else "minmax"))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
+        if read:   # the weights must run with every format its input tensor may take
+            offered = [c for c in offered
+                       if all(profile.offers(layer, replace(c, activation=f)) for f in formats)]
         if not offered:
             offered = [FP32]
             notes.append(f"{layer.name}: {profile.name} offers none of the allowed formats for this layer; kept fp32")
         options.append(tuple(offered))
     genes = tuple(i for i, opts in enumerate(options) if len(opts) > 1)
-    return SearchSpace(tuple(layers), tuple(options), genes, tuple(notes))
+    tensors = TensorGenes()
+    if groups:
+        tensors = TensorGenes(tuple(group.tensor for group in groups), tuple(formats for _ in groups),
+                              tuple(range(len(groups))) if len(formats) > 1 else (), tuple(reads),
+                              tuple(group.elements * group.glue_accesses for group in groups))
+    return SearchSpace(tuple(layers), tuple(options), genes, tuple(notes), tensors)

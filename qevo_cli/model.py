@@ -53,6 +53,7 @@ class LoadedModel:
     mixed_float: bool                    # weights or inputs in both float types: each tensor's own type counts
     dims: dict[str, int]                 # dynamic dims fixed for counting (user's or assumed 1)
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)  # static shapes at the fixed dims
     _float_tensors: dict[str, int] | None = field(default=None, repr=False, compare=False)  # scope.float_tensors
 
     @property
@@ -116,7 +117,7 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
     return LoadedModel(path=path, proto=proto, layers=layers, inputs=inputs,
                        output_names=[o.name for o in proto.graph.output], digest=digest,
                        file_bytes=len(serialized), other_bytes=_other_bytes(proto, layers, len(serialized)),
-                       float_type=float_type, mixed_float=mixed, dims=fixed, notes=notes)
+                       float_type=float_type, mixed_float=mixed, dims=fixed, notes=notes, shapes=shapes)
 
 
 def _other_bytes(proto: onnx.ModelProto, layers: list[Layer], file_bytes: int) -> int:
@@ -331,7 +332,8 @@ def _concrete_inputs(inputs: list[InputSpec], dims: dict[str, int]) -> dict[str,
 
 
 def _tensor_shapes(proto: onnx.ModelProto, inputs: list[InputSpec], dims: dict[str, int]) -> dict[str, tuple[int, ...]]:
-    """Static shapes of every tensor the quantizable layers touch, at the fixed dims.
+    """Static shapes at the fixed dims: every tensor the quantizable layers touch, and every other one
+    shape inference reaches.
 
     ONNX shape inference first; where it leaves a shape unknown (data-dependent
     reshapes), one onnxruntime run on zeros fills it in.

@@ -151,14 +151,20 @@ class Policy:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def summary(self) -> str:
-        """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f')."""
+        """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f'). With tensors quantized
+        where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'."""
         counts: dict[str, int] = {}
+        def count(tag: str) -> None:
+            counts[tag] = counts.get(tag, 0) + 1
+
         for choice in self.layers.values():
-            for tag in (f"W{choice.weight_bits}" + ("" if choice.weight_is_int else "f"),
-                        f"A{choice.activation_bits}" + ("" if choice.activation.startswith(("int", "dyn")) else "f")):
-                counts[tag] = counts.get(tag, 0) + 1
+            count(f"W{choice.weight_bits}" + ("" if choice.weight_is_int else "f"))
+            if not self.tensors:
+                count(f"A{choice.activation_bits}" + ("" if choice.activation.startswith(("int", "dyn")) else "f"))
+        for fmt in self.tensors.values():
+            count(f"T{activation_bits(fmt)}" + ("" if fmt.startswith("int") else "f"))
         def order(tag: str) -> tuple:
-            return (tag[0] != "W", int(tag[1:].rstrip("f")), tag)
+            return ("WAT".index(tag[0]), int(tag[1:].rstrip("f")), tag)
 
         return " ".join(f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order))
 

@@ -57,9 +57,10 @@ class Costing:
                  objectives: tuple[str, ...], budgets: dict[str, float]):
         self.space, self.profile, self.other_bytes = space, profile, other_bytes
         self.fp32_metric, self.objectives, self.budgets = fp32_metric, objectives, budgets
+        self.glue = space.tensors.traffic
 
     def values(self, policy: Policy, metric: float) -> dict[str, float]:
-        cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes)
+        cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes, glue=self.glue)
         return {"metric": self.fp32_metric - metric, "size": cost.weight_bytes / 1e6,
                 "latency": cost.latency_s * 1e3, "energy": cost.energy_j * 1e3}
 

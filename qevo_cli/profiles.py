@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from .errors import QevoError, first_line
 from .layers import KINDS, Layer
-from .policy import ACTIVATION_FORMATS, FP32, WEIGHT_FORMATS, LayerChoice, Policy
+from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, activation_bits
 from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
                              dump_yaml)
 
@@ -111,6 +111,18 @@ class Profile:
         pairs = self.offered_pairs()
         return ([w for w in WEIGHT_FORMATS if any(p[0] == w for p in pairs)],
                 [a for a in ACTIVATION_FORMATS if any(p[1] == a for p in pairs)])
+
+    def tensor_formats(self, allowed: Iterable[str]) -> list[str]:
+        """Of the `allowed` activation formats, those this target keeps a whole tensor in: static formats it
+        runs natively (a format it falls back from is the same tensor as its fallback), fewest bits first."""
+        offered = self.offered_formats()[1]
+        kept = [f for f in allowed if f in TENSOR_FORMATS and f in offered
+                and f not in self.spec.fallback.activation]
+        return sorted(kept, key=lambda f: (activation_bits(f), f.startswith("fp")))
+
+    def stored_activation(self, fmt: str) -> str:
+        """The format an activation in `fmt` is held in on this target (fp32 is fp16 on a target without fp32)."""
+        return _follow(self.spec.fallback.activation, fmt)
 
     def run_label(self, weight: str, activation: str) -> str | None:
         run = self._runs[(weight, activation)]

@@ -14,6 +14,10 @@ is hours. The proxy measures much less and predicts the rest:
 3. Refinement. With time left, the weight formats below the probe (int2, int3) are probed directly, since at
    so few levels distortion no longer grows in step with the noise; measured values replace predicted ones.
 
+On a target that quantizes every tensor, each activation tensor is probed alone at int8 instead of the layers'
+inputs (a layer reading such a tensor takes its activation format from it), and predicted for its other
+formats by the same step-size rule.
+
 Every probe is stored as soon as it is measured (in the shared evaluation cache and, during a search, in the
 run's own store), so an interrupted search or a second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
 probed ones, and the table says it is incomplete.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -36,6 +40,7 @@ PROXY_VERSION = 1
 WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
 ACTIVATION_PROBE = "int8"
 MIN_SUBSET, MAX_SUBSET = 8, 32
+TENSOR_REFINE_ABOVE = 1e-3  # int8 distortion beyond which a tensor's other formats are probed, not predicted
 WORST = 1e6                 # distortion of a variant whose outputs are not finite
 FP16_RELATIVE_NOISE = (2.0 ** -11) ** 2 / 3.0   # round-to-nearest fp16: uniform error of half an ulp
 
@@ -84,6 +89,8 @@ class ProxyTable:
     probes: int = 0                        # probes measured by this call (the rest came from the cache)
     seconds: float = 0.0
     complete: bool = True
+    tensor_gain: dict[str, float] = field(default_factory=dict)   # tensor -> distortion per unit of noise
+    covered: frozenset = frozenset()       # layers whose activations are tensors' (costed there, not here)
     _noise: dict = field(default_factory=dict, repr=False)
     _weights: dict = field(default_factory=dict, repr=False)
 
@@ -98,11 +105,18 @@ class ProxyTable:
             else:
                 weight_part = self.weight_gain.get(layer.name, 0.0) * self._weight_noise(layer, choice)
         activation_part = 0.0
-        if not layer.weight_only and choice.activation != "fp32":
+        if not layer.weight_only and choice.activation != "fp32" and layer.name not in self.covered:
             column = f"A:{choice.activation}"
             activation_part = measured[column] if column in measured else \
                 self.activation_gain.get(layer.name, 0.0) * activation_noise(choice.activation)
         return weight_part + activation_part
+
+    def tensor_cost(self, tensor: str, fmt: str) -> float:
+        """Predicted distortion of one activation tensor alone at `fmt`."""
+        measured = self.measured.get(f"T:{tensor}", {})
+        if f"A:{fmt}" in measured:
+            return measured[f"A:{fmt}"]
+        return self.tensor_gain.get(tensor, 0.0) * activation_noise(fmt)
 
     def _weight_noise(self, layer: Layer, choice: LayerChoice) -> float:
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
@@ -168,9 +182,14 @@ def default_subset(size: int) -> int:
 def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2", "int4", "int8"),
                   activation_formats: Sequence[str] = ("int8",), store: ProbeStore | None = None,
                   deadline: float | None = None, subset: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> ProxyTable:
-    """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), then at the weight formats
-    below the probe, while time allows. `deadline` is a time.perf_counter() value."""
+                  progress: Callable[[int, int], None] | None = None,
+                  tensors: Sequence[str] = (), covered: Collection[str] = (),
+                  tensor_formats: Sequence[str] = ()) -> ProxyTable:
+    """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), every one of `tensors`
+    (a target's activation tensors, at ACTIVATION_PROBE), then the weight formats below the probe, while time
+    allows. The activations of `covered` layers are their input tensors' and get no probe of their own;
+    `tensor_formats` are the formats the tensors may take.
+    `deadline` is a time.perf_counter() value."""
     started = time.perf_counter()
     store = store or ProbeStore()
     model = evaluator.model
@@ -185,39 +204,61 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
     data = evaluator.data.subset(subset)
     reference = evaluator.outputs(Policy({}), data)
 
-    plan: list[tuple[Layer, str]] = []
+    covered = frozenset(covered)
+    first: list[tuple[Layer | str, str]] = []
     for layer in layers:
         if weight_probe and layer.weight is not None:
-            plan.append((layer, f"W:{weight_probe}"))
-        if act_probe and not layer.weight_only:
-            plan.append((layer, f"A:{act_probe}"))
+            first.append((layer, f"W:{weight_probe}"))
+        if act_probe and not layer.weight_only and layer.name not in covered:
+            first.append((layer, f"A:{act_probe}"))
+    first.extend((tensor, f"A:{ACTIVATION_PROBE}") for tensor in tensors)
     # then the formats below the probe, where distortion stops growing smoothly with noise
-    for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),
-                      key=weight_bits):
-        plan.extend((layer, f"W:{fmt}") for layer in layers if layer.weight is not None)
+    last = [(layer, f"W:{fmt}")
+            for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),
+                              key=weight_bits)
+            for layer in layers if layer.weight is not None]
 
     measured: dict[str, dict[str, float]] = {layer.name: {} for layer in layers}
-    probes, complete = 0, True
+    measured.update({f"T:{tensor}": {} for tensor in tensors})
+    counts = {"probes": 0, "done": 0, "total": len(first) + len(last)}
     prefix = f"proxy/v{PROXY_VERSION}/rows{data.size}/"
-    for done, (layer, column) in enumerate(plan, start=1):
-        key = prefix + f"{layer.name}/{column}"
-        found = store.get(key)
-        if found is None:
-            if deadline is not None and time.perf_counter() >= deadline:
-                complete = False
-                break
-            start = time.perf_counter()
-            value = output_distortion(evaluator.outputs(Policy({layer.name: _probe_choice(column)}), data), reference)
-            store.put(key, value, time.perf_counter() - start)
-            probes += 1
-        else:
-            value = found[0]
-        measured[layer.name][column] = value
-        if progress:
-            progress(done, len(plan))
+
+    def run(plan) -> bool:
+        """Measure (or find) each probe of `plan`; False when the deadline stopped it."""
+        for what, column in plan:
+            if isinstance(what, Layer):
+                row, probe = what.name, Policy({what.name: _probe_choice(column)})
+            else:   # an activation tensor
+                row, probe = f"T:{what}", Policy({}, tensors={what: column[2:]})
+            key = prefix + f"{row}/{column}"
+            found = store.get(key)
+            if found is None:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return False
+                start = time.perf_counter()
+                value = output_distortion(evaluator.outputs(probe, data), reference)
+                store.put(key, value, time.perf_counter() - start)
+                counts["probes"] += 1
+            else:
+                value = found[0]
+            measured[row][column] = value
+            counts["done"] += 1
+            if progress:
+                progress(counts["done"], counts["total"])
+        return True
+
+    complete = run(first)
+    if complete:
+        # A tensor that int8 already distorts far (a norm's variance rounding to zero, a huge range) is measured at
+        # its other formats too: there the step-size rule is no longer safe to extrapolate with.
+        again = [(tensor, f"A:{fmt}") for tensor in tensors for fmt in tensor_formats if fmt != ACTIVATION_PROBE
+                 and measured[f"T:{tensor}"].get(f"A:{ACTIVATION_PROBE}", 0.0) > TENSOR_REFINE_ABOVE]
+        counts["total"] += len(again)
+        complete = run(again) and run(last)
+    probes = counts["probes"]
 
     weights = {layer.name: _weight_array(evaluator, layer) for layer in layers if layer.weight is not None}
-    table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, _weights=weights)
+    table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, covered=covered, _weights=weights)
     for layer in layers:
         row = measured[layer.name]
         if weight_probe and f"W:{weight_probe}" in row:
@@ -225,20 +266,25 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
             table.weight_gain[layer.name] = row[f"W:{weight_probe}"] / max(noise, 1e-30)
         if act_probe and f"A:{act_probe}" in row:
             table.activation_gain[layer.name] = row[f"A:{act_probe}"] / activation_noise(act_probe)
-    _fill_missing(table, layers)
+    for tensor in tensors:
+        probe = measured[f"T:{tensor}"].get(f"A:{ACTIVATION_PROBE}")
+        if probe is not None:
+            table.tensor_gain[tensor] = probe / activation_noise(ACTIVATION_PROBE)
+    _fill_missing(table, layers, tensors)
     table.seconds = time.perf_counter() - started
     return table
 
 
-def _fill_missing(table: ProxyTable, layers: Sequence[Layer]) -> None:
-    """Layers the deadline left unprobed take the median gain of the probed ones (0, no ranking, when no layer
-    was probed on that side)."""
-    for gains, applies in ((table.weight_gain, lambda l: l.weight is not None),
-                           (table.activation_gain, lambda l: not l.weight_only)):
+def _fill_missing(table: ProxyTable, layers: Sequence[Layer], tensors: Sequence[str]) -> None:
+    """Layers and tensors the deadline left unprobed take the median gain of the probed ones (0, no ranking,
+    when none was probed on that side)."""
+    for gains, names in ((table.weight_gain, [l.name for l in layers if l.weight is not None]),
+                         (table.activation_gain, [l.name for l in layers
+                                                  if not l.weight_only and l.name not in table.covered]),
+                         (table.tensor_gain, list(tensors))):
         median = float(np.median(list(gains.values()))) if gains else 0.0
-        for layer in layers:
-            if applies(layer) and layer.name not in gains:
-                gains[layer.name] = median
+        for name in names:
+            gains.setdefault(name, median)
 
 
 def _weight_array(evaluator: Evaluator, layer: Layer) -> np.ndarray:

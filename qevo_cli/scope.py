@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import onnx
 
 from .errors import QevoError
-from .graphs import FLOAT_TYPES
+from .graphs import FLOAT_TYPES, numel
 from .model import LoadedModel
 from .profile_schema import ACTIVATION_SCOPES
 
@@ -34,9 +34,13 @@ class TensorGroup:
     tensor: str
     producer: str | None          # node that writes it, None for a graph input
     consumers: tuple[str, ...]
+    elements: int = 0             # per inference at the fixed dims (0 when no static shape is known)
+    glue_accesses: int = 0        # writes and reads by nodes that are not quantizable layers (whose traffic
+                                  # the layers' own cost leaves out)
 
     def to_dict(self) -> dict:
-        return {"tensor": self.tensor, "producer": self.producer, "consumers": list(self.consumers)}
+        return {"tensor": self.tensor, "producer": self.producer, "consumers": list(self.consumers),
+                "elements": self.elements}
 
 
 def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
@@ -54,8 +58,18 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
                   if len(nodes) == 1 and nodes[0].op_type in FOLDED_ACTIVATIONS}
         wanted = [value.name for value in graph.input if value.name in floats]
         wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
-    return [TensorGroup(name, producers.get(name), tuple(node.name for node in consumers[name]))
-            for name in dict.fromkeys(wanted) if consumers.get(name)]
+    layer_nodes = {layer.node_name for layer in model.layers if not layer.subgraph}
+    groups = []
+    for name in dict.fromkeys(wanted):
+        readers = consumers.get(name)
+        if not readers:
+            continue
+        producer = producers.get(name)
+        glue = sum(node.name not in layer_nodes for node in readers)
+        glue += producer is not None and producer not in layer_nodes
+        groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
+                                  numel(model.shapes.get(name)), glue))
+    return groups
 
 
 def readers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:

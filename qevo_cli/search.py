@@ -47,7 +47,6 @@ from .scope import activation_groups
 from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .store import EvaluationCache, RunStore
-from .units import metric_value
 
 FRONT_VERSION = 1
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
@@ -133,7 +132,8 @@ class Search:
         self.profile = load_profile(config.target)
         self.evaluator = self.spec.evaluator()
         model = self.evaluator.model
-        self.space: SearchSpace = build_space(model.layers, self.profile, config.allowed())
+        groups = activation_groups(model, "all-tensors") if self.profile.activation_scope == "all-tensors" else ()
+        self.space: SearchSpace = build_space(model.layers, self.profile, config.allowed(), groups)
         if self.space.n_var == 0:
             raise QevoError("nothing to search: every layer has a single allowed choice on this target "
                             "(allow more formats with --weight-formats / --act-formats)", field="target")
@@ -145,6 +145,10 @@ class Search:
         self.costing = Costing(self.space, self.profile, model.other_bytes, self.evaluator.fp32_score,
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
+        if self.space.tensors.genes:
+            self.notes.append(f"{self.profile.name} quantizes every tensor of the graph: its "
+                              f"{len(self.space.tensors.names)} activation tensors are genes of their own "
+                              f"({', '.join(self.space.tensors.options[0])}); qevo inspect --target lists them")
         self._membership: dict[str, bool] = {}
         self._evaluated: list[dict[str, Any]] = []
         if not resume:
@@ -166,19 +170,11 @@ class Search:
         scored = measure([policy])[0]
         return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
 
-    def _every_tensor_reference(self, w8a8: Policy, layer_inputs: dict[str, Any], measure: Measurer) -> dict:
-        """Uniform W8A8 with every tensor quantized, as the target runs it, and a note on what the search
-        simulates, since its tensor formats are not searched yet."""
-        tensors = {group.tensor: "int8" for group in activation_groups(self.evaluator.model, "all-tensors")}
-        reference = self._reference("uniform W8A8, every tensor", w8a8.with_tensors(tensors), measure)
-        metric = self.evaluator.metric
-        unit = metric.display_unit(self.evaluator.fp32_score)
-        self.notes.append(f"{self.profile.name} quantizes every tensor of the graph ({len(tensors)} here); this "
-                          f"search simulates the layers' inputs only, so its metrics can be optimistic: uniform "
-                          f"W8A8 measures {metric_value(reference['metric'], unit)} {metric.label} with every tensor "
-                          f"quantized against {metric_value(layer_inputs['metric'], unit)} with layer inputs only "
-                          "(a policy's `tensors` key measures the rest; qevo inspect --target lists them)")
-        return reference
+    def _uniform_w8a8(self) -> Policy:
+        """int8 weights and activations where the target offers them; on a target that quantizes every
+        tensor, every tensor at int8 (or its nearest offered format)."""
+        policy = uniform_policy(self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0]
+        return self.space.with_tensors_at(policy, "int8")
 
     def _sampling(self) -> np.ndarray:
         if self.space.size <= self.config.pop:   # small enough to measure every policy
@@ -186,27 +182,43 @@ class Search:
             return np.stack([g.reshape(-1) for g in grids], axis=1).astype(int)
         table = self._proxy()
         self._phase("seeding", 0, 1)
-        score = (lambda i, k: table.cost(self.space.layers[i], self.space.options[i][k])) if table else None
+        score = self._gene_score(table) if table else None
         axis = next((o for o in self.config.objectives if o != "metric"), "size")
         limits = {k: v for k, v in self.config.budgets().items() if k != "metric"}
         deadline = self.started + SEEDING_SHARE * self.config.time_limit if self.config.time_limit else None
         return initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis, limits,
                                   deadline)
 
+    def _gene_score(self, table) -> Callable[[int, int], float]:
+        """Predicted distortion of gene `g` at option `k`, from the proxy."""
+        space, layer_genes = self.space, len(self.space.genes)
+
+        def score(g: int, k: int) -> float:
+            if g < layer_genes:
+                i = space.genes[g]
+                return table.cost(space.layers[i], space.options[i][k])
+            t = space.tensors.genes[g - layer_genes]
+            return table.tensor_cost(space.tensors.names[t], space.tensors.options[t][k])
+        return score
+
     def _proxy(self):
         """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""
         config = self.config
         weights, activations = probed_formats(config.weight_formats, config.act_formats)
-        if not weights and not activations:
+        tensors = self.space.tensors
+        probed = [tensors.names[t] for t in tensors.genes]
+        if not weights and not activations and not probed:
             return None
         deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
+        covered = [layer.name for layer, read in zip(self.space.layers, tensors.reads) if read]
         table = measure_proxy(self.evaluator, weights, activations, store=ProbeStore(self.store, self.cache),
-                              deadline=deadline,
+                              deadline=deadline, tensors=probed, covered=covered,
+                              tensor_formats=tensors.options[0] if tensors.names else (),
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
         if not table.complete:
-            self.notes.append("the sensitivity proxy was cut short by the time limit; unprobed layers use the "
-                              "median sensitivity of the probed ones")
+            self.notes.append("the sensitivity proxy was cut short by the time limit; unprobed layers and tensors "
+                              "use the median sensitivity of the probed ones")
         return table
 
     def _tick(self, done: int, total: int) -> None:
@@ -247,12 +259,9 @@ class Search:
                                race_rows, tick=self._tick)
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
-            self._phase("references", 0, 3 if self.profile.activation_scope == "all-tensors" else 2)
-            w8a8 = uniform_policy(self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0]
+            self._phase("references", 0, 2)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
-                          self._reference("uniform W8A8", w8a8, measure)]
-            if self.profile.activation_scope == "all-tensors":
-                references.append(self._every_tensor_reference(w8a8, references[1], measure))
+                          self._reference("uniform W8A8", self._uniform_w8a8(), measure)]
             fp32_values = references[0]["objectives"]
             self.hypervolume = HypervolumeScale(config.objectives, fp32_values, self.evaluator.fp32_score)
             if algorithm is None:

@@ -14,20 +14,24 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
-from .cost import layer_cost
+from .cost import glue_bytes, layer_cost, tensor_node_bytes
 from .genome import SearchSpace
 from .profiles import Profile
 
 ILP_BUDGETS = 240
+# A distortion of 1 is an output as far from the reference as all zeros: beyond it a choice is simply
+# unusable, and a larger number (a probe that made the output infinite) must not drown every other ranking.
+SCORE_CAP = 1.0
 ILP_SHARE = 2   # the first generation measures up to this many populations' worth of ILP solutions
 COST_AXES = {"size": "weight_bytes", "latency": "latency_s", "energy": "energy_j"}
 UNITS = {"size": 1e-6, "latency": 1e3, "energy": 1e3}   # bytes -> MB, s -> ms, J -> mJ, as the objectives
 
-LayerScore = Callable[[int, int], float]   # (layer index, option index) -> predicted distortion
+GeneScore = Callable[[int, int], float]   # (gene, option index) -> predicted distortion
 
 
 def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
@@ -35,17 +39,41 @@ def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
     activations = {c.activation for options in space.options for c in options}
     fewest = min(activations, key=lambda a: (0 if a.startswith("int") else 1, a)) if activations else "int8"
     weights = sorted({c.weight for options in space.options for c in options})
-    return [np.array([space.nearest(i, weight, fewest) for i in space.genes], dtype=int) for weight in weights]
+    tensors = space.tensor_row(fewest)
+    return [np.array([space.nearest(i, weight, fewest) for i in space.genes] + tensors, dtype=int)
+            for weight in weights]
 
 
 def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.ndarray]:
-    """Per gene, the cost of each option along one objective axis, in the objective's own unit."""
+    """Per gene, the cost of each option along one objective axis, in the objective's own unit. A tensor's
+    cost holds what the other ops move in it and what the layers reading it pay beyond its cheapest format
+    (their weights at the richest option), so the costs of genes add up."""
     field, scale = COST_AXES[axis], UNITS[axis]
-    return [np.array([getattr(layer_cost(space.layers[i], option, profile), field) * scale
-                      for option in space.options[i]]) for i in space.genes]
+    costs = [np.array([getattr(layer_cost(space.layers[i], option, profile), field) * scale
+                       for option in space.options[i]]) for i in space.genes]
+    tensors = space.tensors
+    readers: dict[int, list[int]] = {}
+    for i, read in enumerate(tensors.reads):
+        for t in read:
+            readers.setdefault(t, []).append(i)
+    for t in tensors.genes:
+        row = []
+        for fmt in tensors.options[t]:
+            if axis == "size":
+                value = tensor_node_bytes(fmt)
+            else:
+                moved = glue_bytes(tensors.glue[t], fmt, profile)
+                value = moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
+                for i in readers.get(t, ()):
+                    richest = space.options[i][-1]
+                    value += getattr(layer_cost(space.layers[i], replace(richest, activation=fmt), profile), field) \
+                        - getattr(layer_cost(space.layers[i], richest, profile), field)
+            row.append(value * scale)
+        costs.append(np.array(row))
+    return costs
 
 
-def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str = "size",
+def ilp_sweep(space: SearchSpace, score: GeneScore, profile: Profile, axis: str = "size",
               limits: dict[str, float] | None = None, budgets: int = ILP_BUDGETS,
               deadline: float | None = None) -> list[np.ndarray]:
     """Distinct policies minimising the summed proxy under `budgets` evenly spaced limits on `axis`
@@ -55,12 +83,13 @@ def ilp_sweep(space: SearchSpace, score: LayerScore, profile: Profile, axis: str
     spans the range; the rows come back ordered along `axis`."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    if not space.genes:
+    if not space.n_var:
         return []
-    sizes = [len(space.options[i]) for i in space.genes]
+    sizes = [int(u) + 1 for u in space.upper]
     n = sum(sizes)
     starts = np.cumsum([0, *sizes[:-1]])
-    objective = np.concatenate([[max(score(i, k), 0.0) for k in range(len(space.options[i]))] for i in space.genes])
+    objective = np.concatenate([[min(max(score(gene, k), 0.0), SCORE_CAP) for k in range(size)]
+                                for gene, size in enumerate(sizes)])
     objective = objective / max(float(objective.max()), 1e-30) + 1e-9   # scaled; ties broken toward fewer bits
     one_each = np.zeros((len(sizes), n))
     for gene, (start, size) in enumerate(zip(starts, sizes)):
@@ -113,30 +142,35 @@ def _silent_solver():
 
 
 def _fixed(space: SearchSpace, profile: Profile, axis: str) -> float:
-    """Cost of the layers without a gene (a single option each)."""
+    """Cost of the layers and tensors without a gene (a single option each)."""
     field, scale = COST_AXES[axis], UNITS[axis]
     graph = profile.per_graph_s * scale if axis == "latency" else 0.0
-    return graph + sum(getattr(layer_cost(space.layers[i], space.options[i][0], profile), field) * scale
-               for i in range(len(space.layers)) if i not in space.genes)
+    tensors = space.tensors
+    fixed_tensors = [t for t in range(len(tensors.names)) if t not in tensors.genes]
+    if axis == "size":
+        glue = sum(tensor_node_bytes(tensors.options[t][0]) for t in fixed_tensors)
+    else:
+        moved = sum(glue_bytes(tensors.glue[t], tensors.options[t][0], profile) for t in fixed_tensors)
+        glue = moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
+    return graph + glue * scale + sum(getattr(layer_cost(space.layers[i], space.options[i][0], profile), field) * scale
+                                      for i in range(len(space.layers)) if i not in space.genes)
 
 
-def greedy_path(space: SearchSpace, score: LayerScore | None, profile: Profile, steps: int) -> list[np.ndarray]:
+def greedy_path(space: SearchSpace, score: GeneScore | None, profile: Profile, steps: int) -> list[np.ndarray]:
     """Up to `steps` policies from the greedy path, evenly spaced along it."""
-    if score is None or not space.genes:
+    if score is None or not space.n_var:
         return []
-    current = space.upper.copy()   # the richest option of every layer
+    sizes = [costs / UNITS["size"] for costs in option_costs(space, profile, "size")]   # bytes
+    current = space.upper.copy()   # the richest option of every gene
     path = [current.copy()]
     while True:
         best, best_score = None, np.inf
-        for gene, layer_index in enumerate(space.genes):
+        for gene in range(space.n_var):
             if current[gene] == 0:
                 continue
-            layer = space.layers[layer_index]
-            options = space.options[layer_index]
-            now, lower = options[current[gene]], options[current[gene] - 1]
-            saved = (layer_cost(layer, now, profile).weight_bytes - layer_cost(layer, lower, profile).weight_bytes
-                     + 1e-3)  # activation-only steps save no bytes but may save time: keep them last
-            added = score(layer_index, current[gene] - 1) - score(layer_index, current[gene])
+            # activation-only steps save no bytes but may save time: keep them last
+            saved = sizes[gene][current[gene]] - sizes[gene][current[gene] - 1] + 1e-3
+            added = min(score(gene, current[gene] - 1), SCORE_CAP) - min(score(gene, current[gene]), SCORE_CAP)
             value = max(added, 0.0) / saved + (1.0 if saved < 1 else 0.0)
             if value < best_score:
                 best, best_score = gene, value
@@ -169,7 +203,7 @@ def coarse_to_fine(rows: list[np.ndarray]) -> list[np.ndarray]:
     return [rows[i] for i in order]
 
 
-def initial_population(space: SearchSpace, pop_size: int, score: LayerScore | None, profile: Profile,
+def initial_population(space: SearchSpace, pop_size: int, score: GeneScore | None, profile: Profile,
                        seed: int, axis: str = "size", limits: dict[str, float] | None = None,
                        deadline: float | None = None) -> np.ndarray:
     """Distinct rows to measure first: every distinct ILP solution (up to ILP_SHARE x pop_size, coarse to fine;

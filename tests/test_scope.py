@@ -89,20 +89,63 @@ def test_policies_with_tensors_round_trip_and_unknown_tensors_are_refused(evalua
         Policy(tensors={"sum": "int4"})
 
 
-def test_a_search_on_an_every_tensor_target_measures_that_reference_and_says_so(tmp_path):
+def test_on_an_every_tensor_target_each_tensor_is_a_gene_and_layers_read_their_format(evaluator):
+    from qevo_cli.genome import Allowed, build_space
+
+    model, hexagon = evaluator.model, load_profile("hexagon")
+    groups = activation_groups(model, "all-tensors")
+    space = build_space(model.layers, hexagon, Allowed(("int4", "int8"), ("int8", "int16")), groups)
+    assert space.tensors.names == tuple(g.tensor for g in groups)
+    assert space.tensors.options[0] == ("int8", "int16")
+    assert space.n_var == len(model.layers) + len(groups)     # weights per layer, one format per tensor
+    # a layer reading a quantized tensor chooses its weights only
+    assert all({c.activation for c in options} == {"int8"} for options in space.options)
+    x = space.upper.copy()
+    x[len(space.genes) + space.tensors.names.index("a")] = 0          # conv2's input at int8, the rest int16
+    policy = space.decode(x)
+    assert policy.tensors["a"] == "int8" and policy.tensors["sum"] == "int16"
+    assert policy.choice("conv2").activation == "int8" and policy.choice("conv3").activation == "int16"
+    assert np.array_equal(space.encode(policy), x)
+    # the ops between layers move their tensors at the tensor's format: int16 costs more time than int8
+    from qevo_cli.cost import model_cost
+    glue = space.tensors.traffic
+    assert glue["sum"] > 0 and glue["a"] > 0
+    narrow = space.with_tensors_at(Policy(policy.layers), "int8")
+    wide = space.with_tensors_at(Policy(policy.layers), "int16")
+    assert model_cost(space.layers, wide, hexagon, glue=glue).latency_s > \
+        model_cost(space.layers, narrow, hexagon, glue=glue).latency_s
+    # a CPU target's scope adds no gene
+    cpu = build_space(model.layers, load_profile("arm-neon"), Allowed(("int4", "int8"), ("int8",)))
+    assert not cpu.tensors.names and cpu.n_var == len(model.layers)
+
+
+def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
     from qevo_cli.config import SearchConfig
     from qevo_cli.search import run_search
 
-    result = run_search(SearchConfig(target="hexagon", weight_formats=("int4", "int8"), act_formats=("int8",),
+    result = run_search(SearchConfig(target="hexagon", weight_formats=("int4", "int8"), act_formats=("int8", "int16"),
                                      pop=8, generations=2, out=str(tmp_path / "run")))
     names = [r["name"] for r in result.front["references"]]
-    assert names == ["fp32", "uniform W8A8", "uniform W8A8, every tensor"]
-    every = result.front["references"][2]
-    assert len(every["policy"]["tensors"]) == 10 and set(every["policy"]["tensors"].values()) == {"int8"}
-    assert any("quantizes every tensor" in note and "optimistic" in note for note in result.notes)
+    assert names == ["fp32", "uniform W8A8"]
+    w8a8 = result.front["references"][1]["policy"]
+    assert len(w8a8["tensors"]) == 10 and set(w8a8["tensors"].values()) == {"int8"}
+    assert any("genes of their own" in note for note in result.notes)
+    policies = [Policy.from_dict(p["policy"]) for p in result.front["solutions"]]
+    assert policies and all(len(p.tensors) == 10 for p in policies)
+    # the sensitivity proxy probed every tensor, and the first generation holds more than one tensor mix
+    import sqlite3
+    from qevo_cli.store import RunStore
+    with sqlite3.connect(tmp_path / "run" / "evaluations.sqlite") as db:
+        probes = [key for (key,) in db.execute("SELECT key FROM probe") if "/T:" in key]
+    assert len(probes) >= 10
+    store = RunStore(tmp_path / "run", create=False)
+    first = [row for row in store.evaluations() if row["generation"] == 1]
+    store.close()
+    assert len({tuple(sorted(row["policy"]["tensors"].items())) for row in first}) > 1
     cpu = run_search(SearchConfig(target="arm-dot", pop=8, generations=2, act_formats=("int8",),
                                   out=str(tmp_path / "cpu")))
     assert [r["name"] for r in cpu.front["references"]] == ["fp32", "uniform W8A8"]
+    assert all("tensors" not in p["policy"] for p in cpu.front["solutions"])
 
 
 def test_ranges_of_layer_inputs_do_not_change_when_other_tensors_are_calibrated(evaluator):

@@ -15,6 +15,7 @@ from ..policy import FP32, LayerChoice
 from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
 from ..scope import activation_groups
+from ..genome import Allowed, build_space
 from ..sensitivity import measure_sensitivity
 from ..store import EvaluationCache
 from ..metrics import short_name
@@ -147,9 +148,13 @@ def _target_costs(loaded: LoadedModel, profile) -> dict:
     groups = activation_groups(loaded, profile.activation_scope)
     report = {"name": profile.name, "chip": profile.chip, "activation_scope": profile.activation_scope,
               "activation_tensors": [group.to_dict() for group in groups], "policies": {}}
+    # on a target that quantizes every tensor, the quantized policies hold every tensor at their activation format
+    space = build_space(loaded.layers, profile, Allowed(), groups if profile.activation_scope == "all-tensors" else ())
     for label, choice in COSTED.items():
         policy, behind = uniform_policy(profile, loaded.layers, choice)
-        cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes)
+        if choice != FP32:
+            policy = space.with_tensors_at(policy, choice.activation)
+        cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes, glue=space.tensors.traffic)
         report["policies"][label] = {
             "latency_s": cost.latency_s, "energy_j": cost.energy_j, "size_bytes": cost.weight_bytes,
             "not_offered": behind,
