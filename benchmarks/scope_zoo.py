@@ -1,0 +1,120 @@
+"""Each zoo model under each target family's scope: uniform W8A8, and qevo's best policy at no more than 0.6x
+the size of uniform INT8.
+
+    python benchmarks/scope_zoo.py magika orientation ... [--targets arm-neon,hexagon] [--time-limit 240]
+
+For each model and target (arm-neon quantizes the layers' inputs, as a CPU execution provider running QDQ;
+hexagon quantizes every tensor, as QNN's HTP), one search with qevo's defaults on that target, objectives
+metric and size, the budget 0.6x the size of uniform W8A8 on that target, within --time-limit (references,
+sensitivity and seeding included). The pick is the feasible front policy with the best metric on the
+search split; it and uniform W8A8 are then measured on the test split. Every evaluation the search made is
+counted. Results go to docs/benchmarks/scope_zoo.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from zoo.common import ZOO_DIR, save_json  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "scope_zoo.json"
+BUDGET = 0.6
+
+
+def uniform_int8_mb(workspace, profile) -> float:
+    """Size of uniform W8A8 on the target, as the search's own reference counts it."""
+    from qevo_cli.cost import model_cost
+    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.profiles import uniform_policy
+    from qevo_cli.scope import activation_groups
+
+    model = workspace.model
+    groups = activation_groups(model, "all-tensors") if profile.activation_scope == "all-tensors" else ()
+    space = build_space(model.layers, profile, Allowed(), groups)
+    policy = space.with_tensors_at(uniform_policy(profile, model.layers, LayerChoice("int8", "int8"))[0], "int8")
+    return model_cost(model.layers, policy, profile, model.other_bytes, space.tensors.traffic).weight_bytes / 1e6
+
+
+def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
+    os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-scope-zoo-")
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.policy import Policy
+    from qevo_cli.profiles import load_profile
+    from qevo_cli.search import run_search
+    from qevo_cli.workspace import open_workspace
+
+    folder = zoo / name
+    info = json.loads((folder / "info.json").read_text())
+    profile = load_profile(target)
+    search_ws = open_workspace(folder / "model.onnx", folder / "search.npz", folder / "calib.npz", info["metric"])
+    int8_mb = uniform_int8_mb(search_ws, profile)
+    config = SearchConfig(model=str(folder / "model.onnx"), data=str(folder / "search.npz"),
+                          calib=str(folder / "calib.npz"), metric=info["metric"], target=target,
+                          objectives=("metric", "size"), max_size_mb=BUDGET * int8_mb, time_limit=limit,
+                          generations=100000, seed=seed, out=tempfile.mkdtemp(prefix="qevo-scope-run-") + "/run")
+    start = time.time()
+    result = run_search(config)
+    seconds = time.time() - start
+    front = result.front
+    feasible = [s for s in front["solutions"] if s.get("feasible", True) and s["objectives"]["size"] <= config.max_size_mb]
+    references = {r["name"]: r for r in front["references"]}
+    row = {"model": name, "target": target, "scope": profile.activation_scope, "metric": info["metric"],
+           "int8_mb": int8_mb, "budget_mb": config.max_size_mb, "time_limit": limit, "seconds": seconds,
+           "evaluations": result.progress.evaluations, "front": len(front["solutions"]), "feasible": len(feasible),
+           "search_fp32": front["fp32_metric"], "search_w8a8": references["uniform W8A8"]["metric"]}
+    test_ws = open_workspace(folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"])
+    evaluator = test_ws.evaluator(threads=2)
+    row["test_fp32"] = evaluator.fp32_score
+    row["test_w8a8"] = evaluator.evaluate(Policy.from_dict(references["uniform W8A8"]["policy"]))
+    if feasible:
+        pick = max(feasible, key=lambda s: (s["metric"], -s["objectives"]["size"]))
+        row.update(pick_id=pick["id"], pick_mb=pick["objectives"]["size"], pick_search=pick["metric"],
+                   pick_test=evaluator.evaluate(Policy.from_dict(pick["policy"])),
+                   pick_bits=Policy.from_dict(pick["policy"]).summary())
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| model | target (scope) | fp32 | uniform W8A8 | qevo best at <= 0.6x INT8 (size) | evaluations | wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        pick = (f"{r['pick_test']:.2f} ({r['pick_mb']:.3g} MB = {r['pick_mb'] / r['int8_mb']:.2f}x)"
+                if "pick_test" in r else "no feasible policy")
+        print(f"| {r['model']} | {r['target']} ({r['scope']}) | {r['test_fp32']:.2f} | {r['test_w8a8']:.2f} "
+              f"({r['int8_mb']:.3g} MB) | {pick} | {r['evaluations']} | {r['seconds']:.0f} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=["magika", "orientation", "ppocr-cls", "minilm", "silero-vad",
+                                                     "ppocr-det", "ppocr-rec"])
+    parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
+    parser.add_argument("--targets", default="arm-neon,hexagon")
+    parser.add_argument("--time-limit", type=float, default=240.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", action="store_true", help="print the table of the saved results")
+    args = parser.parse_args(argv)
+    saved = json.loads(OUT.read_text()) if OUT.exists() else []
+    if args.table:
+        print_table(saved)
+        return 0
+    for name in args.names:
+        for target in args.targets.split(","):
+            row = run(name, target, args.zoo, args.time_limit, args.seed)
+            print(json.dumps(row), flush=True)
+            saved = [r for r in saved if (r["model"], r["target"]) != (name, target)] + [row]
+            save_json(OUT, saved)
+    print_table(saved)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
