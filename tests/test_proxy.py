@@ -81,3 +81,35 @@ def test_a_run_keeps_its_probes_so_a_resume_repeats_none(tmp_path, monkeypatch):
     resumed._proxy()
     resumed.close()
     assert resumed.progress.probes == 0
+
+
+def test_tensors_are_probed_alone_and_far_distorting_ones_at_their_other_formats(tmp_path, monkeypatch):
+    """On a target that quantizes every tensor: one probe per tensor at int8, predicted at int16 by the step
+    size, unless int8 already distorts beyond the threshold, where int16 is measured instead; the layers whose
+    inputs are tensors get no activation probe of their own."""
+    import tiny_models
+    from qevo_cli import proxy
+    from qevo_cli.data import load_data
+    from qevo_cli.evaluate import Evaluator
+    from qevo_cli.metrics import resolve_metric
+    from qevo_cli.model import load_model
+    from qevo_cli.scope import activation_groups
+
+    loaded = load_model(tiny_models.save(tiny_models.residual_concat(), tmp_path / "r.onnx"))
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(3).standard_normal((24, 3, 8, 8)).astype(np.float32))
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    tensors = [g.tensor for g in activation_groups(loaded, "all-tensors")]
+    covered = [layer.name for layer in loaded.layers]
+    table = measure_proxy(evaluator, ("int4", "int8"), ("int8", "int16"), tensors=tensors, covered=covered,
+                          tensor_formats=("int8", "int16"))
+    assert table.probes == len(loaded.layers) + len(tensors)          # W:int4 per layer, A:int8 per tensor
+    assert all(set(table.measured[f"T:{t}"]) == {"A:int8"} for t in tensors)
+    assert all(table.cost(layer, LayerChoice("fp32", "int8")) == 0.0 for layer in loaded.layers)
+    predicted = table.tensor_cost("sum", "int16")
+    assert 0 < predicted < table.tensor_cost("sum", "int8")
+
+    monkeypatch.setattr(proxy, "TENSOR_REFINE_ABOVE", 0.0)
+    refined = measure_proxy(evaluator, ("int4", "int8"), ("int8", "int16"), tensors=tensors, covered=covered,
+                            tensor_formats=("int8", "int16"))
+    assert all(set(refined.measured[f"T:{t}"]) == {"A:int8", "A:int16"} for t in tensors)
+    assert refined.tensor_cost("sum", "int16") == refined.measured["T:sum"]["A:int16"]
