@@ -170,11 +170,12 @@ class Search:
         scored = measure([policy])[0]
         return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
 
-    def _uniform_w8a8(self) -> Policy:
-        """int8 weights and activations where the target offers them; on a target that quantizes every
-        tensor, every tensor at int8 (or its nearest offered format)."""
-        policy = uniform_policy(self.profile, self.space.layers, LayerChoice(weight="int8", activation="int8"))[0]
-        return self.space.with_tensors_at(policy, "int8")
+    def _uniform_w8(self, activation: str = "int8") -> Policy:
+        """int8 weights and `activation` where the target offers them; on a target that quantizes every
+        tensor, every tensor at `activation` (or its nearest offered format)."""
+        choice = LayerChoice(weight="int8", activation=activation)
+        policy = uniform_policy(self.profile, self.space.layers, choice)[0]
+        return self.space.with_tensors_at(policy, activation)
 
     def _sampling(self) -> np.ndarray:
         if self.space.size <= self.config.pop:   # small enough to measure every policy
@@ -259,9 +260,12 @@ class Search:
                                race_rows, tick=self._tick)
             if config.time_limit:
                 measure.deadline = self.started + config.time_limit
-            self._phase("references", 0, 2)
+            wide = "int16" in self.space.tensors.options[0] if self.space.tensors.names else False
+            self._phase("references", 0, 3 if wide else 2)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
-                          self._reference("uniform W8A8", self._uniform_w8a8(), measure)]
+                          self._reference("uniform W8A8", self._uniform_w8(), measure)]
+            if wide:   # what a fully quantized runtime is usually given first when int8 tensors lose too much
+                references.append(self._reference("uniform W8A16", self._uniform_w8("int16"), measure))
             fp32_values = references[0]["objectives"]
             self.hypervolume = HypervolumeScale(config.objectives, fp32_values, self.evaluator.fp32_score)
             if algorithm is None:

@@ -126,9 +126,11 @@ def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
     result = run_search(SearchConfig(target="hexagon", weight_formats=("int4", "int8"), act_formats=("int8", "int16"),
                                      pop=8, generations=2, out=str(tmp_path / "run")))
     names = [r["name"] for r in result.front["references"]]
-    assert names == ["fp32", "uniform W8A8"]
-    w8a8 = result.front["references"][1]["policy"]
+    assert names == ["fp32", "uniform W8A8", "uniform W8A16"]
+    w8a8, w8a16 = (result.front["references"][i]["policy"] for i in (1, 2))
     assert len(w8a8["tensors"]) == 10 and set(w8a8["tensors"].values()) == {"int8"}
+    assert set(w8a16["tensors"].values()) == {"int16"}
+    assert {c["activation"] for c in w8a16["layers"].values()} == {"int16"}
     assert any("genes of their own" in note for note in result.notes)
     policies = [Policy.from_dict(p["policy"]) for p in result.front["solutions"]]
     assert policies and all(len(p.tensors) == 10 for p in policies)
