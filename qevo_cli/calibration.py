@@ -47,13 +47,14 @@ class ActivationCalibrator:
         self._session: ort.InferenceSession | None = None
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         self._samples: dict[str, np.ndarray] | None = None
-        self._others: ActivationCalibrator | None = None
-        self._is_others = tensors is not None
+        self._every: ActivationCalibrator | None = None
+        self._unoptimized = session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
     def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
-        """(rmin, rmax) for `tensor` by `method` ("minmax", "percentile", "entropy", "mse")."""
+        """(rmin, rmax) for a layer input by `method` ("minmax", "percentile", "entropy", "mse")."""
         if tensor not in self.tensors:
-            return self._other_tensors(tensor).range(tensor, method, bits)
+            raise QevoError(f"no layer reads a float activation named {tensor!r}", path=self.model.path,
+                            field="tensors")
         if method == "mse":
             key = f"mse{bits}"
             if key not in self._ranges:
@@ -64,24 +65,28 @@ class ActivationCalibrator:
             self._ranges[method] = self._cached(method)
         return self._ranges[method][tensor]
 
-    def _other_tensors(self, tensor: str) -> "ActivationCalibrator":
-        """Ranges of the float tensors beyond the layers' inputs (a target that quantizes every tensor), from a
-        pass of their own: collecting them changes no layer input's range. (Exposing every tensor as an output
-        stops onnxruntime fusing Conv and Relu, which moves values in the last bits.)"""
+    def tensor_range(self, tensor: str) -> tuple[float, float]:
+        """Min-max range of any float tensor of the top graph, for a target that quantizes every tensor: from
+        the float model run with graph optimizations off, as onnxruntime's calibrators run it, in a pass of its
+        own (so collecting them moves no layer input's range)."""
         from .scope import float_tensors
 
         every = float_tensors(self.model)
-        if self._is_others or tensor not in every:
+        if tensor not in every:
             raise QevoError(f"no float activation tensor named {tensor!r} in the model's top graph",
                             path=self.model.path, field="tensors")
-        if self._others is None:
-            self._others = ActivationCalibrator(self.model, self.calib, self._options,
-                                                sorted(set(every) - set(self.tensors)))
-        return self._others
+        if self._every is None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self._options.intra_op_num_threads
+            options.log_severity_level = self._options.log_severity_level
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            self._every = ActivationCalibrator(self.model, self.calib, options, sorted(every))
+        return self._every.range(tensor, "minmax", 8)
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,
-                          "tensors": self.tensors, "entropy_bins": ENTROPY_BINS, "percentile": PERCENTILE})
+                          "tensors": self.tensors, "entropy_bins": ENTROPY_BINS, "percentile": PERCENTILE,
+                          **({"optimizations": "off"} if self._unoptimized else {})})
         path = cache_dir() / "calibration" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
         try:
             stored = json.loads(path.read_text())

@@ -62,10 +62,15 @@ class TensorGenes:
     genes: tuple[int, ...] = ()                  # tensor indices that have a gene
     reads: tuple[tuple[int, ...], ...] = ()      # per layer, the tensors that are its activation inputs
     glue: tuple[int, ...] = ()                   # per tensor, elements the other ops read and write in it
+    follows: tuple[int, ...] = ()                # per tensor, the tensor whose format it keeps (itself if none)
 
     @property
     def traffic(self) -> dict[str, int]:
         return dict(zip(self.names, self.glue))
+
+    def members(self, root: int) -> list[int]:
+        """The tensors that take the format of tensor `root` (itself included)."""
+        return [t for t, followed in enumerate(self.follows) if followed == root]
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,8 @@ class SearchSpace:
     @property
     def size(self) -> int:
         """Number of distinct policies in the space."""
-        return math.prod(len(o) for o in self.options) * math.prod(len(o) for o in self.tensors.options)
+        return math.prod(len(o) for o in self.options) * \
+            math.prod(len(self.tensors.options[t]) for t in self.tensors.genes)
 
     def decode(self, x: Sequence[int] | np.ndarray) -> Policy:
         picks = [0] * len(self.layers)
@@ -101,6 +107,7 @@ class SearchSpace:
         formats = [options[0] for options in tensors.options]
         for offset, t in enumerate(tensors.genes, start=len(self.genes)):
             formats[t] = tensors.options[t][int(np.clip(round(float(x[offset])), 0, len(tensors.options[t]) - 1))]
+        formats = [formats[root] for root in tensors.follows]
         for layer, read in zip(self.layers, tensors.reads):
             if read:
                 widest = max((formats[t] for t in read), key=_tensor_order)
@@ -201,7 +208,11 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
     genes = tuple(i for i, opts in enumerate(options) if len(opts) > 1)
     tensors = TensorGenes()
     if groups:
+        follows: list[int] = []
+        for t, group in enumerate(groups):   # a tensor named after the one it shares with: chains resolve in order
+            follows.append(follows[index[group.shares]] if group.shares in index else t)
+        roots = tuple(t for t in range(len(groups)) if follows[t] == t)
         tensors = TensorGenes(tuple(group.tensor for group in groups), tuple(formats for _ in groups),
-                              tuple(range(len(groups))) if len(formats) > 1 else (), tuple(reads),
-                              tuple(group.elements * group.glue_accesses for group in groups))
+                              roots if len(formats) > 1 else (), tuple(reads),
+                              tuple(group.elements * group.glue_accesses for group in groups), tuple(follows))
     return SearchSpace(tuple(layers), tuple(options), genes, tuple(notes), tensors)

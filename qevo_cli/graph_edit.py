@@ -32,8 +32,11 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .scope import float_tensors, readers_of
+from .fullgraph import (BIASED, INT32, NORMS, QDQ_REGISTRY, SHARED, UINT8, UNQUANTIZED, bias_codes, constant_codes,
+                        dequantized, fixed_qparams, tensor_qparams)
+from .scope import FOLDED_ACTIVATIONS, float_tensors, readers_of
 
+_END = "\x00end"               # key of the nodes that go after every other node (no node name holds a NUL)
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 # Integer weight widths a file stores, their numpy type, and the opset whose DequantizeLinear takes them.
@@ -72,6 +75,8 @@ class GraphEditor:
         self._prefix = _free_prefix(model.proto)
         self._tags = {layer.name: f"{self._prefix}q{i}" for i, layer in enumerate(model.layers)}
         self._tensor_tags: dict[str, str] | None = None
+        self._producers = {name: node for node in model.proto.graph.node for name in node.output}
+        self._constants: dict[str, tuple] = {}
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -101,7 +106,13 @@ class GraphEditor:
                 else:
                     self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
-            self._quantize_tensors(graphs[0], dict(policy.tensors), before.setdefault(0, {}))
+            top = before.setdefault(0, {})
+            constants = self._quantize_constants(graphs[0], policy, store)   # while nodes read the tensors' names
+            _remove_folded_activations(graphs[0], policy.tensors)
+            self._quantize_tensors(graphs[0], dict(policy.tensors), top)
+            if constants and graphs[0].node:
+                first = graphs[0].node[0].name
+                top[first] = constants + top.get(first, [])
         # Subgraphs first: rewriting a graph's node list copies the bodies of its If / Loop nodes, so a
         # body edited after its parent would be edited in a copy no longer in the model.
         for graph_i, entries in sorted(before.items(), reverse=True):
@@ -167,19 +178,40 @@ class GraphEditor:
         prefix = f"{self._tags[layer.name]}.a{layer.activation_inputs.index(tensor)}"
         return self._quantize_nodes(prefix, tensor, choice.activation, choice.calibration)
 
-    def tensor_nodes(self, tensor: str, fmt: str) -> ActivationNodes:
-        """The nodes that put an activation tensor through `fmt` where it is produced (cached)."""
-        key = ("tensor", tensor, fmt)
+    def tensor_nodes(self, tensor: str, fmt: str, tensors: dict[str, str] | None = None) -> ActivationNodes:
+        """The nodes that put an activation tensor through `fmt` where it is produced (cached); `tensors` is
+        the policy's, whose formats decide which encodings are shared."""
+        qparams = self.tensor_qparams(tensor, fmt, tensors or {tensor: fmt}) if fmt in ("int8", "int16") else None
+        key = ("tensor", tensor, fmt, qparams)
         built = self._activations.get(key)
         if built is None:
             if self._tensor_tags is None:
                 self._tensor_tags = {name: f"{self._prefix}t{i}"
                                      for i, name in enumerate(sorted(float_tensors(self.model)))}
-            built = self._quantize_nodes(self._tensor_tags[tensor], tensor, fmt, "minmax")
+            built = self._quantize_nodes(self._tensor_tags[tensor], tensor, fmt, "minmax", qparams)
             self._activations[key] = built
         return built
 
-    def _quantize_nodes(self, prefix: str, tensor: str, activation: str, calibration: str) -> ActivationNodes:
+    def tensor_qparams(self, tensor: str, fmt: str, tensors: dict[str, str]) -> tuple[np.float32, int]:
+        """Scale and zero point of a tensor quantized where it is produced, as a runtime that quantizes every
+        tensor sets them (fullgraph.py): fixed for some ops, shared through ops that only move values,
+        else from the tensor's own range."""
+        bits = 8 if fmt == "int8" else 16
+        producer = self._producers.get(tensor)
+        if producer is not None:
+            fixed = fixed_qparams(producer.op_type, bits)
+            if fixed is not None:
+                return fixed
+            source = producer.input[0] if producer.op_type in SHARED else None
+            if source in self._initializers:   # a Gather's table
+                values = self._float_values(source)
+                return tensor_qparams(float(values.min()), float(values.max()), bits)
+            if source is not None and tensors.get(source) == fmt:
+                return self.tensor_qparams(source, fmt, tensors)
+        return tensor_qparams(*self.calibrator.tensor_range(tensor), bits)
+
+    def _quantize_nodes(self, prefix: str, tensor: str, activation: str, calibration: str,
+                        qparams: tuple[np.float32, int] | None = None) -> ActivationNodes:
         half = self._float_type(tensor) == FLOAT16
         if activation == "fp16":
             if half:
@@ -200,8 +232,9 @@ class GraphEditor:
                       helper.make_node("DequantizeLinear", [q, s, z], [out])]
         else:
             bits = 8 if activation == "int8" else 16
-            rmin, rmax = self.calibrator.range(tensor, calibration, bits)
-            scale, zero_point = activation_qparams(rmin, rmax, bits)
+            if qparams is None:
+                qparams = activation_qparams(*self.calibrator.range(tensor, calibration, bits), bits)
+            scale, zero_point = qparams
             zp_type = onnx.TensorProto.UINT8 if bits == 8 else onnx.TensorProto.UINT16
             domain = "" if bits == 8 else MS_DOMAIN
             params = [f"{prefix}.s", f"{prefix}.z"]
@@ -223,24 +256,97 @@ class GraphEditor:
 
     def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict) -> None:
         """One Q/DQ pair per named tensor of the top graph, read by every node that read the tensor
-        (a node already rewired to a layer's own Q/DQ keeps it)."""
+        (a node already rewired to a layer's own Q/DQ keeps it). A graph output keeps its name: its
+        producer writes under another name, and the last node of the pair writes the output."""
         readers = readers_of(graph)
+        outputs = {value.name for value in graph.output}
+        producers = {name: node for node in graph.node for name in node.output}
         for tensor, fmt in sorted(tensors.items()):
-            if fmt == "fp32" or not readers.get(tensor):
+            if fmt == "fp32" or not (readers.get(tensor) or tensor in outputs):
                 continue
-            built = self.tensor_nodes(tensor, fmt)
+            built = self.tensor_nodes(tensor, fmt, tensors)
+            graph.initializer.extend(built.initializers)
+            if tensor in outputs and tensor in producers:
+                nodes = _renamed(built, tensor, f"{built.output}.in", tensor)
+                producer = producers[tensor]
+                producer.output[list(producer.output).index(tensor)] = f"{built.output}.in"
+                # its readers keep reading the output's name, now the quantized value
+                where = readers[tensor][0].name if readers.get(tensor) else _END
+                before[where] = nodes + before.get(where, [])
+                continue
             for node in readers[tensor]:
                 for position, name in enumerate(node.input):
                     if name == tensor:
                         node.input[position] = built.output
             first = readers[tensor][0].name   # readers come in graph order
             before[first] = built.nodes + before.get(first, [])
-            graph.initializer.extend(built.initializers)
+
+    # -- constants of a fully quantized graph ----------------------------------------------------
+    def _quantize_constants(self, graph: onnx.GraphProto, policy: Policy, store: bool) -> list[onnx.NodeProto]:
+        """The float constants a runtime that quantizes every tensor quantizes too (fullgraph.py): uint8 for
+        those of ops outside onnxruntime's QDQ registry and for a norm's scale, int32 for the biases of
+        Conv / Gemm and of norms. Only ops that read a tensor quantized to integers are concerned. Returns
+        the DequantizeLinear nodes of stored constants, which go first in the graph."""
+        tensors = policy.tensors
+        integer = {name for name, fmt in tensors.items() if fmt in ("int8", "int16")}
+        layers = {layer.node_name: layer for layer in self.model.layers if not layer.subgraph and layer.weight}
+        constants = _Constants(graph, self._prefix, store)
+        for node in graph.node:
+            if not any(name in integer for name in node.input):
+                continue
+            layer = layers.get(node.name)
+            inputs = list(node.input)   # as read before any is replaced
+            for position, name in enumerate(inputs):
+                if name not in self._initializers or (layer is not None and name == layer.weight) or \
+                        self._initializers[name].data_type not in (FLOAT, FLOAT16):
+                    continue
+                half = self._initializers[name].data_type == FLOAT16
+                replaced = None
+                if node.op_type in NORMS and position in (1, 2):
+                    if position == 1:
+                        replaced = constants.add(name, *self._constant_codes(name), UINT8, half)
+                    elif node.input[0] in integer:
+                        scale = self._input_scale(node, tensors) * self._constant_codes(inputs[1])[1]
+                        replaced = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0, INT32,
+                                                 half)
+                elif node.op_type in BIASED:
+                    weight_scale = self._weight_scale(layer, policy.choice(layer.name)) if layer else None
+                    if position == 2 and weight_scale is not None and node.input[0] in integer:
+                        scale = np.asarray(self._input_scale(node, tensors) * weight_scale, np.float32)
+                        replaced = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0, INT32,
+                                                 half)
+                elif node.op_type not in QDQ_REGISTRY and node.op_type not in UNQUANTIZED:
+                    replaced = constants.add(name, *self._constant_codes(name), UINT8, half)
+                if replaced is not None:
+                    node.input[position] = replaced
+        return constants.nodes
+
+    def _constant_codes(self, name: str):
+        if name not in self._constants:
+            self._constants[name] = constant_codes(self._float_values(name))
+        return self._constants[name]
+
+    def _input_scale(self, node: onnx.NodeProto, tensors: dict[str, str]) -> np.float32:
+        return self.tensor_qparams(node.input[0], tensors[node.input[0]], tensors)[0]   # input 0 is never replaced
+
+    def _weight_scale(self, layer: Layer, choice: LayerChoice) -> np.ndarray | None:
+        """One scale per output channel of the layer's integer weight (a grouped channel takes its largest)."""
+        if not choice.weight_is_int:
+            return None
+        _, scale, _ = weight_codes(self.weight_values(layer), choice, layer.channel_axis)
+        scale = np.asarray(scale, np.float32).reshape(-1)
+        channels = layer.weight_shape[layer.channel_axis] if layer.channel_axis is not None else 1
+        if scale.size > channels and scale.size % channels == 0:
+            scale = scale.reshape(channels, -1).max(axis=1)
+        return scale if scale.size > 1 else scale.reshape(())
 
     # -- weights ---------------------------------------------------------------------------------
     def weight_values(self, layer: Layer) -> np.ndarray:
         """The layer's float weight as float32."""
-        return numpy_helper.to_array(self._initializers[layer.weight]).astype(np.float32)
+        return self._float_values(layer.weight)
+
+    def _float_values(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self._initializers[name]).astype(np.float32)
 
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
         """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
@@ -405,11 +511,11 @@ def _shared_unpack_constants(graph: onnx.GraphProto, prefix: str) -> None:
         graph.initializer.extend(numpy_helper.from_array(v, f"{prefix}2bit.{k}") for k, v in UNPACK_CONSTANTS.items())
 
 
-ADDED_NAME = re.compile(r"^(?:q\d+|t\d+|2bit)\.")
+ADDED_NAME = re.compile(r"^(?:q\d+|t\d+|k\d+|2bit)\.")
 
 
 def _free_prefix(proto: onnx.ModelProto) -> str:
-    """'' unless the model already holds names like those the editor adds (q12.w, t3.q, 2bit.two)."""
+    """'' unless the model already holds names like those the editor adds (q12.w, t3.q, k4.v, 2bit.two)."""
     names = {name for graph, _ in walk_graphs(proto.graph)
              for name in [*(t.name for t in graph.initializer), *(o for n in graph.node for o in n.output),
                           *(v.name for v in graph.input)]}
@@ -421,10 +527,80 @@ def _free_prefix(proto: onnx.ModelProto) -> str:
 
 
 def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto]]) -> None:
-    """Put each list of new nodes right before the named node, keeping topological order."""
+    """Put each list of new nodes right before the named node (or at the end), keeping topological order."""
     nodes = []
     for node in graph.node:
         nodes.extend(before.get(node.name, ()))
         nodes.append(node)
+    nodes.extend(before.get(_END, ()))
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+def _remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
+    """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
+    input's producer writing the output instead (the output's grid clamps as the activation did), as
+    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`)."""
+    readers = readers_of(graph)
+    producers = {name: node for node in graph.node for name in node.output}
+    boundary = {value.name for value in [*graph.input, *graph.output]}
+    removed = set()
+    for node in graph.node:
+        source, output = node.input[0] if node.input else "", node.output[0]
+        if node.op_type in FOLDED_ACTIVATIONS and tensors.get(output) in ("int8", "int16") and \
+                source in producers and source not in boundary and len(readers.get(source, ())) == 1:
+            producer = producers[source]
+            producer.output[list(producer.output).index(source)] = output
+            removed.add(node.name)
+    if removed:
+        kept = [node for node in graph.node if node.name not in removed]
+        del graph.node[:]
+        graph.node.extend(kept)
+
+
+class _Constants:
+    """Quantized constants added to one graph: dequantized values (simulated) or codes behind a
+    DequantizeLinear (stored); a constant read by several nodes is added once."""
+
+    def __init__(self, graph: onnx.GraphProto, prefix: str, store: bool):
+        self.graph, self.prefix, self.store = graph, prefix, store
+        self.nodes: list[onnx.NodeProto] = []
+        self.added: dict[str, str] = {}
+        self.count = 0
+
+    def add(self, source: str | None, codes, scale, zero_point, dtype: int, half: bool) -> str:
+        if source is not None and source in self.added:
+            return self.added[source]
+        self.count += 1
+        base = f"{self.prefix}k{self.count}"
+        name = f"{base}.v"
+        if not self.store:
+            values = dequantized(codes, scale, zero_point)
+            self.graph.initializer.append(numpy_helper.from_array(values.astype(np.float16) if half else values, name))
+        else:
+            kind = np.uint8 if dtype == UINT8 else np.int32
+            scale = np.asarray(scale, np.float32)
+            self.graph.initializer.extend([
+                numpy_helper.from_array(np.asarray(codes).astype(kind), f"{base}.q"),
+                numpy_helper.from_array(scale, f"{base}.s"),
+                numpy_helper.from_array(np.full(scale.shape, zero_point, kind), f"{base}.z")])
+            out = f"{base}.f" if half else name
+            self.nodes.append(helper.make_node("DequantizeLinear", [f"{base}.q", f"{base}.s", f"{base}.z"], [out],
+                                               **({"axis": 0} if scale.ndim else {})))
+            if half:
+                self.nodes.append(helper.make_node("Cast", [out], [name], to=FLOAT16))
+        if source is not None:
+            self.added[source] = name
+        return name
+
+
+def _renamed(built: ActivationNodes, source: str, new_source: str, output: str) -> list[onnx.NodeProto]:
+    """Copies of `built`'s nodes reading `new_source` for `source` and writing `output` for their output."""
+    nodes = []
+    for original in built.nodes:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        node.input[:] = [new_source if name == source else name for name in node.input]
+        node.output[:] = [output if name == built.output else name for name in node.output]
+        nodes.append(node)
+    return nodes

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -184,11 +184,12 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
                   deadline: float | None = None, subset: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   tensors: Sequence[str] = (), covered: Collection[str] = (),
-                  tensor_formats: Sequence[str] = ()) -> ProxyTable:
+                  tensor_formats: Sequence[str] = (), members: Mapping[str, Sequence[str]] = {}) -> ProxyTable:
     """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), every one of `tensors`
     (a target's activation tensors, at ACTIVATION_PROBE), then the weight formats below the probe, while time
     allows. The activations of `covered` layers are their input tensors' and get no probe of their own;
-    `tensor_formats` are the formats the tensors may take.
+    `tensor_formats` are the formats the tensors may take; `members` names the tensors that take a probed
+    tensor's format with it (outputs of ops that only move values).
     `deadline` is a time.perf_counter() value."""
     started = time.perf_counter()
     store = store or ProbeStore()
@@ -229,7 +230,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
             if isinstance(what, Layer):
                 row, probe = what.name, Policy({what.name: _probe_choice(column)})
             else:   # an activation tensor
-                row, probe = f"T:{what}", Policy({}, tensors={what: column[2:]})
+                row, probe = f"T:{what}", Policy({}, tensors={t: column[2:] for t in members.get(what, (what,))})
             key = prefix + f"{row}/{column}"
             found = store.get(key)
             if found is None:

@@ -3,8 +3,9 @@
 - layer-inputs (a CPU execution provider running QDQ): the inputs of weight layers, and both inputs
   of a MatMul of two activations, each quantized where its layer reads it; float elsewhere.
 - all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
-  top graph that a node reads, except one read only by a Relu or Clip, which the runtime folds into
-  the range of its output. A tensor is one group: one Q/DQ pair where it is produced, shared by
+  top graph that a node reads or the graph returns, except one read only by a Relu or Clip, which the
+  runtime folds into the range of its output. The output of an op that only moves values (Reshape,
+  Transpose, pooling...) keeps its input's encoding (fullgraph.py), so it shares its input's format. A tensor is one group: one Q/DQ pair where it is produced, shared by
   all its consumers, as such a runtime keeps one encoding per tensor (AIMET's quantizer groups,
   onnxruntime's QNN QDQ configuration).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import onnx
 
 from .errors import QevoError
+from .fullgraph import SHARED
 from .graphs import FLOAT_TYPES, numel
 from .model import LoadedModel
 from .profile_schema import ACTIVATION_SCOPES
@@ -37,10 +39,11 @@ class TensorGroup:
     elements: int = 0             # per inference at the fixed dims (0 when no static shape is known)
     glue_accesses: int = 0        # writes and reads by nodes that are not quantizable layers (whose traffic
                                   # the layers' own cost leaves out)
+    shares: str | None = None     # the tensor whose encoding this one keeps (an op that only moves values)
 
     def to_dict(self) -> dict:
         return {"tensor": self.tensor, "producer": self.producer, "consumers": list(self.consumers),
-                "elements": self.elements}
+                "elements": self.elements, "shares": self.shares}
 
 
 def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
@@ -58,17 +61,24 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
                   if len(nodes) == 1 and nodes[0].op_type in FOLDED_ACTIVATIONS}
         wanted = [value.name for value in graph.input if value.name in floats]
         wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
+    outputs = {value.name for value in graph.output} if scope == "all-tensors" else set()
     layer_nodes = {layer.node_name for layer in model.layers if not layer.subgraph}
-    groups = []
+    nodes = {node.name: node for node in graph.node}
+    groups: list[TensorGroup] = []
+    named: set[str] = set()
     for name in dict.fromkeys(wanted):
-        readers = consumers.get(name)
-        if not readers:
+        readers = consumers.get(name, [])
+        if not readers and name not in outputs:
             continue
         producer = producers.get(name)
         glue = sum(node.name not in layer_nodes for node in readers)
         glue += producer is not None and producer not in layer_nodes
+        source = nodes[producer] if scope == "all-tensors" and producer is not None else None
+        shares = source.input[0] if source is not None and source.op_type in SHARED and source.input[0] in named \
+            else None
         groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
-                                  numel(model.shapes.get(name)), glue))
+                                  numel(model.shapes.get(name)), glue, shares))
+        named.add(name)
     return groups
 
 

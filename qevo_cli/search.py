@@ -146,9 +146,11 @@ class Search:
                                config.objectives, config.budgets())
         self.notes = list(self.space.notes)
         if self.space.tensors.genes:
-            self.notes.append(f"{self.profile.name} quantizes every tensor of the graph: its "
-                              f"{len(self.space.tensors.names)} activation tensors are genes of their own "
-                              f"({', '.join(self.space.tensors.options[0])}); qevo inspect --target lists them")
+            tensors = self.space.tensors
+            self.notes.append(f"{self.profile.name} quantizes every tensor of the graph: its {len(tensors.names)} "
+                              f"activation tensors are {len(tensors.genes)} genes of their own "
+                              f"({', '.join(tensors.options[0])}; an op that only moves values keeps its input's "
+                              "format); qevo inspect --target lists them")
         self._membership: dict[str, bool] = {}
         self._evaluated: list[dict[str, Any]] = []
         if not resume:
@@ -215,6 +217,8 @@ class Search:
         table = measure_proxy(self.evaluator, weights, activations, store=ProbeStore(self.store, self.cache),
                               deadline=deadline, tensors=probed, covered=covered,
                               tensor_formats=tensors.options[0] if tensors.names else (),
+                              members={tensors.names[t]: [tensors.names[m] for m in tensors.members(t)]
+                                       for t in tensors.genes},
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
         if not table.complete:

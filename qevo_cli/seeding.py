@@ -56,14 +56,16 @@ def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.nda
     for i, read in enumerate(tensors.reads):
         for t in read:
             readers.setdefault(t, []).append(i)
-    for t in tensors.genes:
+    for root in tensors.genes:
         row = []
-        for fmt in tensors.options[t]:
-            if axis == "size":
-                value = tensor_node_bytes(fmt)
-            else:
+        for fmt in tensors.options[root]:
+            value = 0.0
+            for t in tensors.members(root):
+                if axis == "size":
+                    value += tensor_node_bytes(fmt)
+                    continue
                 moved = glue_bytes(tensors.glue[t], fmt, profile)
-                value = moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
+                value += moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
                 for i in readers.get(t, ()):
                     richest = space.options[i][-1]
                     value += getattr(layer_cost(space.layers[i], replace(richest, activation=fmt), profile), field) \
@@ -146,7 +148,7 @@ def _fixed(space: SearchSpace, profile: Profile, axis: str) -> float:
     field, scale = COST_AXES[axis], UNITS[axis]
     graph = profile.per_graph_s * scale if axis == "latency" else 0.0
     tensors = space.tensors
-    fixed_tensors = [t for t in range(len(tensors.names)) if t not in tensors.genes]
+    fixed_tensors = [t for t in range(len(tensors.names)) if tensors.follows[t] not in tensors.genes]
     if axis == "size":
         glue = sum(tensor_node_bytes(tensors.options[t][0]) for t in fixed_tensors)
     else:

@@ -34,10 +34,12 @@ def test_the_tensors_each_target_quantizes(evaluator):
     cpu = activation_groups(model, load_profile("arm-neon").activation_scope)
     assert [g.tensor for g in cpu] == ["x", "a", "cat", "flat"]
     npu = {g.tensor: g for g in activation_groups(model, load_profile("hexagon").activation_scope)}
-    # y is read by no node; c1 is read only by a Relu, which the runtime folds into the range of its output
-    assert set(npu) == {"x", "a", "b", "sum", "cat", "c3", "pool", "flat"}
+    # c1 is read only by a Relu, which the runtime folds into the range of its output; y is the graph's output
+    assert set(npu) == {"x", "a", "b", "sum", "cat", "c3", "pool", "flat", "y"}
     assert npu["a"].producer == "relu1" and npu["a"].consumers == ("conv2", "residual", "concat")
-    assert npu["x"].producer is None
+    assert npu["x"].producer is None and npu["y"].consumers == ()
+    # Flatten only moves values: its output keeps the encoding of its input
+    assert npu["flat"].shares == "pool" and npu["pool"].shares is None
 
 
 def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_path):
@@ -57,7 +59,8 @@ def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_p
         """Every group tensor as its consumers read it (the output of its Q/DQ pair), and the model output."""
         model = onnx.ModelProto()
         model.CopyFrom(built)
-        outputs = {g.tensor: evaluator.editor.tensor_nodes(g.tensor, tensors[g.tensor]).output for g in groups}
+        outputs = {g.tensor: evaluator.editor.tensor_nodes(g.tensor, tensors[g.tensor], tensors).output
+                   for g in groups if g.tensor != "y"}   # the graph output keeps its name
         for name in outputs.values():
             model.graph.output.append(helper.make_empty_tensor_value_info(name))
         session = ort.InferenceSession(model.SerializeToString(), evaluator.options, providers=["CPUExecutionProvider"])
@@ -65,12 +68,17 @@ def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_p
         return dict(zip(list(outputs) + ["y"], values))
 
     a, b = quantized_values(simulated), quantized_values(stored)
-    assert set(a) == {g.tensor for g in groups} | {"y"}
+    assert set(a) == {g.tensor for g in groups}
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     # each group is quantized once, where it is produced: one QuantizeLinear per int group
     quantize = [n for n in stored.graph.node if n.op_type == "QuantizeLinear"]
     assert len(quantize) == sum(fmt != "fp16" for fmt in tensors.values())
+    # conv1's bias is stored as int32 at its input's scale times its weight's
+    conv1 = next(n for n in stored.graph.node if n.name == "conv1")
+    dequantize = next(n for n in stored.graph.node if n.output[0] == conv1.input[2])
+    codes = next(t for t in stored.graph.initializer if t.name == dequantize.input[0])
+    assert codes.data_type == onnx.TensorProto.INT32 and list(codes.dims) == [4]
     expected = evaluator.evaluate(policy)
     assert expected != evaluator.evaluate(Policy(policy.layers))   # the extra tensors change what is measured
     report = export_onnx(evaluator, policy, tmp_path / "all.onnx", expected=expected)
@@ -97,13 +105,15 @@ def test_on_an_every_tensor_target_each_tensor_is_a_gene_and_layers_read_their_f
     space = build_space(model.layers, hexagon, Allowed(("int4", "int8"), ("int8", "int16")), groups)
     assert space.tensors.names == tuple(g.tensor for g in groups)
     assert space.tensors.options[0] == ("int8", "int16")
-    assert space.n_var == len(model.layers) + len(groups)     # weights per layer, one format per tensor
+    # weights per layer, one format per tensor (flat keeps pool's encoding, so its format too)
+    assert space.n_var == len(model.layers) + len(groups) - 1
     # a layer reading a quantized tensor chooses its weights only
     assert all({c.activation for c in options} == {"int8"} for options in space.options)
     x = space.upper.copy()
-    x[len(space.genes) + space.tensors.names.index("a")] = 0          # conv2's input at int8, the rest int16
+    x[len(space.genes) + space.tensors.genes.index(space.tensors.names.index("a"))] = 0   # conv2's input at int8
     policy = space.decode(x)
     assert policy.tensors["a"] == "int8" and policy.tensors["sum"] == "int16"
+    assert policy.tensors["flat"] == policy.tensors["pool"] == "int16"
     assert policy.choice("conv2").activation == "int8" and policy.choice("conv3").activation == "int16"
     assert np.array_equal(space.encode(policy), x)
     # the ops between layers move their tensors at the tensor's format: int16 costs more time than int8
@@ -128,18 +138,18 @@ def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
     names = [r["name"] for r in result.front["references"]]
     assert names == ["fp32", "uniform W8A8", "uniform W8A16"]
     w8a8, w8a16 = (result.front["references"][i]["policy"] for i in (1, 2))
-    assert len(w8a8["tensors"]) == 10 and set(w8a8["tensors"].values()) == {"int8"}
+    assert len(w8a8["tensors"]) == 11 and set(w8a8["tensors"].values()) == {"int8"}   # 10 read, 1 output
     assert set(w8a16["tensors"].values()) == {"int16"}
     assert {c["activation"] for c in w8a16["layers"].values()} == {"int16"}
     assert any("genes of their own" in note for note in result.notes)
     policies = [Policy.from_dict(p["policy"]) for p in result.front["solutions"]]
-    assert policies and all(len(p.tensors) == 10 for p in policies)
+    assert policies and all(len(p.tensors) == 11 for p in policies)
     # the sensitivity proxy probed every tensor, and the first generation holds more than one tensor mix
     import sqlite3
     from qevo_cli.store import RunStore
     with sqlite3.connect(tmp_path / "run" / "evaluations.sqlite") as db:
         probes = [key for (key,) in db.execute("SELECT key FROM probe") if "/T:" in key]
-    assert len(probes) >= 10
+    assert len(probes) == 9   # 11 tensors, two of them keep their input's encoding (MaxPool, Flatten)
     store = RunStore(tmp_path / "run", create=False)
     first = [row for row in store.evaluations() if row["generation"] == 1]
     store.close()
@@ -155,6 +165,50 @@ def test_ranges_of_layer_inputs_do_not_change_when_other_tensors_are_calibrated(
     after measure different grids (and an export in a fresh process disagrees with the search)."""
     calibrator = evaluator.calibrator
     before = {name: calibrator.range(name, "minmax", 8) for name in calibrator.tensors}
-    calibrator.range("sum", "minmax", 8)
+    calibrator.tensor_range("sum")
     assert {name: calibrator.range(name, "minmax", 8) for name in before} == before
     assert "sum" not in calibrator.tensors
+    with pytest.raises(QevoError, match="no layer reads"):
+        calibrator.range("sum", "minmax", 8)
+
+
+def test_uniform_w8a8_on_every_tensor_computes_what_onnxruntimes_qnn_configuration_writes(tmp_path):
+    """qevo's fully quantized W8A8 (int8 per-tensor asymmetric weights, every tensor int8) gives the same outputs
+    as the model onnxruntime's `get_qnn_qdq_config` + `quantize` writes from the same calibration data: bias and
+    norm constants, the folded Clip, the shared Reshape encoding, the Softmax range and the graph output."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+
+    path = tiny_models.save(tiny_models.fully_quantized_ops(), tmp_path / "ops.onnx")
+    loaded = load_model(path)
+    x = np.random.default_rng(5).standard_normal((16, 3, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    tensors = {g.tensor: "int8" for g in activation_groups(loaded, "all-tensors")}
+    assert tensors.keys() == {"x", "c1", "a1", "m1", "flat", "mm", "logits", "y"}   # n1 folds into the Clip
+    policy = Policy({layer.name: LayerChoice("int8", "int8", "per-tensor", symmetric=False)
+                     for layer in loaded.layers}, tensors=tensors)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(evaluator.calibrator.calib.batches())
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    onnx.save(loaded.proto, tmp_path / "in.onnx")
+    config = get_qnn_qdq_config(str(tmp_path / "in.onnx"), Reader(), activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QUInt8)
+    quantize(str(tmp_path / "in.onnx"), str(tmp_path / "qnn.onnx"), config)
+    feed = {"x": x}
+    qnn = ort.InferenceSession(str(tmp_path / "qnn.onnx"), evaluator.options, providers=["CPUExecutionProvider"])
+    ours = ort.InferenceSession(evaluator.editor.build(policy).SerializeToString(), evaluator.options,
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(ours.run(["y"], feed)[0], qnn.run(["y"], feed)[0], rtol=0, atol=1e-6)
+    # the constants and encodings matter here: quantizing the tensors alone does not give that model
+    unmatched = ort.InferenceSession(evaluator.editor.build(Policy(policy.layers)).SerializeToString(),
+                                     evaluator.options, providers=["CPUExecutionProvider"])
+    assert np.abs(unmatched.run(["y"], feed)[0] - qnn.run(["y"], feed)[0]).max() > 1e-3
+    stored = evaluator.editor.build(policy, store=True)
+    exported = ort.InferenceSession(stored.SerializeToString(), evaluator.options, providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(exported.run(["y"], feed)[0], ours.run(["y"], feed)[0])

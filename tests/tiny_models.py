@@ -249,3 +249,30 @@ def residual_concat():
     inits = [_weight("w1", 4, 3, 3, 3), _weight("b1", 4), _weight("w2", 4, 4, 3, 3), _weight("w3", 6, 8, 1, 1),
              _weight("w4", 5, 6)]
     return _model(nodes, [x], [y], inits)
+
+
+def fully_quantized_ops():
+    """The ops a fully quantized runtime encodes beyond its layers: a Conv with a bias, a BatchNormalization,
+    a Clip folded into the range of its output, a Mul by a constant, a Reshape (which keeps its input's
+    encoding), a MatMul whose bias is an Add of a constant, and a Softmax (a fixed output range) returned by the
+    graph."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 7])
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "gamma", "beta", "mean", "var"], ["n1"], name="norm"),
+             helper.make_node("Clip", ["n1", "lo", "hi"], ["a1"], name="clip"),
+             helper.make_node("Mul", ["a1", "half"], ["m1"], name="scale"),
+             helper.make_node("Reshape", ["m1", "shape"], ["flat"], name="reshape"),
+             helper.make_node("MatMul", ["flat", "w2"], ["mm"], name="fc"),
+             helper.make_node("Add", ["mm", "b2"], ["logits"], name="fc_bias"),
+             helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1)]
+    inits = [_weight("w1", 4, 3, 3, 3), _weight("b1", 4),
+             numpy_helper.from_array((1 + 0.3 * RNG.standard_normal(4)).astype(np.float32), "gamma"),
+             _weight("beta", 4), _weight("mean", 4),
+             numpy_helper.from_array((0.5 + RNG.random(4)).astype(np.float32), "var"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "hi"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.array([-1, 144], np.int64), "shape"),
+             _weight("w2", 144, 7), _weight("b2", 7)]
+    return _model(nodes, [x], [y], inits)

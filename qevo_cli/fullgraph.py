@@ -1,0 +1,86 @@
+"""How a runtime that runs the whole graph quantized encodes what the layers leave open.
+
+A target with `activation_scope: all-tensors` (QNN's HTP) runs every op on integers, so beyond one
+encoding per tensor it fixes several things, which qevo follows as onnxruntime's QNN configuration
+(`get_qnn_qdq_config` + `quantize`) writes them, so that what the search measures is what that model
+measures:
+
+- ranges from the float model run with graph optimizations off, as onnxruntime's calibrators run it;
+- scale and zero point by onnxruntime's own `compute_scale_zp`, each range widened to at least 1e-4;
+- fixed output encodings: Softmax covers [0, 1]; 16-bit Sigmoid and Tanh take QNN's required ones
+  (`base_quantizer.adjust_tensor_ranges`, `qnn/quant_config.py`);
+- the output of an op that only moves or selects values (Reshape, Transpose, pooling, Slice, Gather...)
+  keeps its input's encoding, a Gather its table's (`QDQDirect8BitOp`, `QDQGather`);
+- float constants read by other ops (a MatMul's bias Add, GELU's constants, a norm's scale) become uint8
+  from their own range; the biases of Conv / Gemm and of normalizations become int32 at the input's scale
+  times the weight's (or the norm scale's) scale, zero point 0 (`operators/norm.py`, `quantize_bias_static`);
+- graph outputs are quantized too.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_nparray
+
+MIN_REAL_RANGE = 1e-4
+# Ops onnxruntime's QDQ quantizer handles with a rule of its own; the float constants of any other op (Add,
+# Mul, Div, Pow, Max, Einsum...) are quantized as weights.
+QDQ_REGISTRY = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "Clip", "Relu", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
+    "Resize", "MaxPool", "AveragePool", "Slice", "Pad", "MatMul", "Split", "Gather", "GatherElements", "Where",
+    "InstanceNormalization", "LayerNormalization", "BatchNormalization", "TopK", "CumSum"})
+UNQUANTIZED = frozenset({"Cast", "Shape", "Size"})
+# Ops whose output keeps the encoding of their first input.
+SHARED = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "MaxPool", "Resize",
+                    "AveragePool", "Split", "TopK", "Gather", "GatherElements"})
+NORMS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
+BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
+UINT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT32
+
+
+def tensor_qparams(rmin: float, rmax: float, bits: int) -> tuple[np.float32, int]:
+    """Scale and zero point of an unsigned activation grid over [rmin, rmax] (0 included, at least 1e-4 wide)."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    zero_point, scale = compute_scale_zp(np.array(rmin, np.float32), np.array(rmax, np.float32),
+                                         np.array(0, dtype), np.array(2 ** bits - 1, dtype), False, MIN_REAL_RANGE)
+    return np.float32(scale), int(zero_point)
+
+
+def fixed_qparams(op_type: str, bits: int) -> tuple[np.float32, int] | None:
+    """The encoding the runtime fixes for the output of `op_type`, or None when it is calibrated."""
+    if op_type == "Softmax":
+        return tensor_qparams(0.0, 1.0, bits)
+    if bits == 16 and op_type == "Sigmoid":
+        return np.float32(1.0 / 65536.0), 0
+    if bits == 16 and op_type == "Tanh":
+        return np.float32(1.0 / 32768.0), 32768
+    return None
+
+
+def constant_codes(values: np.ndarray) -> tuple[np.ndarray, np.float32, int]:
+    """uint8 codes, scale and zero point of a float constant over its own range, as onnxruntime quantizes a
+    weight of an op outside its registry."""
+    flat = np.asarray(values, np.float32).reshape(-1)
+    lo = flat.min() if flat.size else np.float32(0)
+    hi = flat.max() if flat.size else np.float32(0)
+    with np.errstate(all="ignore"):   # an infinite constant gives an infinite scale, as it does there
+        zero_point, scale = compute_scale_zp(np.array(lo, np.float32), np.array(hi, np.float32), np.array(0, np.uint8),
+                                             np.array(255, np.uint8), False, MIN_REAL_RANGE)
+        codes = quantize_nparray(UINT8, np.asarray(values, np.float32), np.float32(scale), zero_point)
+    return codes, np.float32(scale), int(zero_point)
+
+
+def dequantized(codes: np.ndarray, scale, zero_point) -> np.ndarray:
+    """What DequantizeLinear computes: (codes - zero point) * scale in float32."""
+    with np.errstate(all="ignore"):
+        return ((codes.astype(np.int64) - np.asarray(zero_point, np.int64)).astype(np.float32)
+                * np.asarray(scale, np.float32)).astype(np.float32)
+
+
+def bias_codes(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """int32 codes of a bias at `scale` (one per channel or one for all), rounded in float64."""
+    scale = np.asarray(scale, np.float32).astype(np.float64)
+    with np.errstate(all="ignore"):
+        codes = np.round(np.asarray(values, np.float64) / scale)
+    info = np.iinfo(np.int32)
+    return np.clip(np.nan_to_num(codes, nan=0.0), info.min, info.max).astype(np.int32)
