@@ -46,6 +46,7 @@ def uniform_int8_mb(workspace, profile) -> float:
 def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
     os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-scope-zoo-")
     from qevo_cli.config import SearchConfig
+    from qevo_cli.cost import model_cost
     from qevo_cli.policy import Policy
     from qevo_cli.profiles import load_profile
     from qevo_cli.search import run_search
@@ -76,9 +77,12 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
     row["test_w8a8"] = evaluator.evaluate(Policy.from_dict(references["uniform W8A8"]["policy"]))
     if feasible:
         pick = max(feasible, key=lambda s: (s["metric"], -s["objectives"]["size"]))
+        policy = Policy.from_dict(pick["policy"])
+        layers = test_ws.model.layers
         row.update(pick_id=pick["id"], pick_mb=pick["objectives"]["size"], pick_search=pick["metric"],
-                   pick_test=evaluator.evaluate(Policy.from_dict(pick["policy"])),
-                   pick_bits=Policy.from_dict(pick["policy"]).summary())
+                   pick_test=evaluator.evaluate(policy), pick_bits=policy.summary(),
+                   # the quantized weights alone (scales included), as AIMET reports a model's size
+                   pick_weight_bytes=model_cost(layers, policy, profile).weight_bytes)
     return row
 
 

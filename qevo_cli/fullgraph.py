@@ -15,6 +15,9 @@ measures:
   from their own range; the biases of Conv / Gemm and of normalizations become int32 at the input's scale
   times the weight's (or the norm scale's) scale, zero point 0 (`operators/norm.py`, `quantize_bias_static`);
 - graph outputs are quantized too.
+
+One departure: a constant holding inf or NaN (an attention mask's -inf) stays float. The helper gives it an
+infinite scale, so its model computes NaN wherever that constant is read.
 """
 from __future__ import annotations
 

@@ -77,6 +77,7 @@ class GraphEditor:
         self._tensor_tags: dict[str, str] | None = None
         self._producers = {name: node for node in model.proto.graph.node for name in node.output}
         self._constants: dict[str, tuple] = {}
+        self._finite_constants: dict[str, bool] = {}
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -298,7 +299,7 @@ class GraphEditor:
             inputs = list(node.input)   # as read before any is replaced
             for position, name in enumerate(inputs):
                 if name not in self._initializers or (layer is not None and name == layer.weight) or \
-                        self._initializers[name].data_type not in (FLOAT, FLOAT16):
+                        self._initializers[name].data_type not in (FLOAT, FLOAT16) or not self._finite(name):
                     continue
                 half = self._initializers[name].data_type == FLOAT16
                 replaced = None
@@ -320,6 +321,13 @@ class GraphEditor:
                 if replaced is not None:
                     node.input[position] = replaced
         return constants.nodes
+
+    def _finite(self, name: str) -> bool:
+        """A constant holding inf or NaN (a mask's -inf) stays float: onnxruntime's helper gives it an infinite
+        scale, and its model then computes NaN there."""
+        if name not in self._finite_constants:
+            self._finite_constants[name] = bool(np.isfinite(self._float_values(name)).all())
+        return self._finite_constants[name]
 
     def _constant_codes(self, name: str):
         if name not in self._constants:
