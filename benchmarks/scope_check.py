@@ -3,12 +3,14 @@
     python benchmarks/scope_check.py digits orientation ppocr-cls ... [--zoo zoo-data]
 
 For each model, on its test split (digits: the bundled eval.npz), with min-max calibration on the
-calibration split, four measurements with qevo's session options:
+calibration split, five measurements with qevo's session options:
 - fp32;
 - QNN: onnxruntime's `get_qnn_qdq_config` (uint8 activations, uint8 weights, per-tensor, min-max) and
   `quantize`, the model a user would hand to the QNN execution provider for Hexagon;
+- quantize_static: onnxruntime's plain `quantize_static` (QDQ, uint8 activations and weights, per-tensor),
+  the model a user would hand to the CPU execution provider;
 - qevo W8A8, layer-inputs scope: every layer's weights int8 per-tensor asymmetric and its inputs int8,
-  float elsewhere (what qevo simulated for every target before activation scopes);
+  float elsewhere (the CPU targets' scope);
 - qevo W8A8, all-tensors scope: the same plus one int8 Q/DQ on every float tensor of the graph
   (the `hexagon` profile's scope), with the rules of `qevo_cli/fullgraph.py`; layers inside If / Loop
   bodies stay float, as the helper leaves them.
@@ -43,7 +45,7 @@ def _paths(name: str, zoo: Path):
 def check(name: str, zoo: Path) -> dict:
     import onnx
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize, quantize_static
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     from qevo_cli.evaluate import run_session
@@ -78,6 +80,16 @@ def check(name: str, zoo: Path) -> dict:
                                              evaluator.reference)
         except Exception as err:  # the helper refuses some graphs; reported, not hidden
             result["qnn_error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
+        # the CPU execution provider's answer: plain quantize_static, QDQ, the same types and calibration
+        try:
+            static = Path(tmp) / "static.onnx"
+            quantize_static(str(source), str(static), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, per_channel=False)
+            session = ort.InferenceSession(str(static), evaluator.options, providers=["CPUExecutionProvider"])
+            result["static"] = evaluator.metric(run_session(session, evaluator.data), evaluator.data.labels,
+                                                evaluator.reference)
+        except Exception as err:
+            result["static_error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
     result["qnn_s"] = round(time.time() - start, 1)
     w8a8 = Policy({layer.name: LayerChoice("int8", "fp32" if layer.weight_only else "int8", "per-tensor",
                                            symmetric=False) for layer in model.layers})
@@ -91,17 +103,19 @@ def check(name: str, zoo: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| model (metric, test samples) | float tensors | fp32 | QNN helper W8A8 | qevo W8A8, layer inputs (gap to QNN) "
-          "| qevo W8A8, all tensors (gap to QNN) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model (metric, test samples) | float tensors | fp32 | QNN helper W8A8 | qevo W8A8, all tensors (gap to QNN) "
+          "| quantize_static W8A8 | qevo W8A8, layer inputs (gap to quantize_static; to QNN) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        qnn = r.get("qnn")
-        def cell(value):
-            gap = f" ({value - qnn:+.2f})" if qnn is not None else ""
-            return f"{value:.2f}{gap}"
+        qnn, static = r.get("qnn"), r.get("static")
+        def gap(value, other):
+            return f"{value - other:+.2f}" if other is not None else "-"
+        def shown(value, error):
+            return f"{value:.2f}" if value is not None else f"failed: {error}"
         print(f"| {r['model']} ({r['metric']}, {r['samples']}) | {r['tensors']} | {r['fp32']:.2f} | "
-              f"{f'{qnn:.2f}' if qnn is not None else 'failed: ' + r.get('qnn_error', '')} | "
-              f"{cell(r['qevo_layer_inputs'])} | {cell(r['qevo_all_tensors'])} |")
+              f"{shown(qnn, r.get('qnn_error'))} | {r['qevo_all_tensors']:.2f} ({gap(r['qevo_all_tensors'], qnn)}) | "
+              f"{shown(static, r.get('static_error'))} | {r['qevo_layer_inputs']:.2f} "
+              f"({gap(r['qevo_layer_inputs'], static)}; {gap(r['qevo_layer_inputs'], qnn)}) |")
 
 
 def main(argv=None) -> int:

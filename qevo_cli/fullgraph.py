@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_nparray
 
 MIN_REAL_RANGE = 1e-4
@@ -38,6 +39,8 @@ SHARED = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "
                     "AveragePool", "Split", "TopK", "Gather", "GatherElements"})
 NORMS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
 BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
+# Activations a fully quantized runtime folds into the range of the tensor they write.
+FOLDED_ACTIVATIONS = ("Relu", "Clip")
 UINT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT32
 
 
@@ -58,6 +61,19 @@ def fixed_qparams(op_type: str, bits: int) -> tuple[np.float32, int] | None:
     if bits == 16 and op_type == "Tanh":
         return np.float32(1.0 / 32768.0), 32768
     return None
+
+
+def constant_role(op_type: str, position: int, input_quantized: bool) -> str | None:
+    """What the runtime does with float constant input `position` of an `op_type` node: "uint8" (over its own
+    range), "norm-bias" (int32 at the input's scale times the norm scale's), "bias" (int32 at the input's
+    scale times the weight's), or None (left as it is, or handled as a layer's weight)."""
+    if op_type in NORMS:
+        return "uint8" if position == 1 else "norm-bias" if position == 2 and input_quantized else None
+    if op_type in BIASED:
+        return "bias" if position == 2 and input_quantized else None
+    if op_type in QDQ_REGISTRY or op_type in UNQUANTIZED:
+        return None
+    return "uint8"
 
 
 def constant_codes(values: np.ndarray) -> tuple[np.ndarray, np.float32, int]:
@@ -87,3 +103,63 @@ def bias_codes(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
         codes = np.round(np.asarray(values, np.float64) / scale)
     info = np.iinfo(np.int32)
     return np.clip(np.nan_to_num(codes, nan=0.0), info.min, info.max).astype(np.int32)
+
+
+def remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
+    """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
+    input's producer writing the output instead (the output's grid clamps as the activation did), as
+    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`)."""
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in set(node.input):
+            readers[name] = readers.get(name, 0) + 1
+    producers = {name: node for node in graph.node for name in node.output}
+    boundary = {value.name for value in [*graph.input, *graph.output]}
+    removed = set()
+    for node in graph.node:
+        source, output = node.input[0] if node.input else "", node.output[0]
+        if node.op_type in FOLDED_ACTIVATIONS and tensors.get(output) in ("int8", "int16") and \
+                source in producers and source not in boundary and readers.get(source, 0) == 1:
+            producer = producers[source]
+            producer.output[list(producer.output).index(source)] = output
+            removed.add(node.name)
+    if removed:
+        kept = [node for node in graph.node if node.name not in removed]
+        del graph.node[:]
+        graph.node.extend(kept)
+
+
+class QuantizedConstants:
+    """Quantized constants added to one graph: dequantized values (simulated) or codes behind a
+    DequantizeLinear (stored); a constant read by several nodes is added once."""
+
+    def __init__(self, graph: onnx.GraphProto, prefix: str, store: bool):
+        self.graph, self.prefix, self.store = graph, prefix, store
+        self.nodes: list[onnx.NodeProto] = []
+        self.added: dict[str, str] = {}
+        self.count = 0
+
+    def add(self, source: str | None, codes, scale, zero_point, dtype: int, half: bool) -> str:
+        if source is not None and source in self.added:
+            return self.added[source]
+        self.count += 1
+        base = f"{self.prefix}k{self.count}"
+        name = f"{base}.v"
+        if not self.store:
+            values = dequantized(codes, scale, zero_point)
+            self.graph.initializer.append(numpy_helper.from_array(values.astype(np.float16) if half else values, name))
+        else:
+            kind = np.uint8 if dtype == UINT8 else np.int32
+            scale = np.asarray(scale, np.float32)
+            self.graph.initializer.extend([
+                numpy_helper.from_array(np.asarray(codes).astype(kind), f"{base}.q"),
+                numpy_helper.from_array(scale, f"{base}.s"),
+                numpy_helper.from_array(np.full(scale.shape, zero_point, kind), f"{base}.z")])
+            out = f"{base}.f" if half else name
+            self.nodes.append(helper.make_node("DequantizeLinear", [f"{base}.q", f"{base}.s", f"{base}.z"], [out],
+                                               **({"axis": 0} if scale.ndim else {})))
+            if half:
+                self.nodes.append(helper.make_node("Cast", [out], [name], to=FLOAT16))
+        if source is not None:
+            self.added[source] = name
+        return name

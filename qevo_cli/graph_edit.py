@@ -32,9 +32,9 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .fullgraph import (BIASED, INT32, NORMS, QDQ_REGISTRY, SHARED, UINT8, UNQUANTIZED, bias_codes, constant_codes,
-                        dequantized, fixed_qparams, tensor_qparams)
-from .scope import FOLDED_ACTIVATIONS, float_tensors, readers_of
+from .fullgraph import (INT32, SHARED, UINT8, QuantizedConstants, bias_codes, constant_codes, constant_role,
+                        fixed_qparams, remove_folded_activations, tensor_qparams)
+from .scope import float_tensors, readers_of
 
 _END = "\x00end"               # key of the nodes that go after every other node (no node name holds a NUL)
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
@@ -109,7 +109,7 @@ class GraphEditor:
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
             top = before.setdefault(0, {})
             constants = self._quantize_constants(graphs[0], policy, store)   # while nodes read the tensors' names
-            _remove_folded_activations(graphs[0], policy.tensors)
+            remove_folded_activations(graphs[0], policy.tensors)
             self._quantize_tensors(graphs[0], dict(policy.tensors), top)
             if constants and graphs[0].node:
                 first = graphs[0].node[0].name
@@ -291,7 +291,7 @@ class GraphEditor:
         tensors = policy.tensors
         integer = {name for name, fmt in tensors.items() if fmt in ("int8", "int16")}
         layers = {layer.node_name: layer for layer in self.model.layers if not layer.subgraph and layer.weight}
-        constants = _Constants(graph, self._prefix, store)
+        constants = QuantizedConstants(graph, self._prefix, store)
         for node in graph.node:
             if not any(name in integer for name in node.input):
                 continue
@@ -301,25 +301,21 @@ class GraphEditor:
                 if name not in self._initializers or (layer is not None and name == layer.weight) or \
                         self._initializers[name].data_type not in (FLOAT, FLOAT16) or not self._finite(name):
                     continue
+                role = constant_role(node.op_type, position, inputs[0] in integer)
                 half = self._initializers[name].data_type == FLOAT16
-                replaced = None
-                if node.op_type in NORMS and position in (1, 2):
-                    if position == 1:
-                        replaced = constants.add(name, *self._constant_codes(name), UINT8, half)
-                    elif node.input[0] in integer:
-                        scale = self._input_scale(node, tensors) * self._constant_codes(inputs[1])[1]
-                        replaced = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0, INT32,
-                                                 half)
-                elif node.op_type in BIASED:
-                    weight_scale = self._weight_scale(layer, policy.choice(layer.name)) if layer else None
-                    if position == 2 and weight_scale is not None and node.input[0] in integer:
-                        scale = np.asarray(self._input_scale(node, tensors) * weight_scale, np.float32)
-                        replaced = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0, INT32,
-                                                 half)
-                elif node.op_type not in QDQ_REGISTRY and node.op_type not in UNQUANTIZED:
-                    replaced = constants.add(name, *self._constant_codes(name), UINT8, half)
-                if replaced is not None:
-                    node.input[position] = replaced
+                if role == "uint8":
+                    node.input[position] = constants.add(name, *self._constant_codes(name), UINT8, half)
+                    continue
+                if role == "norm-bias":
+                    other = self._constant_codes(inputs[1])[1]
+                elif role == "bias" and layer is not None:
+                    other = self._weight_scale(layer, policy.choice(layer.name))
+                else:
+                    continue
+                if other is not None:
+                    scale = np.asarray(self._input_scale(node, tensors) * other, np.float32)
+                    node.input[position] = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0,
+                                                         INT32, half)
         return constants.nodes
 
     def _finite(self, name: str) -> bool:
@@ -543,63 +539,6 @@ def _insert_before(graph: onnx.GraphProto, before: dict[str, list[onnx.NodeProto
     nodes.extend(before.get(_END, ()))
     del graph.node[:]
     graph.node.extend(nodes)
-
-
-def _remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
-    """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
-    input's producer writing the output instead (the output's grid clamps as the activation did), as
-    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`)."""
-    readers = readers_of(graph)
-    producers = {name: node for node in graph.node for name in node.output}
-    boundary = {value.name for value in [*graph.input, *graph.output]}
-    removed = set()
-    for node in graph.node:
-        source, output = node.input[0] if node.input else "", node.output[0]
-        if node.op_type in FOLDED_ACTIVATIONS and tensors.get(output) in ("int8", "int16") and \
-                source in producers and source not in boundary and len(readers.get(source, ())) == 1:
-            producer = producers[source]
-            producer.output[list(producer.output).index(source)] = output
-            removed.add(node.name)
-    if removed:
-        kept = [node for node in graph.node if node.name not in removed]
-        del graph.node[:]
-        graph.node.extend(kept)
-
-
-class _Constants:
-    """Quantized constants added to one graph: dequantized values (simulated) or codes behind a
-    DequantizeLinear (stored); a constant read by several nodes is added once."""
-
-    def __init__(self, graph: onnx.GraphProto, prefix: str, store: bool):
-        self.graph, self.prefix, self.store = graph, prefix, store
-        self.nodes: list[onnx.NodeProto] = []
-        self.added: dict[str, str] = {}
-        self.count = 0
-
-    def add(self, source: str | None, codes, scale, zero_point, dtype: int, half: bool) -> str:
-        if source is not None and source in self.added:
-            return self.added[source]
-        self.count += 1
-        base = f"{self.prefix}k{self.count}"
-        name = f"{base}.v"
-        if not self.store:
-            values = dequantized(codes, scale, zero_point)
-            self.graph.initializer.append(numpy_helper.from_array(values.astype(np.float16) if half else values, name))
-        else:
-            kind = np.uint8 if dtype == UINT8 else np.int32
-            scale = np.asarray(scale, np.float32)
-            self.graph.initializer.extend([
-                numpy_helper.from_array(np.asarray(codes).astype(kind), f"{base}.q"),
-                numpy_helper.from_array(scale, f"{base}.s"),
-                numpy_helper.from_array(np.full(scale.shape, zero_point, kind), f"{base}.z")])
-            out = f"{base}.f" if half else name
-            self.nodes.append(helper.make_node("DequantizeLinear", [f"{base}.q", f"{base}.s", f"{base}.z"], [out],
-                                               **({"axis": 0} if scale.ndim else {})))
-            if half:
-                self.nodes.append(helper.make_node("Cast", [out], [name], to=FLOAT16))
-        if source is not None:
-            self.added[source] = name
-        return name
 
 
 def _renamed(built: ActivationNodes, source: str, new_source: str, output: str) -> list[onnx.NodeProto]:

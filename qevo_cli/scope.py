@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import onnx
 
 from .errors import QevoError
-from .fullgraph import SHARED
+from .fullgraph import FOLDED_ACTIVATIONS, SHARED
 from .graphs import FLOAT_TYPES, numel
 from .model import LoadedModel
 from .profile_schema import ACTIVATION_SCOPES
@@ -24,9 +24,6 @@ from .profile_schema import ACTIVATION_SCOPES
 SCOPES = ACTIVATION_SCOPES
 # Ops that read only a tensor's shape: quantizing for them changes nothing.
 SHAPE_ONLY = ("Shape", "Size")
-# Activations a fully quantized runtime folds into the range of the tensor they read (onnxruntime's QNN
-# configuration removes them when activations are asymmetric): that tensor gets no encoding of its own.
-FOLDED_ACTIVATIONS = ("Relu", "Clip")
 
 
 @dataclass(frozen=True)
