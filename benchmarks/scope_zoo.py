@@ -86,14 +86,36 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
     return row
 
 
+AIMET = OUT.parent / "aimet"   # benchmarks/aimet_amp.py's results, where it was run
+
+
 def print_table(rows: list[dict]) -> None:
-    print("| model | target (scope) | fp32 | uniform W8A8 | qevo best at <= 0.6x INT8 (size) | evaluations | wall s |")
+    print("| model | target (scope) | fp32 | uniform W8A8 (file) | qevo best at <= 0.6x INT8: test (file, weights) "
+          "| evaluations | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        pick = (f"{r['pick_test']:.2f} ({r['pick_mb']:.3g} MB = {r['pick_mb'] / r['int8_mb']:.2f}x)"
-                if "pick_test" in r else "no feasible policy")
+        pick = (f"{r['pick_test']:.2f} ({r['pick_mb']:.3g} MB = {r['pick_mb'] / r['int8_mb']:.2f}x, "
+                f"{r['pick_weight_bytes'] / 1e3:.0f} kB)" if "pick_test" in r else "no feasible policy")
         print(f"| {r['model']} | {r['target']} ({r['scope']}) | {r['test_fp32']:.2f} | {r['test_w8a8']:.2f} "
               f"({r['int8_mb']:.3g} MB) | {pick} | {r['evaluations']} | {r['seconds']:.0f} |")
+    amp = [json.loads(path.read_text()) for path in sorted(AIMET.glob("results_*.json"))]
+    if amp:
+        print("\n| model | AIMET AMP: uniform W8A8 (test) | chosen point: test (weights) | best scored point within 1 "
+              "of fp32 on search (weights) | evaluations (phase 1 on a subset / phase 2) | wall s |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for a in amp:
+            chosen = a.get("chosen", {})
+            weights = chosen.get("quantized_weight_bytes") or 0
+            within = [p for p in a.get("pareto", []) if p.get("search_metric") is not None
+                      and p["search_metric"] >= a["fp32_search"] - 1 and p.get("weight_bytes")]
+            best = min(within, key=lambda p: p["weight_bytes"], default=None)
+            best_cell = f"{best['search_metric']:.2f} ({best['weight_bytes'] / 1e3:.0f} kB)" if best else "none"
+            weights_cell = f"{weights / 1e3:.0f} kB" if weights else "not counted"
+            counts = a.get("eval_counts", {})
+            total = sum(counts.get(k, 0) for k in ("baseline_phase2cb", "phase1", "phase2"))
+            print(f"| {a['model']} | {a['w8a8_test']:.2f} | {chosen.get('test_metric_qdq_ort', float('nan')):.2f} "
+                  f"({weights_cell}) | {best_cell} | {total} ({counts.get('phase1', 0)} / {counts.get('phase2', 0)}) "
+                  f"| {a.get('amp_wall_s', 0):.0f} |")
 
 
 def main(argv=None) -> int:
