@@ -414,5 +414,10 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
     search.progress.measured_now = 0
     search.started -= search.progress.elapsed_s
     algorithm = checkpoint["algorithm"]
+    genes = getattr(getattr(algorithm, "problem", None), "n_var", search.space.n_var)
+    if genes != search.space.n_var:   # a run from a qevo that built another space (say, before tensor genes)
+        search.close()
+        raise QevoError(f"the run's checkpoint has {genes} genes and this qevo builds {search.space.n_var} for the "
+                        "same settings; start a new run", path=Path(run_dir) / RunStore.RUN_FILE, field="genes")
     _set_running_time(algorithm, time.time() - search.progress.elapsed_s)   # --time-limit counts running time only
     return search, algorithm

@@ -232,3 +232,19 @@ def test_ilp_sweep_spans_the_size_range_within_the_budget(default_workspace):
     budget = (smallest + largest) / 2
     within = ilp_sweep(space, score, profile, "size", {"size": budget}, budgets=60)
     assert within and max(sizes(within)) <= budget + 1e-9
+
+
+def test_resume_refuses_a_checkpoint_of_another_search_space(tmp_path):
+    """A run saved by a qevo that built another space for the same settings (before tensor genes, say) is
+    refused with one line rather than decoded into wrong policies."""
+    import pickle
+
+    run = tmp_path / "run"
+    run_search(SearchConfig(out=str(run), **{**SMALL, "generations": 1}))
+    checkpoint = run / "checkpoint.pkl"
+    state = pickle.loads(checkpoint.read_bytes())
+    state["algorithm"].problem.n_var += 1
+    checkpoint.write_bytes(pickle.dumps(state))
+    result = CliRunner().invoke(app, ["search", "--resume", str(run), "--generations", "3"])
+    assert result.exit_code == 2 and "genes" in result.stderr and "start a new run" in result.stderr
+    assert "Traceback" not in result.stderr
