@@ -23,7 +23,7 @@ from .defaults import cache_dir
 from .errors import QevoError
 from .files import atomic_write_bytes, atomic_write_text
 
-EVALUATION_VERSION = 1   # bump when a change to the simulator changes measured metrics
+EVALUATION_VERSION = 2   # bump when a change to the simulator changes measured metrics
 
 
 def _rows_in(db: sqlite3.Connection, columns: str, table: str, keys: list[str]) -> Iterable[tuple]:
