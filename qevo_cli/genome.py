@@ -22,7 +22,7 @@ import numpy as np
 from .errors import QevoError
 from .layers import Layer
 from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, WEIGHT_FORMATS, LayerChoice,
-                     Policy, activation_bits)
+                     Policy, activation_bits, tensor_order)
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup
 
@@ -107,12 +107,7 @@ class SearchSpace:
         formats = [options[0] for options in tensors.options]
         for offset, t in enumerate(tensors.genes, start=len(self.genes)):
             formats[t] = tensors.options[t][int(np.clip(round(float(x[offset])), 0, len(tensors.options[t]) - 1))]
-        formats = [formats[root] for root in tensors.follows]
-        for layer, read in zip(self.layers, tensors.reads):
-            if read:
-                widest = max((formats[t] for t in read), key=_tensor_order)
-                choices[layer.name] = replace(choices[layer.name], activation=widest)
-        return Policy(choices, tensors=dict(zip(tensors.names, formats)))
+        return self._with_formats(choices, [formats[root] for root in tensors.follows])
 
     def encode(self, policy: Policy) -> np.ndarray:
         x = np.zeros(self.n_var, dtype=int)
@@ -145,13 +140,16 @@ class SearchSpace:
         tensors = self.tensors
         if not tensors.names:
             return policy
-        formats = [_nearest_format(options, fmt) for options in tensors.options]
-        choices = dict(policy.layers)
-        for layer, read in zip(self.layers, tensors.reads):
+        return self._with_formats(dict(policy.layers), [_nearest_format(options, fmt) for options in tensors.options])
+
+    def _with_formats(self, choices: dict[str, LayerChoice], formats: list[str]) -> Policy:
+        """The policy of `choices` with the tensors at `formats` (one per tensor), each layer that reads tensors
+        at their widest format."""
+        for layer, read in zip(self.layers, self.tensors.reads):
             if read:
-                choices[layer.name] = replace(policy.choice(layer.name),
-                                              activation=max((formats[t] for t in read), key=_tensor_order))
-        return Policy(choices, tensors=dict(zip(tensors.names, formats)))
+                choices[layer.name] = replace(choices.get(layer.name, FP32),
+                                              activation=max((formats[t] for t in read), key=tensor_order))
+        return Policy(choices, tensors=dict(zip(self.tensors.names, formats)))
 
     def nearest(self, layer_index: int, weight: str, activation: str) -> int:
         """Index of the option closest to (weight, activation) for one layer."""
@@ -161,10 +159,6 @@ class SearchSpace:
                                                        options[i].weight != weight,
                                                        abs(options[i].activation_bits - want.activation_bits),
                                                        options[i].activation != activation))
-
-
-def _tensor_order(fmt: str) -> tuple[int, bool]:
-    return activation_bits(fmt), fmt.startswith("fp")
 
 
 def _nearest_format(options: Sequence[str], fmt: str) -> str:

@@ -30,7 +30,7 @@ from .errors import QevoError, first_line
 from .graphs import all_initializers, drop_unused, walk_graphs
 from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
-from .policy import LayerChoice, Policy, group_size
+from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
 from .fullgraph import (INT32, SHARED, UINT8, QuantizedConstants, bias_codes, constant_codes, constant_role,
                         fixed_qparams, remove_folded_activations, tensor_qparams)
@@ -197,7 +197,7 @@ class GraphEditor:
         """Scale and zero point of a tensor quantized where it is produced, as a runtime that quantizes every
         tensor sets them (fullgraph.py): fixed for some ops, shared through ops that only move values,
         else from the tensor's own range."""
-        bits = 8 if fmt == "int8" else 16
+        bits = activation_bits(fmt)
         producer = self._producers.get(tensor)
         if producer is not None:
             fixed = fixed_qparams(producer.op_type, bits)
@@ -232,7 +232,7 @@ class GraphEditor:
             nodes += [helper.make_node("DynamicQuantizeLinear", [source], [q, s, z]),
                       helper.make_node("DequantizeLinear", [q, s, z], [out])]
         else:
-            bits = 8 if activation == "int8" else 16
+            bits = activation_bits(activation)
             if qparams is None:
                 qparams = activation_qparams(*self.calibrator.range(tensor, calibration, bits), bits)
             scale, zero_point = qparams

@@ -38,6 +38,11 @@ def activation_bits(fmt: str) -> int:
     return {"fp32": 32, "fp16": 16, "int8": 8, "int16": 16, "dynamic-int8": 8}[fmt]
 
 
+def tensor_order(fmt: str) -> tuple[int, bool]:
+    """Activation formats from the fewest bits to the most, an integer before a float of the same width."""
+    return activation_bits(fmt), fmt.startswith("fp")
+
+
 def group_size(granularity: str) -> int | None:
     """Group length along the input dimension, or None when not grouped."""
     if granularity.startswith("per-group-"):

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from .errors import QevoError, first_line
 from .layers import KINDS, Layer
-from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, activation_bits
+from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, tensor_order
 from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
                              dump_yaml)
 
@@ -118,7 +118,7 @@ class Profile:
         offered = self.offered_formats()[1]
         kept = [f for f in allowed if f in TENSOR_FORMATS and f in offered
                 and f not in self.spec.fallback.activation]
-        return sorted(kept, key=lambda f: (activation_bits(f), f.startswith("fp")))
+        return sorted(kept, key=tensor_order)
 
     def stored_activation(self, fmt: str) -> str:
         """The format an activation in `fmt` is held in on this target (fp32 is fp16 on a target without fp32)."""

@@ -5,9 +5,9 @@
 - all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
   top graph that a node reads or the graph returns, except one read only by a Relu or Clip, which the
   runtime folds into the range of its output. The output of an op that only moves values (Reshape,
-  Transpose, pooling...) keeps its input's encoding (fullgraph.py), so it shares its input's format. A tensor is one group: one Q/DQ pair where it is produced, shared by
-  all its consumers, as such a runtime keeps one encoding per tensor (AIMET's quantizer groups,
-  onnxruntime's QNN QDQ configuration).
+  Transpose, pooling...) keeps its input's encoding (fullgraph.py), so it shares its input's format.
+  A tensor is one group: one Q/DQ pair where it is produced, shared by all its consumers, as such a
+  runtime keeps one encoding per tensor (AIMET's quantizer groups, onnxruntime's QNN QDQ configuration).
 """
 from __future__ import annotations
 

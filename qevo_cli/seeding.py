@@ -61,11 +61,9 @@ def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.nda
         for fmt in tensors.options[root]:
             value = 0.0
             for t in tensors.members(root):
+                value += _tensor_cost(tensors.glue[t], fmt, profile, axis)
                 if axis == "size":
-                    value += tensor_node_bytes(fmt)
                     continue
-                moved = glue_bytes(tensors.glue[t], fmt, profile)
-                value += moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
                 for i in readers.get(t, ()):
                     richest = space.options[i][-1]
                     value += getattr(layer_cost(space.layers[i], replace(richest, activation=fmt), profile), field) \
@@ -148,14 +146,19 @@ def _fixed(space: SearchSpace, profile: Profile, axis: str) -> float:
     field, scale = COST_AXES[axis], UNITS[axis]
     graph = profile.per_graph_s * scale if axis == "latency" else 0.0
     tensors = space.tensors
-    fixed_tensors = [t for t in range(len(tensors.names)) if tensors.follows[t] not in tensors.genes]
-    if axis == "size":
-        glue = sum(tensor_node_bytes(tensors.options[t][0]) for t in fixed_tensors)
-    else:
-        moved = sum(glue_bytes(tensors.glue[t], tensors.options[t][0], profile) for t in fixed_tensors)
-        glue = moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
+    glue = sum(_tensor_cost(tensors.glue[t], tensors.options[t][0], profile, axis)
+               for t in range(len(tensors.names)) if tensors.follows[t] not in tensors.genes)
     return graph + glue * scale + sum(getattr(layer_cost(space.layers[i], space.options[i][0], profile), field) * scale
                                       for i in range(len(space.layers)) if i not in space.genes)
+
+
+def _tensor_cost(glue_elements: int, fmt: str, profile: Profile, axis: str) -> float:
+    """One tensor's own cost at `fmt` along `axis`, in bytes, seconds or joules: the nodes the file adds for
+    it (size), or what the ops other than the layers move in it (latency, energy)."""
+    if axis == "size":
+        return tensor_node_bytes(fmt)
+    moved = glue_bytes(glue_elements, fmt, profile)
+    return moved / profile.bandwidth if axis == "latency" else moved * profile.joules_per_byte
 
 
 def greedy_path(space: SearchSpace, score: GeneScore | None, profile: Profile, steps: int) -> list[np.ndarray]:
