@@ -109,7 +109,7 @@ def remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
     """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
     input's producer writing the output instead (the output's grid clamps as the activation did), as
     onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`)."""
-    readers: dict[str, int] = {}
+    readers: dict[str, int] = {}   # every reader counts, a Shape too, as onnxruntime counts them (not scope.readers_of)
     for node in graph.node:
         for name in set(node.input):
             readers[name] = readers.get(name, 0) + 1
