@@ -37,7 +37,7 @@ def uniform_int8_mb(workspace, profile) -> float:
     from qevo_cli.scope import activation_groups
 
     model = workspace.model
-    groups = activation_groups(model, "all-tensors") if profile.activation_scope == "all-tensors" else ()
+    groups = activation_groups(model, profile.activation_scope) if profile.activation_scope != "layer-inputs" else ()
     space = build_space(model.layers, profile, Allowed(), groups)
     policy = space.with_tensors_at(uniform_policy(profile, model.layers, LayerChoice("int8", "int8"))[0], "int8")
     return model_cost(model.layers, policy, profile, model.other_bytes, space.tensors.traffic).weight_bytes / 1e6

@@ -1,4 +1,4 @@
-"""How a runtime that runs the whole graph quantized encodes what the layers leave open.
+"""How a runtime that runs the graph quantized encodes what the layers leave open.
 
 A target with `activation_scope: all-tensors` (QNN's HTP) runs every op on integers, so beyond one
 encoding per tensor it fixes several things, which qevo follows as onnxruntime's QNN configuration
@@ -16,10 +16,18 @@ measures:
   times the weight's (or the norm scale's) scale, zero point 0 (`operators/norm.py`, `quantize_bias_static`);
 - graph outputs are quantized too.
 
+A target with `activation_scope: qdq-ops` (onnxruntime's CPU execution provider) runs what plain
+`quantize_static` writes: Q/DQ where its own quantizer places them (ort_placement.py), the same ranges
+and Softmax encoding, no minimum range, no 16-bit Sigmoid / Tanh rule; the constants of elementwise ops
+(and a Gather's table) uint8 over their own range, those it takes for weights (a norm's scale) int8
+symmetric over their largest magnitude, per tensor.
+
 One departure: a constant holding inf or NaN (an attention mask's -inf) stays float. The helper gives it an
 infinite scale, so its model computes NaN wherever that constant is read.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -41,21 +49,36 @@ NORMS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormaliz
 BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
 # Activations a fully quantized runtime folds into the range of the tensor they write.
 FOLDED_ACTIVATIONS = ("Relu", "Clip")
-UINT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT32
+UINT8, INT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.INT32
 
 
-def tensor_qparams(rmin: float, rmax: float, bits: int) -> tuple[np.float32, int]:
-    """Scale and zero point of an unsigned activation grid over [rmin, rmax] (0 included, at least 1e-4 wide)."""
+@dataclass(frozen=True)
+class Rules:
+    """What a runtime that quantizes more than layer inputs fixes beyond which tensors it quantizes."""
+
+    min_real_range: float | None   # each range widened to at least this
+    fixed_16bit: bool              # QNN's required encodings of 16-bit Sigmoid and Tanh outputs
+
+
+RULES = {"all-tensors": Rules(MIN_REAL_RANGE, True), "qdq-ops": Rules(None, False)}
+
+
+def tensor_qparams(rmin: float, rmax: float, bits: int, min_real_range: float | None = MIN_REAL_RANGE
+                   ) -> tuple[np.float32, int]:
+    """Scale and zero point of an unsigned activation grid over [rmin, rmax] (0 included, at least
+    `min_real_range` wide)."""
     dtype = np.uint8 if bits == 8 else np.uint16
     zero_point, scale = compute_scale_zp(np.array(rmin, np.float32), np.array(rmax, np.float32),
-                                         np.array(0, dtype), np.array(2 ** bits - 1, dtype), False, MIN_REAL_RANGE)
+                                         np.array(0, dtype), np.array(2 ** bits - 1, dtype), False, min_real_range)
     return np.float32(scale), int(zero_point)
 
 
-def fixed_qparams(op_type: str, bits: int) -> tuple[np.float32, int] | None:
+def fixed_qparams(op_type: str, bits: int, rules: Rules = RULES["all-tensors"]) -> tuple[np.float32, int] | None:
     """The encoding the runtime fixes for the output of `op_type`, or None when it is calibrated."""
     if op_type == "Softmax":
-        return tensor_qparams(0.0, 1.0, bits)
+        return tensor_qparams(0.0, 1.0, bits, rules.min_real_range)
+    if not rules.fixed_16bit:
+        return None
     if bits == 16 and op_type == "Sigmoid":
         return np.float32(1.0 / 65536.0), 0
     if bits == 16 and op_type == "Tanh":
@@ -64,28 +87,31 @@ def fixed_qparams(op_type: str, bits: int) -> tuple[np.float32, int] | None:
 
 
 def constant_role(op_type: str, position: int, input_quantized: bool) -> str | None:
-    """What the runtime does with float constant input `position` of an `op_type` node: "uint8" (over its own
-    range), "norm-bias" (int32 at the input's scale times the norm scale's), "bias" (int32 at the input's
-    scale times the weight's), or None (left as it is, or handled as a layer's weight)."""
+    """What a runtime that quantizes every tensor does with float constant input `position` of an `op_type`
+    node: "constant" (uint8 over its own range), "norm-bias" (int32 at the input's scale times the norm
+    scale's), "bias" (int32 at the input's scale times the weight's), or None (left as it is, or handled as
+    a layer's weight)."""
     if op_type in NORMS:
-        return "uint8" if position == 1 else "norm-bias" if position == 2 and input_quantized else None
+        return "constant" if position == 1 else "norm-bias" if position == 2 and input_quantized else None
     if op_type in BIASED:
         return "bias" if position == 2 and input_quantized else None
     if op_type in QDQ_REGISTRY or op_type in UNQUANTIZED:
         return None
-    return "uint8"
+    return "constant"
 
 
-def constant_codes(values: np.ndarray) -> tuple[np.ndarray, np.float32, int]:
-    """uint8 codes, scale and zero point of a float constant over its own range, as onnxruntime quantizes a
-    weight of an op outside its registry."""
+def constant_codes(values: np.ndarray, signed: bool = False, min_real_range: float | None = MIN_REAL_RANGE
+                   ) -> tuple[np.ndarray, np.float32, int]:
+    """Codes, scale and zero point of a float constant as onnxruntime quantizes a constant outside its layer
+    rules: uint8 over its own range (at least `min_real_range` wide) or, `signed`, int8 symmetric."""
     flat = np.asarray(values, np.float32).reshape(-1)
     lo = flat.min() if flat.size else np.float32(0)
     hi = flat.max() if flat.size else np.float32(0)
+    kind, low, high = (INT8, np.int8(-127), np.int8(127)) if signed else (UINT8, np.uint8(0), np.uint8(255))
     with np.errstate(all="ignore"):   # an infinite constant gives an infinite scale, as it does there
-        zero_point, scale = compute_scale_zp(np.array(lo, np.float32), np.array(hi, np.float32), np.array(0, np.uint8),
-                                             np.array(255, np.uint8), False, MIN_REAL_RANGE)
-        codes = quantize_nparray(UINT8, np.asarray(values, np.float32), np.float32(scale), zero_point)
+        zero_point, scale = compute_scale_zp(np.array(lo, np.float32), np.array(hi, np.float32), np.array(low),
+                                             np.array(high), signed, None if signed else min_real_range)
+        codes = quantize_nparray(kind, np.asarray(values, np.float32), np.float32(scale), zero_point)
     return codes, np.float32(scale), int(zero_point)
 
 
@@ -105,10 +131,11 @@ def bias_codes(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(codes, nan=0.0), info.min, info.max).astype(np.int32)
 
 
-def remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
+def remove_folded_activations(graph: onnx.GraphProto, tensors, only: frozenset[str] | None = None) -> None:
     """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
     input's producer writing the output instead (the output's grid clamps as the activation did), as
-    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`)."""
+    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`); `only` limits
+    it to the nodes its placement removed."""
     readers: dict[str, int] = {}   # every reader counts, a Shape too, as onnxruntime counts them (not scope.readers_of)
     for node in graph.node:
         for name in set(node.input):
@@ -119,6 +146,7 @@ def remove_folded_activations(graph: onnx.GraphProto, tensors) -> None:
     for node in graph.node:
         source, output = node.input[0] if node.input else "", node.output[0]
         if node.op_type in FOLDED_ACTIVATIONS and tensors.get(output) in ("int8", "int16") and \
+                (only is None or node.name in only) and \
                 source in producers and source not in boundary and readers.get(source, 0) == 1:
             producer = producers[source]
             producer.output[list(producer.output).index(source)] = output
@@ -149,7 +177,7 @@ class QuantizedConstants:
             values = dequantized(codes, scale, zero_point)
             self.graph.initializer.append(numpy_helper.from_array(values.astype(np.float16) if half else values, name))
         else:
-            kind = np.uint8 if dtype == UINT8 else np.int32
+            kind = {UINT8: np.uint8, INT8: np.int8}.get(dtype, np.int32)
             scale = np.asarray(scale, np.float32)
             self.graph.initializer.extend([
                 numpy_helper.from_array(np.asarray(codes).astype(kind), f"{base}.q"),

@@ -63,6 +63,7 @@ class TensorGenes:
     reads: tuple[tuple[int, ...], ...] = ()      # per layer, the tensors that are its activation inputs
     glue: tuple[int, ...] = ()                   # per tensor, elements the other ops read and write in it
     follows: tuple[int, ...] = ()                # per tensor, the tensor whose format it keeps (itself if none)
+    scope: str = "all-tensors"                   # the runtime's rules they follow (policy.TENSOR_SCOPES)
 
     @property
     def traffic(self) -> dict[str, int]:
@@ -149,7 +150,7 @@ class SearchSpace:
             if read:
                 choices[layer.name] = replace(choices.get(layer.name, FP32),
                                               activation=max((formats[t] for t in read), key=tensor_order))
-        return Policy(choices, tensors=dict(zip(self.tensors.names, formats)))
+        return Policy(choices, tensors=dict(zip(self.tensors.names, formats)), scope=self.tensors.scope)
 
     def nearest(self, layer_index: int, weight: str, activation: str) -> int:
         """Index of the option closest to (weight, activation) for one layer."""
@@ -167,8 +168,8 @@ def _nearest_format(options: Sequence[str], fmt: str) -> str:
 
 def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
                 groups: Sequence[TensorGroup] = ()) -> SearchSpace:
-    """The space of `layers` on `profile`; `groups` are the tensors a target that quantizes every tensor
-    holds (scope.activation_groups), each a gene of its own."""
+    """The space of `layers` on `profile`; `groups` are the tensors a target that quantizes more than layer
+    inputs holds (scope.activation_groups), each a gene of its own."""
     formats = tuple(profile.tensor_formats(allowed.activation_formats)) if groups else ()
     notes = []
     if groups and not formats:
@@ -208,5 +209,6 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         roots = tuple(t for t in range(len(groups)) if follows[t] == t)
         tensors = TensorGenes(tuple(group.tensor for group in groups), tuple(formats for _ in groups),
                               roots if len(formats) > 1 else (), tuple(reads),
-                              tuple(group.elements * group.glue_accesses for group in groups), tuple(follows))
+                              tuple(group.elements * group.glue_accesses for group in groups), tuple(follows),
+                              profile.activation_scope)
     return SearchSpace(tuple(layers), tuple(options), genes, tuple(notes), tensors)

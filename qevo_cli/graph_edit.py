@@ -32,9 +32,9 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .fullgraph import (INT32, SHARED, UINT8, QuantizedConstants, bias_codes, constant_codes, constant_role,
-                        fixed_qparams, remove_folded_activations, tensor_qparams)
-from .scope import float_tensors, readers_of
+from .fullgraph import (INT8, INT32, NORMS, RULES, SHARED, UINT8, QuantizedConstants, bias_codes, constant_codes,
+                        constant_role, fixed_qparams, remove_folded_activations, tensor_qparams)
+from .scope import float_tensors, placement, readers_of
 
 _END = "\x00end"               # key of the nodes that go after every other node (no node name holds a NUL)
 MS_DOMAIN = "com.microsoft"   # 16-bit Q/DQ below opset 21, and MatMulNBits, live in onnxruntime's contrib domain
@@ -109,8 +109,9 @@ class GraphEditor:
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
             top = before.setdefault(0, {})
             constants = self._quantize_constants(graphs[0], policy, store)   # while nodes read the tensors' names
-            remove_folded_activations(graphs[0], policy.tensors)
-            self._quantize_tensors(graphs[0], dict(policy.tensors), top)
+            remove_folded_activations(graphs[0], policy.tensors,
+                                      placement(self.model).removed if policy.scope == "qdq-ops" else None)
+            self._quantize_tensors(graphs[0], dict(policy.tensors), top, policy.scope)
             if constants and graphs[0].node:
                 first = graphs[0].node[0].name
                 top[first] = constants + top.get(first, [])
@@ -179,10 +180,12 @@ class GraphEditor:
         prefix = f"{self._tags[layer.name]}.a{layer.activation_inputs.index(tensor)}"
         return self._quantize_nodes(prefix, tensor, choice.activation, choice.calibration)
 
-    def tensor_nodes(self, tensor: str, fmt: str, tensors: dict[str, str] | None = None) -> ActivationNodes:
+    def tensor_nodes(self, tensor: str, fmt: str, tensors: dict[str, str] | None = None,
+                     scope: str = "all-tensors") -> ActivationNodes:
         """The nodes that put an activation tensor through `fmt` where it is produced (cached); `tensors` is
-        the policy's, whose formats decide which encodings are shared."""
-        qparams = self.tensor_qparams(tensor, fmt, tensors or {tensor: fmt}) if fmt in ("int8", "int16") else None
+        the policy's, whose formats decide which encodings are shared, and `scope` its runtime's rules."""
+        qparams = self.tensor_qparams(tensor, fmt, tensors or {tensor: fmt}, scope) \
+            if fmt in ("int8", "int16") else None
         key = ("tensor", tensor, fmt, qparams)
         built = self._activations.get(key)
         if built is None:
@@ -193,23 +196,26 @@ class GraphEditor:
             self._activations[key] = built
         return built
 
-    def tensor_qparams(self, tensor: str, fmt: str, tensors: dict[str, str]) -> tuple[np.float32, int]:
-        """Scale and zero point of a tensor quantized where it is produced, as a runtime that quantizes every
-        tensor sets them (fullgraph.py): fixed for some ops, shared through ops that only move values,
-        else from the tensor's own range."""
-        bits = activation_bits(fmt)
+    def tensor_qparams(self, tensor: str, fmt: str, tensors: dict[str, str],
+                       scope: str = "all-tensors") -> tuple[np.float32, int]:
+        """Scale and zero point of a tensor quantized where it is produced, as the runtime of `scope` sets
+        them (fullgraph.py): fixed for some ops, shared through ops that only move values, else from the
+        tensor's own range."""
+        bits, rules = activation_bits(fmt), RULES[scope]
         producer = self._producers.get(tensor)
         if producer is not None:
-            fixed = fixed_qparams(producer.op_type, bits)
+            fixed = fixed_qparams(producer.op_type, bits, rules)
             if fixed is not None:
                 return fixed
             source = producer.input[0] if producer.op_type in SHARED else None
+            if scope == "qdq-ops" and source not in self._initializers:
+                source = placement(self.model).shares.get(tensor)
             if source in self._initializers:   # a Gather's table
                 values = self._float_values(source)
-                return tensor_qparams(float(values.min()), float(values.max()), bits)
+                return tensor_qparams(float(values.min()), float(values.max()), bits, rules.min_real_range)
             if source is not None and tensors.get(source) == fmt:
-                return self.tensor_qparams(source, fmt, tensors)
-        return tensor_qparams(*self.calibrator.tensor_range(tensor), bits)
+                return self.tensor_qparams(source, fmt, tensors, scope)
+        return tensor_qparams(*self.calibrator.tensor_range(tensor), bits, rules.min_real_range)
 
     def _quantize_nodes(self, prefix: str, tensor: str, activation: str, calibration: str,
                         qparams: tuple[np.float32, int] | None = None) -> ActivationNodes:
@@ -255,7 +261,7 @@ class GraphEditor:
             return self.model.float_type
         return float_tensors(self.model).get(tensor, self.model.float_type)
 
-    def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict) -> None:
+    def _quantize_tensors(self, graph: onnx.GraphProto, tensors: dict[str, str], before: dict, scope: str) -> None:
         """One Q/DQ pair per named tensor of the top graph, read by every node that read the tensor
         (a node already rewired to a layer's own Q/DQ keeps it). A graph output keeps its name: its
         producer writes under another name, and the last node of the pair writes the output."""
@@ -265,7 +271,7 @@ class GraphEditor:
         for tensor, fmt in sorted(tensors.items()):
             if fmt == "fp32" or not (readers.get(tensor) or tensor in outputs):
                 continue
-            built = self.tensor_nodes(tensor, fmt, tensors)
+            built = self.tensor_nodes(tensor, fmt, tensors, scope)
             graph.initializer.extend(built.initializers)
             if tensor in outputs and tensor in producers:
                 nodes = _renamed(built, tensor, f"{built.output}.in", tensor)
@@ -284,11 +290,13 @@ class GraphEditor:
 
     # -- constants of a fully quantized graph ----------------------------------------------------
     def _quantize_constants(self, graph: onnx.GraphProto, policy: Policy, store: bool) -> list[onnx.NodeProto]:
-        """The float constants a runtime that quantizes every tensor quantizes too (fullgraph.py): uint8 for
-        those of ops outside onnxruntime's QDQ registry and for a norm's scale, int32 for the biases of
-        Conv / Gemm and of norms. Only ops that read a tensor quantized to integers are concerned. Returns
-        the DequantizeLinear nodes of stored constants, which go first in the graph."""
-        tensors = policy.tensors
+        """The float constants the runtime quantizes too (fullgraph.py): on a runtime that quantizes every
+        tensor, uint8 for those of ops outside onnxruntime's QDQ registry and for a norm's scale; on
+        onnxruntime's CPU provider, int8 for those its quantizer places; int32 for the biases of Conv / Gemm
+        and of norms. Only ops that read a tensor quantized to integers are concerned. Returns the
+        DequantizeLinear nodes of stored constants, which go first in the graph."""
+        tensors, min_range = policy.tensors, RULES[policy.scope].min_real_range
+        placed = placement(self.model).constants if policy.scope == "qdq-ops" else None
         integer = {name for name, fmt in tensors.items() if fmt in ("int8", "int16")}
         layers = {layer.node_name: layer for layer in self.model.layers if not layer.subgraph and layer.weight}
         constants = QuantizedConstants(graph, self._prefix, store)
@@ -301,19 +309,27 @@ class GraphEditor:
                 if name not in self._initializers or (layer is not None and name == layer.weight) or \
                         self._initializers[name].data_type not in (FLOAT, FLOAT16) or not self._finite(name):
                     continue
-                role = constant_role(node.op_type, position, inputs[0] in integer)
+                if placed is None:
+                    role = constant_role(node.op_type, position, inputs[0] in integer)
+                else:   # onnxruntime's quantizer decided; a bias needs its input's scale
+                    role = placed.get((node.name, position))
+                    if role == "bias":
+                        role = ("norm-bias" if node.op_type in NORMS else role) if inputs[0] in integer else None
                 half = self._initializers[name].data_type == FLOAT16
-                if role == "uint8":
-                    node.input[position] = constants.add(name, *self._constant_codes(name), UINT8, half)
+                if role in ("constant", "weight"):
+                    signed = role == "weight"
+                    node.input[position] = constants.add(name, *self._constant_codes(name, signed, min_range),
+                                                         INT8 if signed else UINT8, half)
                     continue
                 if role == "norm-bias":
-                    other = self._constant_codes(inputs[1])[1]
+                    signed = placed is not None and placed.get((node.name, 1)) == "weight"
+                    other = self._constant_codes(inputs[1], signed, min_range)[1]
                 elif role == "bias" and layer is not None:
                     other = self._weight_scale(layer, policy.choice(layer.name))
                 else:
                     continue
                 if other is not None:
-                    scale = np.asarray(self._input_scale(node, tensors) * other, np.float32)
+                    scale = np.asarray(self._input_scale(node, tensors, policy.scope) * other, np.float32)
                     node.input[position] = constants.add(None, bias_codes(self._float_values(name), scale), scale, 0,
                                                          INT32, half)
         return constants.nodes
@@ -325,13 +341,14 @@ class GraphEditor:
             self._finite_constants[name] = bool(np.isfinite(self._float_values(name)).all())
         return self._finite_constants[name]
 
-    def _constant_codes(self, name: str):
-        if name not in self._constants:
-            self._constants[name] = constant_codes(self._float_values(name))
-        return self._constants[name]
+    def _constant_codes(self, name: str, signed: bool, min_range: float | None):
+        key = (name, signed, min_range)
+        if key not in self._constants:
+            self._constants[key] = constant_codes(self._float_values(name), signed, min_range)
+        return self._constants[key]
 
-    def _input_scale(self, node: onnx.NodeProto, tensors: dict[str, str]) -> np.float32:
-        return self.tensor_qparams(node.input[0], tensors[node.input[0]], tensors)[0]   # input 0 is never replaced
+    def _input_scale(self, node: onnx.NodeProto, tensors: dict[str, str], scope: str) -> np.float32:
+        return self.tensor_qparams(node.input[0], tensors[node.input[0]], tensors, scope)[0]   # never replaced
 
     def _weight_scale(self, layer: Layer, choice: LayerChoice) -> np.ndarray | None:
         """One scale per output channel of the layer's integer weight (a grouped channel takes its largest)."""

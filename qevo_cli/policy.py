@@ -22,6 +22,7 @@ GRANULARITIES = ("per-tensor", "per-channel", "per-group-32", "per-group-64", "p
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
 WEIGHT_RANGES = ("minmax", "mse")
 TENSOR_FORMATS = ("fp32", "fp16", "int8", "int16")   # an activation tensor quantized where it is produced
+TENSOR_SCOPES = ("all-tensors", "qdq-ops")            # the runtimes' rules such tensors follow
 
 
 def weight_bits(fmt: str) -> int:
@@ -128,15 +129,18 @@ FP32 = LayerChoice(weight="fp32", activation="fp32")
 class Policy:
     """Per-layer choices, keyed by layer name (unnamed layers stay fp32), and the formats of activation
     tensors quantized where they are produced, for targets that quantize more than layer inputs
-    (see scope.py; unnamed tensors stay float, min-max calibrated when named)."""
+    (see scope.py; unnamed tensors stay float, min-max calibrated when named). `scope` names the
+    runtime's rules those tensors follow (fullgraph.py)."""
 
     layers: Mapping[str, LayerChoice] = field(default_factory=dict)
     version: int = POLICY_VERSION
     tensors: Mapping[str, str] = field(default_factory=dict)
+    scope: str = "all-tensors"
 
     def __post_init__(self) -> None:
         for name, fmt in self.tensors.items():
             _check(fmt, TENSOR_FORMATS, f"tensors.{name}")
+        _check(self.scope, TENSOR_SCOPES, "scope")
 
     @classmethod
     def uniform(cls, layer_names: Iterable[str], choice: LayerChoice) -> "Policy":
@@ -145,8 +149,8 @@ class Policy:
     def choice(self, layer_name: str) -> LayerChoice:
         return self.layers.get(layer_name, FP32)
 
-    def with_tensors(self, tensors: Mapping[str, str]) -> "Policy":
-        return replace(self, tensors={**self.tensors, **tensors})
+    def with_tensors(self, tensors: Mapping[str, str], scope: str | None = None) -> "Policy":
+        return replace(self, tensors={**self.tensors, **tensors}, scope=scope or self.scope)
 
     def with_layer(self, layer_name: str, choice: LayerChoice) -> "Policy":
         return replace(self, layers={**self.layers, layer_name: choice})
@@ -178,6 +182,8 @@ class Policy:
                 "layers": {name: asdict(choice) for name, choice in sorted(self.layers.items())}}
         if self.tensors:   # only when present, so earlier policies keep their keys (and cache entries)
             data["tensors"] = dict(sorted(self.tensors.items()))
+            if self.scope != "all-tensors":
+                data["scope"] = self.scope
         return data
 
     @classmethod
@@ -191,15 +197,18 @@ class Policy:
             layers = data.get("layers")
             if not isinstance(layers, Mapping):
                 raise QevoError("expected a mapping of layer name to choice", field="layers")
-            extra = sorted(set(data) - {"version", "layers", "tensors", "model", "target", "objectives", "metric"})
+            extra = sorted(set(data) - {"version", "layers", "tensors", "scope", "model", "target", "objectives",
+                                        "metric"})
             if extra:
-                raise QevoError(f"unknown key {extra[0]!r}, expected version, layers and tensors", field=extra[0])
+                raise QevoError(f"unknown key {extra[0]!r}, expected version, layers, tensors and scope",
+                                field=extra[0])
             tensors = data.get("tensors") or {}
             if not isinstance(tensors, Mapping):
                 raise QevoError("expected a mapping of tensor name to format", field="tensors")
             return cls({str(name): LayerChoice.from_dict(choice, f"layers.{name}")
                         for name, choice in layers.items()}, version=version,
-                       tensors={str(name): fmt for name, fmt in tensors.items()})
+                       tensors={str(name): fmt for name, fmt in tensors.items()},
+                       scope=data.get("scope", "all-tensors"))
         except QevoError as err:
             if path is None:
                 raise

@@ -281,7 +281,7 @@ class Fitted(_Strict):
     parameters: list[str]
 
 
-ACTIVATION_SCOPES = ("layer-inputs", "all-tensors")
+ACTIVATION_SCOPES = ("layer-inputs", "qdq-ops", "all-tensors")
 
 
 class ProfileSpec(_Strict):

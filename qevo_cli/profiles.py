@@ -113,12 +113,12 @@ class Profile:
                 [a for a in ACTIVATION_FORMATS if any(p[1] == a for p in pairs)])
 
     def tensor_formats(self, allowed: Iterable[str]) -> list[str]:
-        """Of the `allowed` activation formats, those this target keeps a whole tensor in: static formats it
-        runs natively (a format it falls back from is the same tensor as its fallback), fewest bits first."""
+        """The formats this target keeps a whole tensor in for the `allowed` activation formats, fewest bits
+        first: each static format as the target runs it (one it falls back from is its fallback's tensor, so
+        int16 on a CPU without int16 kernels is a float tensor there)."""
         offered = self.offered_formats()[1]
-        kept = [f for f in allowed if f in TENSOR_FORMATS and f in offered
-                and f not in self.spec.fallback.activation]
-        return sorted(kept, key=tensor_order)
+        kept = {_follow(self.spec.fallback.activation, f) for f in allowed if f in TENSOR_FORMATS}
+        return sorted((f for f in kept if f in offered and f in TENSOR_FORMATS), key=tensor_order)
 
     def stored_activation(self, fmt: str) -> str:
         """The format an activation in `fmt` is held in on this target (fp32 is fp16 on a target without fp32)."""

@@ -184,12 +184,14 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
                   deadline: float | None = None, subset: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   tensors: Sequence[str] = (), covered: Collection[str] = (),
-                  tensor_formats: Sequence[str] = (), members: Mapping[str, Sequence[str]] = {}) -> ProxyTable:
+                  tensor_formats: Sequence[str] = (), members: Mapping[str, Sequence[str]] = {},
+                  scope: str = "all-tensors") -> ProxyTable:
     """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), every one of `tensors`
     (a target's activation tensors, at ACTIVATION_PROBE), then the weight formats below the probe, while time
     allows. The activations of `covered` layers are their input tensors' and get no probe of their own;
     `tensor_formats` are the formats the tensors may take; `members` names the tensors that take a probed
-    tensor's format with it (outputs of ops that only move values).
+    tensor's format with it (outputs of ops that only move values); `scope` names the runtime's rules the
+    tensors follow.
     `deadline` is a time.perf_counter() value."""
     started = time.perf_counter()
     store = store or ProbeStore()
@@ -230,8 +232,10 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
             if isinstance(what, Layer):
                 row, probe = what.name, Policy({what.name: _probe_choice(column)})
             else:   # an activation tensor
-                row, probe = f"T:{what}", Policy({}, tensors={t: column[2:] for t in members.get(what, (what,))})
-            key = prefix + f"{row}/{column}"
+                row, probe = f"T:{what}", Policy({}, tensors={t: column[2:] for t in members.get(what, (what,))},
+                                                 scope=scope)
+            # a tensor probed under other rules measures something else (earlier keys are all-tensors')
+            key = prefix + ("" if scope == "all-tensors" or isinstance(what, Layer) else f"{scope}/") + f"{row}/{column}"
             found = store.get(key)
             if found is None:
                 if deadline is not None and time.perf_counter() >= deadline:

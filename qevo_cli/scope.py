@@ -1,7 +1,9 @@
 """Which activation tensors a target's runtime quantizes, as groups that share one format.
 
-- layer-inputs (a CPU execution provider running QDQ): the inputs of weight layers, and both inputs
-  of a MatMul of two activations, each quantized where its layer reads it; float elsewhere.
+- layer-inputs: the inputs of weight layers, and both inputs of a MatMul of two activations, each
+  quantized where its layer reads it; float elsewhere.
+- qdq-ops (onnxruntime's CPU execution provider): the inputs and outputs of the ops onnxruntime's
+  static quantizer covers by default, as it places them (ort_placement.py); float elsewhere.
 - all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
   top graph that a node reads or the graph returns, except one read only by a Relu or Clip, which the
   runtime folds into the range of its output. The output of an op that only moves values (Reshape,
@@ -19,6 +21,7 @@ from .errors import QevoError
 from .fullgraph import FOLDED_ACTIVATIONS, SHARED
 from .graphs import FLOAT_TYPES, numel
 from .model import LoadedModel
+from .ort_placement import Placement, ort_placement
 from .profile_schema import ACTIVATION_SCOPES
 
 SCOPES = ACTIVATION_SCOPES
@@ -52,13 +55,16 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
     consumers = readers_of(graph)
     if scope == "layer-inputs":
         wanted = [name for layer in model.layers for name in layer.activation_inputs]
+    elif scope == "qdq-ops":
+        wanted = list(placement(model).tensors)
     else:
         floats = float_tensors(model)
         folded = {name for name, nodes in consumers.items()
                   if len(nodes) == 1 and nodes[0].op_type in FOLDED_ACTIVATIONS}
         wanted = [value.name for value in graph.input if value.name in floats]
         wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
-    outputs = {value.name for value in graph.output} if scope == "all-tensors" else set()
+    outputs = {value.name for value in graph.output} if scope != "layer-inputs" else set()
+    shared_with = placement(model).shares if scope == "qdq-ops" else {}
     layer_nodes = {layer.node_name for layer in model.layers if not layer.subgraph}
     nodes = {node.name: node for node in graph.node}
     groups: list[TensorGroup] = []
@@ -72,11 +78,18 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         glue += producer is not None and producer not in layer_nodes
         source = nodes[producer] if scope == "all-tensors" and producer is not None else None
         shares = source.input[0] if source is not None and source.op_type in SHARED and source.input[0] in named \
-            else None
+            else shared_with.get(name) if shared_with.get(name) in named else None
         groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
                                   numel(model.shapes.get(name)), glue, shares))
         named.add(name)
     return groups
+
+
+def placement(model: LoadedModel) -> Placement:
+    """Where onnxruntime's static quantizer puts Q/DQ on the model (computed once per model)."""
+    if model._placement is None:
+        model._placement = ort_placement(model.proto, float_tensors(model))
+    return model._placement
 
 
 def readers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:

@@ -132,7 +132,8 @@ class Search:
         self.profile = load_profile(config.target)
         self.evaluator = self.spec.evaluator()
         model = self.evaluator.model
-        groups = activation_groups(model, "all-tensors") if self.profile.activation_scope == "all-tensors" else ()
+        scope = self.profile.activation_scope
+        groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
         self.space: SearchSpace = build_space(model.layers, self.profile, config.allowed(), groups)
         if self.space.n_var == 0:
             raise QevoError("nothing to search: every layer has a single allowed choice on this target "
@@ -147,7 +148,9 @@ class Search:
         self.notes = list(self.space.notes)
         if self.space.tensors.genes:
             tensors = self.space.tensors
-            self.notes.append(f"{self.profile.name} quantizes every tensor of the graph: its {len(tensors.names)} "
+            what = {"all-tensors": "every tensor of the graph",
+                    "qdq-ops": "the inputs and outputs of onnxruntime's quantized ops"}[tensors.scope]
+            self.notes.append(f"{self.profile.name} quantizes {what}: its {len(tensors.names)} "
                               f"activation tensors are {len(tensors.genes)} genes of their own "
                               f"({', '.join(tensors.options[0])}; an op that only moves values keeps its input's "
                               "format); qevo inspect --target lists them")
@@ -219,6 +222,7 @@ class Search:
                               tensor_formats=tensors.options[0] if tensors.names else (),
                               members={tensors.names[t]: [tensors.names[m] for m in tensors.members(t)]
                                        for t in tensors.genes},
+                              scope=tensors.scope,
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
         if not table.complete:

@@ -1,4 +1,6 @@
 """Which tensors a target quantizes, and one placement of their Q/DQ for the measured variant and the export."""
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -7,6 +9,7 @@ from onnx import helper
 
 import tiny_models
 from qevo_cli.data import load_data
+from qevo_cli.defaults import DEFAULT_MODEL
 from qevo_cli.errors import QevoError
 from qevo_cli.evaluate import Evaluator
 from qevo_cli.export import export_onnx
@@ -27,12 +30,13 @@ def evaluator(tmp_path):
     return Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
 
 
-def test_the_tensors_each_target_quantizes(evaluator):
+def test_the_tensors_each_target_quantizes(evaluator, tmp_path):
     model = evaluator.model
-    assert load_profile("arm-neon").activation_scope == "layer-inputs"
+    assert load_profile("nvidia-trt").activation_scope == "layer-inputs"
+    assert {load_profile(name).activation_scope for name in ("arm-neon", "arm-dot", "intel-vnni")} == {"qdq-ops"}
     assert load_profile("hexagon").activation_scope == "all-tensors"
-    cpu = activation_groups(model, load_profile("arm-neon").activation_scope)
-    assert [g.tensor for g in cpu] == ["x", "a", "cat", "flat"]
+    inputs = activation_groups(model, load_profile("nvidia-trt").activation_scope)
+    assert [g.tensor for g in inputs] == ["x", "a", "cat", "flat"]
     npu = {g.tensor: g for g in activation_groups(model, load_profile("hexagon").activation_scope)}
     # c1 is read only by a Relu, which the runtime folds into the range of its output; y is the graph's output
     assert set(npu) == {"x", "a", "b", "sum", "cat", "c3", "pool", "flat", "y"}
@@ -40,17 +44,25 @@ def test_the_tensors_each_target_quantizes(evaluator):
     assert npu["x"].producer is None and npu["y"].consumers == ()
     # Flatten only moves values: its output keeps the encoding of its input
     assert npu["flat"].shares == "pool" and npu["pool"].shares is None
+    # onnxruntime's CPU provider has integer kernels for every op here, so it quantizes the same tensors
+    cpu = {g.tensor: g for g in activation_groups(model, load_profile("arm-neon").activation_scope)}
+    assert set(cpu) == set(npu) and cpu["flat"].shares == "pool" and cpu["a"].consumers == npu["a"].consumers
+    # but not a tensor that only ops without one (Tanh, Erf) write and read
+    island = load_model(tiny_models.save(tiny_models.float_island(), tmp_path / "island.onnx"))
+    assert [g.tensor for g in activation_groups(island, "all-tensors")] == ["x", "c", "h", "e", "m", "s", "y"]
+    assert [g.tensor for g in activation_groups(island, "qdq-ops")] == ["x", "c", "e", "m", "s", "y"]
 
 
-def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_path):
-    groups = activation_groups(evaluator.model, "all-tensors")
+@pytest.mark.parametrize("scope", ["all-tensors", "qdq-ops"])
+def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_path, scope):
+    groups = activation_groups(evaluator.model, scope)
     tensors = {g.tensor: "int8" for g in groups}
     tensors["sum"] = "int16"
     tensors["pool"] = "fp16"
     # the layers' own input formats give way to their input tensors' (quantized once, where produced)
     policy = Policy({"conv1": LayerChoice("int4", "int8"), "conv2": LayerChoice("int2", "int16"),
                      "conv3": LayerChoice("int8", "int8", "per-group-32"), "head": LayerChoice("int8", "int8")},
-                    tensors=tensors)
+                    tensors=tensors, scope=scope)
     simulated = evaluator.editor.build(policy)
     stored = evaluator.editor.build(policy, store=True, base=evaluator.editor.at_opset(
         max(17, evaluator.editor.required_opset(policy))))
@@ -59,7 +71,7 @@ def test_variant_and_export_place_the_same_qdq_tensor_by_tensor(evaluator, tmp_p
         """Every group tensor as its consumers read it (the output of its Q/DQ pair), and the model output."""
         model = onnx.ModelProto()
         model.CopyFrom(built)
-        outputs = {g.tensor: evaluator.editor.tensor_nodes(g.tensor, tensors[g.tensor], tensors).output
+        outputs = {g.tensor: evaluator.editor.tensor_nodes(g.tensor, tensors[g.tensor], tensors, scope).output
                    for g in groups if g.tensor != "y"}   # the graph output keeps its name
         for name in outputs.values():
             model.graph.output.append(helper.make_empty_tensor_value_info(name))
@@ -154,10 +166,17 @@ def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
     first = [row for row in store.evaluations() if row["generation"] == 1]
     store.close()
     assert len({tuple(sorted(row["policy"]["tensors"].items())) for row in first}) > 1
+    # onnxruntime's CPU provider quantizes the tensors its quantizer places Q/DQ on, under its own rules
     cpu = run_search(SearchConfig(target="arm-dot", pop=8, generations=2, act_formats=("int8",),
                                   out=str(tmp_path / "cpu")))
     assert [r["name"] for r in cpu.front["references"]] == ["fp32", "uniform W8A8"]
-    assert all("tensors" not in p["policy"] for p in cpu.front["solutions"])
+    placed = {g.tensor for g in activation_groups(load_model(DEFAULT_MODEL), "qdq-ops")}
+    policies = [Policy.from_dict(p["policy"]) for p in cpu.front["solutions"]]
+    assert policies and all(p.scope == "qdq-ops" and set(p.tensors) == placed for p in policies)
+    # a target whose runtime quantizes layer inputs only keeps policies of layers
+    gpu = run_search(SearchConfig(target="nvidia-trt", pop=8, generations=2, act_formats=("int8",),
+                                  out=str(tmp_path / "gpu")))
+    assert all("tensors" not in p["policy"] for p in gpu.front["solutions"])
 
 
 def test_ranges_of_layer_inputs_do_not_change_when_other_tensors_are_calibrated(evaluator):
@@ -212,3 +231,57 @@ def test_uniform_w8a8_on_every_tensor_computes_what_onnxruntimes_qnn_configurati
     stored = evaluator.editor.build(policy, store=True)
     exported = ort.InferenceSession(stored.SerializeToString(), evaluator.options, providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(exported.run(["y"], feed)[0], ours.run(["y"], feed)[0])
+
+
+@pytest.mark.parametrize("build", [tiny_models.fully_quantized_ops, tiny_models.float_island,
+                                   tiny_models.residual_concat])
+def test_uniform_w8a8_on_the_cpu_scope_computes_what_quantize_static_writes(tmp_path, build):
+    """qevo's W8A8 on the `qdq-ops` scope (int8 per-tensor symmetric weights, every tensor onnxruntime's quantizer
+    places Q/DQ on at int8) gives the outputs of plain `quantize_static` with its defaults: the elementwise
+    constants uint8, the norm's scale int8, the biases int32, the folded Clip and Relu, float where no op has
+    an integer kernel."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    loaded = load_model(tiny_models.save(build(), tmp_path / "m.onnx"))
+    shape = [2 if isinstance(d, str) else d for d in loaded.inputs[0].shape]
+    x = np.random.default_rng(7).standard_normal([16, *shape[1:]]).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    tensors = {g.tensor: "int8" for g in activation_groups(loaded, "qdq-ops")}
+    policy = Policy({layer.name: LayerChoice("int8", "int8", "per-tensor") for layer in loaded.layers},
+                    tensors=tensors, scope="qdq-ops")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(evaluator.calibrator.calib.batches())
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    onnx.save(loaded.proto, tmp_path / "in.onnx")
+    quantize_static(str(tmp_path / "in.onnx"), str(tmp_path / "static.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
+    feed = {"x": x}
+    static = ort.InferenceSession(str(tmp_path / "static.onnx"), evaluator.options,
+                                  providers=["CPUExecutionProvider"]).run(["y"], feed)[0]
+    ours = ort.InferenceSession(evaluator.editor.build(policy).SerializeToString(), evaluator.options,
+                                providers=["CPUExecutionProvider"]).run(["y"], feed)[0]
+    np.testing.assert_allclose(ours, static, rtol=0, atol=1e-5 * np.abs(static).max())
+    if build is not tiny_models.residual_concat:   # there both runtimes quantize the same way
+        # the fully quantized runtime's rules (every tensor, uint8 constants) give another model
+        assert_differs_from_npu(evaluator, policy, loaded)
+    stored = ort.InferenceSession(evaluator.editor.build(policy, store=True).SerializeToString(), evaluator.options,
+                                  providers=["CPUExecutionProvider"]).run(["y"], feed)[0]
+    np.testing.assert_array_equal(stored, ours)
+
+
+def assert_differs_from_npu(evaluator, policy, loaded):
+    """The model the fully quantized runtime's rules give differs: other tensors, or constants of other types."""
+    def placed(built):
+        constants = {t.name: t.data_type for t in built.graph.initializer}
+        return ({n.input[0] for n in built.graph.node if n.op_type == "QuantizeLinear"},
+                sorted(constants[n.input[0]] for n in built.graph.node
+                       if n.op_type == "DequantizeLinear" and n.input[0] in constants))
+    npu = replace(policy, tensors={g.tensor: "int8" for g in activation_groups(loaded, "all-tensors")},
+                  scope="all-tensors")
+    assert placed(evaluator.editor.build(npu, store=True)) != placed(evaluator.editor.build(policy, store=True))

@@ -276,3 +276,20 @@ def fully_quantized_ops():
              numpy_helper.from_array(np.array([-1, 144], np.int64), "shape"),
              _weight("w2", 144, 7), _weight("b2", 7)]
     return _model(nodes, [x], [y], inits)
+
+
+def float_island():
+    """A Conv, then Tanh and Erf (ops onnxruntime has no integer kernel for), whose result a Mul gates with
+    the Conv's output before a second Conv: the tensor between Tanh and Erf is quantized on a runtime that
+    quantizes every tensor, and stays float on onnxruntime's CPU execution provider."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 6, 6])
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Tanh", ["c"], ["h"], name="tanh"),
+             helper.make_node("Erf", ["h"], ["e"], name="erf"),
+             helper.make_node("Mul", ["e", "c"], ["m"], name="gate"),
+             helper.make_node("Add", ["m", "shift"], ["s"], name="shift"),
+             helper.make_node("Conv", ["s", "w2"], ["y"], name="conv2")]
+    small = numpy_helper.from_array((0.1 * RNG.standard_normal((4, 3, 3, 3))).astype(np.float32), "w1")  # Tanh
+    inits = [small, _weight("b1", 4), _weight("w2", 2, 4, 1, 1), _weight("shift", 1, 4, 1, 1)]   # not saturated
+    return _model(nodes, [x], [y], inits)

@@ -148,8 +148,9 @@ def _target_costs(loaded: LoadedModel, profile) -> dict:
     groups = activation_groups(loaded, profile.activation_scope)
     report = {"name": profile.name, "chip": profile.chip, "activation_scope": profile.activation_scope,
               "activation_tensors": [group.to_dict() for group in groups], "policies": {}}
-    # on a target that quantizes every tensor, the quantized policies hold every tensor at their activation format
-    space = build_space(loaded.layers, profile, Allowed(), groups if profile.activation_scope == "all-tensors" else ())
+    # on a target that quantizes more than layer inputs, the quantized policies hold every such tensor at their
+    # activation format
+    space = build_space(loaded.layers, profile, Allowed(), groups if profile.activation_scope != "layer-inputs" else ())
     for label, choice in COSTED.items():
         policy, behind = uniform_policy(profile, loaded.layers, choice)
         if choice != FP32:
@@ -186,8 +187,9 @@ def _render_target(target: dict) -> None:
               "the per-graph overhead")
     if any(policy["not_offered"] for policy in policies.values()):
         out.print("[dim]* the target does not offer that format for this layer; costed at W8A8 (or fp32)[/]")
-    scope = {"layer-inputs": "the inputs of weight layers", "all-tensors": "every float tensor of the graph"}
-    named = " (a policy's `tensors` key sets their formats)" if target["activation_scope"] == "all-tensors" else ""
+    scope = {"layer-inputs": "the inputs of weight layers", "all-tensors": "every float tensor of the graph",
+             "qdq-ops": "the inputs and outputs of the ops onnxruntime's static quantizer covers"}
+    named = " (a policy's `tensors` key sets their formats)" if target["activation_scope"] != "layer-inputs" else ""
     out.print(f"{target['name']} quantizes {scope[target['activation_scope']]}: "
               f"{len(target['activation_tensors'])} activation tensors{named}")
 

@@ -95,6 +95,8 @@ def _export_policy(front: dict[str, Any], solution: dict[str, Any], output: Path
             "metric": front["metric"],
             "objectives": {name: solution["objectives"][name] for name in front["objectives"]},
             "layers": solution["policy"]["layers"]}
+    # the tensors' formats and their runtime's rules, on a target that quantizes more than layer inputs
+    data.update({key: solution["policy"][key] for key in ("tensors", "scope") if key in solution["policy"]})
     data["objectives"]["measured_metric"] = solution["metric"]
     if output.suffix == ".json":
         atomic_write_text(output, json.dumps(data, indent=2) + "\n")
