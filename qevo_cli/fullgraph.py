@@ -1,28 +1,23 @@
-"""How a runtime that runs the graph quantized encodes what the layers leave open.
+"""How a runtime that quantizes more than layer inputs encodes what the layers leave open.
 
-A target with `activation_scope: all-tensors` (QNN's HTP) runs every op on integers, so beyond one
-encoding per tensor it fixes several things, which qevo follows as onnxruntime's QNN configuration
-(`get_qnn_qdq_config` + `quantize`) writes them, so that what the search measures is what that model
-measures:
+Beyond which tensors it quantizes (ort_placement.py), such a runtime fixes several things, which qevo
+follows as onnxruntime's quantizer writes them for the target's runtime, so that what the search
+measures is what that model measures:
 
 - ranges from the float model run with graph optimizations off, as onnxruntime's calibrators run it;
-- scale and zero point by onnxruntime's own `compute_scale_zp`, each range widened to at least 1e-4;
-- fixed output encodings: Softmax covers [0, 1]; 16-bit Sigmoid and Tanh take QNN's required ones
+- scale and zero point by onnxruntime's own `compute_scale_zp`; QNN's configuration widens each range
+  to at least 1e-4, `quantize_static`'s defaults do not;
+- fixed output encodings: Softmax covers [0, 1]; on QNN, 16-bit Sigmoid and Tanh take its required ones
   (`base_quantizer.adjust_tensor_ranges`, `qnn/quant_config.py`);
-- the output of an op that only moves or selects values (Reshape, Transpose, pooling, Slice, Gather...)
-  keeps its input's encoding, a Gather its table's (`QDQDirect8BitOp`, `QDQGather`);
-- float constants read by other ops (a MatMul's bias Add, GELU's constants, a norm's scale) become uint8
-  from their own range; the biases of Conv / Gemm and of normalizations become int32 at the input's scale
-  times the weight's (or the norm scale's) scale, zero point 0 (`operators/norm.py`, `quantize_bias_static`);
-- graph outputs are quantized too.
+- the output of an op that only moves or selects values keeps its input's encoding, a Gather its table's;
+- float constants the quantizer places Q/DQ on: those of elementwise ops (a MatMul's bias `Add`, GELU's
+  constants) uint8 over their own range; those it takes for weights (a norm's scale) the same on QNN,
+  int8 symmetric with `quantize_static`'s defaults; the biases of Conv / Gemm and of normalizations int32
+  at the input's scale times the weight's (or the norm scale's) scale, zero point 0
+  (`operators/norm.py`, `quantize_bias_static`);
+- a Relu or Clip after a quantized op is removed; graph outputs are quantized too.
 
-A target with `activation_scope: qdq-ops` (onnxruntime's CPU execution provider) runs what plain
-`quantize_static` writes: Q/DQ where its own quantizer places them (ort_placement.py), the same ranges
-and Softmax encoding, no minimum range, no 16-bit Sigmoid / Tanh rule; the constants of elementwise ops
-(and a Gather's table) uint8 over their own range, those it takes for weights (a norm's scale) int8
-symmetric over their largest magnitude, per tensor.
-
-One departure: a constant holding inf or NaN (an attention mask's -inf) stays float. The helper gives it an
+One departure: a constant holding inf or NaN (an attention mask's -inf) stays float. onnxruntime gives it an
 infinite scale, so its model computes NaN wherever that constant is read.
 """
 from __future__ import annotations
@@ -35,20 +30,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_nparray
 
 MIN_REAL_RANGE = 1e-4
-# Ops onnxruntime's QDQ quantizer handles with a rule of its own; the float constants of any other op (Add,
-# Mul, Div, Pow, Max, Einsum...) are quantized as weights.
-QDQ_REGISTRY = frozenset({
-    "Conv", "ConvTranspose", "Gemm", "Clip", "Relu", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
-    "Resize", "MaxPool", "AveragePool", "Slice", "Pad", "MatMul", "Split", "Gather", "GatherElements", "Where",
-    "InstanceNormalization", "LayerNormalization", "BatchNormalization", "TopK", "CumSum"})
-UNQUANTIZED = frozenset({"Cast", "Shape", "Size"})
-# Ops whose output keeps the encoding of their first input.
-SHARED = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "MaxPool", "Resize",
-                    "AveragePool", "Split", "TopK", "Gather", "GatherElements"})
 NORMS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
-BIASED = frozenset({"Conv", "ConvTranspose", "Gemm"})
-# Activations a fully quantized runtime folds into the range of the tensor they write.
-FOLDED_ACTIVATIONS = ("Relu", "Clip")
 UINT8, INT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.INT32
 
 
@@ -86,20 +68,6 @@ def fixed_qparams(op_type: str, bits: int, rules: Rules = RULES["all-tensors"]) 
     return None
 
 
-def constant_role(op_type: str, position: int, input_quantized: bool) -> str | None:
-    """What a runtime that quantizes every tensor does with float constant input `position` of an `op_type`
-    node: "constant" (uint8 over its own range), "norm-bias" (int32 at the input's scale times the norm
-    scale's), "bias" (int32 at the input's scale times the weight's), or None (left as it is, or handled as
-    a layer's weight)."""
-    if op_type in NORMS:
-        return "constant" if position == 1 else "norm-bias" if position == 2 and input_quantized else None
-    if op_type in BIASED:
-        return "bias" if position == 2 and input_quantized else None
-    if op_type in QDQ_REGISTRY or op_type in UNQUANTIZED:
-        return None
-    return "constant"
-
-
 def constant_codes(values: np.ndarray, signed: bool = False, min_real_range: float | None = MIN_REAL_RANGE
                    ) -> tuple[np.ndarray, np.float32, int]:
     """Codes, scale and zero point of a float constant as onnxruntime quantizes a constant outside its layer
@@ -131,11 +99,10 @@ def bias_codes(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(codes, nan=0.0), info.min, info.max).astype(np.int32)
 
 
-def remove_folded_activations(graph: onnx.GraphProto, tensors, only: frozenset[str] | None = None) -> None:
-    """A Relu or Clip whose output is quantized to integers and whose input only it reads is removed, its
-    input's producer writing the output instead (the output's grid clamps as the activation did), as
-    onnxruntime's QDQ quantizer does for asymmetric activations (`QDQRemovableActivation`); `only` limits
-    it to the nodes its placement removed."""
+def remove_folded_activations(graph: onnx.GraphProto, tensors, removable: frozenset[str]) -> None:
+    """A Relu or Clip of `removable` (those onnxruntime's quantizer removes, `QDQRemovableActivation`) whose
+    output is quantized to integers and whose input only it reads is removed, its input's producer writing
+    the output instead: the output's grid clamps as the activation did."""
     readers: dict[str, int] = {}   # every reader counts, a Shape too, as onnxruntime counts them (not scope.readers_of)
     for node in graph.node:
         for name in set(node.input):
@@ -145,8 +112,7 @@ def remove_folded_activations(graph: onnx.GraphProto, tensors, only: frozenset[s
     removed = set()
     for node in graph.node:
         source, output = node.input[0] if node.input else "", node.output[0]
-        if node.op_type in FOLDED_ACTIVATIONS and tensors.get(output) in ("int8", "int16") and \
-                (only is None or node.name in only) and \
+        if node.name in removable and tensors.get(output) in ("int8", "int16") and \
                 source in producers and source not in boundary and readers.get(source, 0) == 1:
             producer = producers[source]
             producer.output[list(producer.output).index(source)] = output

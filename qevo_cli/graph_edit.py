@@ -32,8 +32,8 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .fullgraph import (INT8, INT32, NORMS, RULES, SHARED, UINT8, QuantizedConstants, bias_codes, constant_codes,
-                        constant_role, fixed_qparams, remove_folded_activations, tensor_qparams)
+from .fullgraph import (INT8, INT32, NORMS, RULES, UINT8, QuantizedConstants, bias_codes, constant_codes,
+                        fixed_qparams, remove_folded_activations, tensor_qparams)
 from .scope import float_tensors, placement, readers_of
 
 _END = "\x00end"               # key of the nodes that go after every other node (no node name holds a NUL)
@@ -109,8 +109,7 @@ class GraphEditor:
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
             top = before.setdefault(0, {})
             constants = self._quantize_constants(graphs[0], policy, store)   # while nodes read the tensors' names
-            remove_folded_activations(graphs[0], policy.tensors,
-                                      placement(self.model).removed if policy.scope == "qdq-ops" else None)
+            remove_folded_activations(graphs[0], policy.tensors, placement(self.model, policy.scope).removed)
             self._quantize_tensors(graphs[0], dict(policy.tensors), top, policy.scope)
             if constants and graphs[0].node:
                 first = graphs[0].node[0].name
@@ -207,9 +206,7 @@ class GraphEditor:
             fixed = fixed_qparams(producer.op_type, bits, rules)
             if fixed is not None:
                 return fixed
-            source = producer.input[0] if producer.op_type in SHARED else None
-            if scope == "qdq-ops" and source not in self._initializers:
-                source = placement(self.model).shares.get(tensor)
+            source = placement(self.model, scope).shares.get(tensor)
             if source in self._initializers:   # a Gather's table
                 values = self._float_values(source)
                 return tensor_qparams(float(values.min()), float(values.max()), bits, rules.min_real_range)
@@ -288,15 +285,15 @@ class GraphEditor:
             first = readers[tensor][0].name   # readers come in graph order
             before[first] = built.nodes + before.get(first, [])
 
-    # -- constants of a fully quantized graph ----------------------------------------------------
+    # -- constants of a graph quantized beyond its layers' inputs --------------------------------
     def _quantize_constants(self, graph: onnx.GraphProto, policy: Policy, store: bool) -> list[onnx.NodeProto]:
-        """The float constants the runtime quantizes too (fullgraph.py): on a runtime that quantizes every
-        tensor, uint8 for those of ops outside onnxruntime's QDQ registry and for a norm's scale; on
-        onnxruntime's CPU provider, int8 for those its quantizer places; int32 for the biases of Conv / Gemm
-        and of norms. Only ops that read a tensor quantized to integers are concerned. Returns the
-        DequantizeLinear nodes of stored constants, which go first in the graph."""
+        """The float constants the runtime quantizes too, where onnxruntime's quantizer places them
+        (fullgraph.py): uint8 over their range, int8 symmetric (a weight with `quantize_static`'s defaults),
+        or int32 for the biases of Conv / Gemm and of norms. Only ops that read a tensor quantized to
+        integers are concerned. Returns the DequantizeLinear nodes of stored constants, which go first in
+        the graph."""
         tensors, min_range = policy.tensors, RULES[policy.scope].min_real_range
-        placed = placement(self.model).constants if policy.scope == "qdq-ops" else None
+        placed = placement(self.model, policy.scope).constants
         integer = {name for name, fmt in tensors.items() if fmt in ("int8", "int16")}
         layers = {layer.node_name: layer for layer in self.model.layers if not layer.subgraph and layer.weight}
         constants = QuantizedConstants(graph, self._prefix, store)
@@ -309,12 +306,9 @@ class GraphEditor:
                 if name not in self._initializers or (layer is not None and name == layer.weight) or \
                         self._initializers[name].data_type not in (FLOAT, FLOAT16) or not self._finite(name):
                     continue
-                if placed is None:
-                    role = constant_role(node.op_type, position, inputs[0] in integer)
-                else:   # onnxruntime's quantizer decided; a bias needs its input's scale
-                    role = placed.get((node.name, position))
-                    if role == "bias":
-                        role = ("norm-bias" if node.op_type in NORMS else role) if inputs[0] in integer else None
+                role = placed.get((node.name, position))   # as onnxruntime's quantizer placed it
+                if role == "bias":   # it needs its input's scale
+                    role = ("norm-bias" if node.op_type in NORMS else role) if inputs[0] in integer else None
                 half = self._initializers[name].data_type == FLOAT16
                 if role in ("constant", "weight"):
                     signed = role == "weight"
@@ -322,7 +316,7 @@ class GraphEditor:
                                                          INT8 if signed else UINT8, half)
                     continue
                 if role == "norm-bias":
-                    signed = placed is not None and placed.get((node.name, 1)) == "weight"
+                    signed = placed.get((node.name, 1)) == "weight"
                     other = self._constant_codes(inputs[1], signed, min_range)[1]
                 elif role == "bias" and layer is not None:
                     other = self._weight_scale(layer, policy.choice(layer.name))

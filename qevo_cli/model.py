@@ -56,7 +56,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)  # what normalising changed, for the user
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)  # static shapes at the fixed dims
     _float_tensors: dict[str, int] | None = field(default=None, repr=False, compare=False)  # scope.float_tensors
-    _placement: Any = field(default=None, repr=False, compare=False)  # scope.placement
+    _placements: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # scope.placement
 
     @property
     def name(self) -> str:

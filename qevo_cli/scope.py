@@ -3,13 +3,14 @@
 - layer-inputs: the inputs of weight layers, and both inputs of a MatMul of two activations, each
   quantized where its layer reads it; float elsewhere.
 - qdq-ops (onnxruntime's CPU execution provider): the inputs and outputs of the ops onnxruntime's
-  static quantizer covers by default, as it places them (ort_placement.py); float elsewhere.
+  static quantizer covers by default; float elsewhere.
 - all-tensors (an NPU running a fully quantized graph, such as QNN's HTP): every float tensor of the
-  top graph that a node reads or the graph returns, except one read only by a Relu or Clip, which the
-  runtime folds into the range of its output. The output of an op that only moves values (Reshape,
-  Transpose, pooling...) keeps its input's encoding (fullgraph.py), so it shares its input's format.
-  A tensor is one group: one Q/DQ pair where it is produced, shared by all its consumers, as such a
-  runtime keeps one encoding per tensor (AIMET's quantizer groups, onnxruntime's QNN QDQ configuration).
+  top graph, as onnxruntime's QNN configuration quantizes it.
+On the last two, onnxruntime's quantizer itself says which tensors (ort_placement.py): a Relu or Clip
+after a quantized op is folded into the range of its output, and the output of an op that only moves
+values (Reshape, Transpose, pooling...) keeps its input's encoding, so it shares its input's format.
+A tensor is one group: one Q/DQ pair where it is produced, shared by all its consumers, as such a
+runtime keeps one encoding per tensor (AIMET's quantizer groups, onnxruntime's QDQ models).
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ from dataclasses import dataclass
 import onnx
 
 from .errors import QevoError
-from .fullgraph import FOLDED_ACTIVATIONS, SHARED
 from .graphs import FLOAT_TYPES, numel
 from .model import LoadedModel
 from .ort_placement import Placement, ort_placement
 from .profile_schema import ACTIVATION_SCOPES
 
 SCOPES = ACTIVATION_SCOPES
+RUNTIMES = {"qdq-ops": "cpu", "all-tensors": "qnn"}   # whose quantizer places Q/DQ for a scope
 # Ops that read only a tensor's shape: quantizing for them changes nothing.
 SHAPE_ONLY = ("Shape", "Size")
 
@@ -54,19 +55,12 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
     producers = {name: node.name for node in graph.node for name in node.output}
     consumers = readers_of(graph)
     if scope == "layer-inputs":
-        wanted = [name for layer in model.layers for name in layer.activation_inputs]
-    elif scope == "qdq-ops":
-        wanted = list(placement(model).tensors)
+        wanted, shared_with = [name for layer in model.layers for name in layer.activation_inputs], {}
     else:
-        floats = float_tensors(model)
-        folded = {name for name, nodes in consumers.items()
-                  if len(nodes) == 1 and nodes[0].op_type in FOLDED_ACTIVATIONS}
-        wanted = [value.name for value in graph.input if value.name in floats]
-        wanted += [name for node in graph.node for name in node.output if name in floats and name not in folded]
+        placed = placement(model, scope)
+        wanted, shared_with = list(placed.tensors), placed.shares
     outputs = {value.name for value in graph.output} if scope != "layer-inputs" else set()
-    shared_with = placement(model).shares if scope == "qdq-ops" else {}
     layer_nodes = {layer.node_name for layer in model.layers if not layer.subgraph}
-    nodes = {node.name: node for node in graph.node}
     groups: list[TensorGroup] = []
     named: set[str] = set()
     for name in dict.fromkeys(wanted):
@@ -76,20 +70,18 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         producer = producers.get(name)
         glue = sum(node.name not in layer_nodes for node in readers)
         glue += producer is not None and producer not in layer_nodes
-        source = nodes[producer] if scope == "all-tensors" and producer is not None else None
-        shares = source.input[0] if source is not None and source.op_type in SHARED and source.input[0] in named \
-            else shared_with.get(name) if shared_with.get(name) in named else None
+        shares = shared_with.get(name)   # a tensor, or a Gather's table (a constant, no gene of its own)
         groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
-                                  numel(model.shapes.get(name)), glue, shares))
+                                  numel(model.shapes.get(name)), glue, shares if shares in named else None))
         named.add(name)
     return groups
 
 
-def placement(model: LoadedModel) -> Placement:
-    """Where onnxruntime's static quantizer puts Q/DQ on the model (computed once per model)."""
-    if model._placement is None:
-        model._placement = ort_placement(model.proto, float_tensors(model))
-    return model._placement
+def placement(model: LoadedModel, scope: str) -> Placement:
+    """Where onnxruntime's quantizer puts Q/DQ on the model for a target with `scope` (once per model)."""
+    if scope not in model._placements:
+        model._placements[scope] = ort_placement(model.proto, float_tensors(model), RUNTIMES[scope])
+    return model._placements[scope]
 
 
 def readers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
