@@ -1,0 +1,138 @@
+"""Better integer weights than rounding to nearest: second-order rounding (GPTQ).
+
+GPTQ (Frantar et al., 2022, after Optimal Brain Quantization) quantizes a layer's weight one input
+column at a time and moves each column's rounding error onto the columns not yet quantized, through
+the inverse of the Gram matrix H = X Xᵀ of the layer's inputs on calibration data, so that the
+layer's *output* moves as little as possible. The grid (scales and zero points) stays the one rounding
+to nearest uses, so the codes drop into every stored form (DequantizeLinear, MatMulNBits, packed
+2-bit) unchanged. Columns go in order of decreasing H diagonal ("act order"), which only changes
+the order errors are pushed, not the grid.
+
+Weights here are matrices [outputs, inputs]; `weight_matrix` maps a layer's weight to and from that
+layout, and `input_columns` turns a batch of the layer's inputs into the columns X that layout reads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+DAMPING = 0.01       # of the mean diagonal, added to H before inverting it (the paper's default)
+BLOCK = 128          # columns updated together before the error reaches the rest (lazy batch updates)
+MAX_PATCHES = 8192   # input columns one batch adds to a Conv's Gram matrix (a random subset beyond)
+
+
+def gptq_codes(matrix: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int,
+               gram: np.ndarray) -> np.ndarray:
+    """Integer codes of `matrix` [rows, cols] on the grid `(codes - zero_point) * scale` (both broadcast to
+    the matrix), chosen column by column to keep `matrix @ X` close for inputs whose Gram matrix is `gram`."""
+    weights = np.array(matrix, dtype=np.float64)
+    rows, cols = weights.shape
+    scale = np.broadcast_to(np.asarray(scale, np.float64), weights.shape)
+    zero_point = np.broadcast_to(np.asarray(zero_point, np.float64), weights.shape)
+    gram = np.array(gram, dtype=np.float64)
+    dead = np.diag(gram) <= 0               # inputs that never vary: their weights change nothing
+    gram[dead, dead] = 1.0
+    order = np.argsort(-np.diag(gram), kind="stable")
+    weights, scale, zero_point = weights[:, order], scale[:, order], zero_point[:, order]
+    gram = gram[np.ix_(order, order)]
+    inverse = _upper_inverse_factor(gram)
+    codes = np.zeros((rows, cols), dtype=np.int64)
+    for start in range(0, cols, BLOCK):
+        stop = min(start + BLOCK, cols)
+        block = weights[:, start:stop].copy()
+        errors = np.zeros_like(block)
+        for i in range(stop - start):
+            column = start + i
+            code = np.clip(np.round(block[:, i] / scale[:, column]) + zero_point[:, column], qmin, qmax)
+            codes[:, column] = code
+            error = (block[:, i] - (code - zero_point[:, column]) * scale[:, column]) / inverse[column, column]
+            block[:, i:] -= np.outer(error, inverse[column, start + i:stop])
+            errors[:, i] = error
+        weights[:, stop:] -= errors @ inverse[start:stop, stop:]
+    restored = np.empty_like(codes)
+    restored[:, order] = codes
+    return restored
+
+
+def _upper_inverse_factor(gram: np.ndarray) -> np.ndarray:
+    """U with H⁻¹ = Uᵀ U, H damped; more damping when H is too ill-conditioned to factor."""
+    mean = float(np.mean(np.diag(gram))) or 1.0
+    damping = DAMPING
+    while True:
+        damped = gram + damping * mean * np.eye(len(gram))
+        try:
+            lower = scipy.linalg.cholesky(damped, lower=True)
+            inverse = scipy.linalg.cho_solve((lower, True), np.eye(len(gram)))
+            return scipy.linalg.cholesky(inverse, lower=False)
+        except np.linalg.LinAlgError:
+            if damping >= 1e3:
+                raise
+            damping *= 10
+
+
+def output_error(matrix: np.ndarray, quantized: np.ndarray, gram: np.ndarray) -> float:
+    """Sum over inputs of ||(quantized - matrix) x||², from the Gram matrix: trace(D H Dᵀ)."""
+    delta = np.asarray(quantized, np.float64) - np.asarray(matrix, np.float64)
+    return float(np.einsum("ij,jk,ik->", delta, gram, delta))
+
+
+def weight_matrix(weight: np.ndarray, channel_axis: int) -> np.ndarray:
+    """The weight as [outputs, inputs]: output channels first, everything a channel sums over flattened in
+    storage order (a Conv's (input channel, kernel row, kernel column), the im2col order), the layout
+    quantize.py groups per-group scales in."""
+    moved = np.moveaxis(np.asarray(weight), channel_axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
+def input_columns(op_type: str, inputs: np.ndarray, attributes: dict, weight_shape: tuple[int, ...],
+                  channel_axis: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """The columns X [inputs, samples] a batch of layer inputs gives, in `weight_matrix`'s column order:
+    one array per group of output channels that reads the same inputs (a grouped Conv has one per group)."""
+    x = np.asarray(inputs, dtype=np.float64)
+    if op_type == "Conv":
+        return _conv_columns(x, attributes, weight_shape, rng or np.random.default_rng(0))
+    if op_type == "Gemm":
+        return [x if attributes.get("transA", 0) else x.T]
+    if op_type == "MatMul":
+        if channel_axis == len(weight_shape) - 1:       # x @ W: x's last axis is the inputs
+            return [x.reshape(-1, weight_shape[0]).T]
+        return [np.moveaxis(x, -2, 0).reshape(weight_shape[-1], -1)]   # W @ x
+    raise ValueError(f"no input columns for {op_type}")
+
+
+def _conv_columns(x: np.ndarray, attributes: dict, weight_shape: tuple[int, ...],
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """im2col of a 1-D or 2-D Conv's input (explicit or SAME pads, strides, dilations), split per group,
+    at most MAX_PATCHES output positions per batch (a random subset: the Gram matrix is an average)."""
+    spatial = len(weight_shape) - 2
+    if spatial not in (1, 2):
+        raise ValueError(f"no input columns for a {spatial}-D Conv")
+    x = x.reshape(x.shape[0], x.shape[1], *([1] * (2 - spatial)), *x.shape[2:])
+    kernel = (1,) * (2 - spatial) + tuple(weight_shape[2:])
+    strides = (1,) * (2 - spatial) + tuple(attributes.get("strides", [1] * spatial))
+    dilations = (1,) * (2 - spatial) + tuple(attributes.get("dilations", [1] * spatial))
+    pads = list(attributes.get("pads", [0] * 2 * spatial))
+    begin, end = [0] * (2 - spatial) + pads[:spatial], [0] * (2 - spatial) + pads[spatial:]
+    auto = attributes.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            begin.append(small if auto == "SAME_UPPER" else large)
+            end.append(large if auto == "SAME_UPPER" else small)
+    padded = np.pad(x, [(0, 0), (0, 0), *zip(begin, end)])
+    out = [(padded.shape[2 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2)]
+    patches = np.empty((x.shape[1], kernel[0], kernel[1], x.shape[0], out[0], out[1]))
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            rows = slice(i * dilations[0], i * dilations[0] + (out[0] - 1) * strides[0] + 1, strides[0])
+            cols = slice(j * dilations[1], j * dilations[1] + (out[1] - 1) * strides[1] + 1, strides[1])
+            patches[:, i, j] = padded[:, :, rows, cols].transpose(1, 0, 2, 3)
+    columns = patches.reshape(x.shape[1] * kernel[0] * kernel[1], -1)
+    if columns.shape[1] > MAX_PATCHES:
+        columns = columns[:, rng.choice(columns.shape[1], MAX_PATCHES, replace=False)]
+    groups = int(attributes.get("group", 1))
+    per_group = columns.shape[0] // groups
+    return [columns[g * per_group:(g + 1) * per_group] for g in range(groups)]
