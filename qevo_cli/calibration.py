@@ -5,7 +5,8 @@ method needs for the inputs of every quantizable layer: running min / max, the
 histograms of onnxruntime's own percentile and entropy calibrators, or a value
 sample for the MSE search. Ranges are kept per method, in memory and on disk
 (keyed by the model and calibration data content), since the histogram methods
-take seconds.
+take seconds. The same pass gives the Gram matrices of the layers' inputs that second-order
+rounding needs (recovery.py), kept on disk too.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import contextlib
 import hashlib
 import io
 import json
+import os
+import tempfile
 
 import numpy as np
 import onnx
@@ -32,6 +35,7 @@ MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
 # onnxruntime's EntropyCalibrater defaults to 128 bins and 128 quantized bins, which leaves its
 # KL search a single candidate (the min-max range). 2048 bins, as TensorRT uses, gives it room.
 ENTROPY_BINS = 2048
+GRAM_VERSION = 1             # of the Gram matrices kept on disk
 
 
 class ActivationCalibrator:
@@ -48,6 +52,7 @@ class ActivationCalibrator:
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         self._samples: dict[str, np.ndarray] | None = None
         self._every: ActivationCalibrator | None = None
+        self._grams: dict[str, list[np.ndarray]] = {}
         self._unoptimized = session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
     def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
@@ -82,6 +87,57 @@ class ActivationCalibrator:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             self._every = ActivationCalibrator(self.model, self.calib, options, sorted(every))
         return self._every.range(tensor, "minmax", 8)
+
+    def gram(self, layer) -> list[np.ndarray]:
+        """The Gram matrices X Xᵀ of `layer`'s inputs on the calibration data, in its weight's column order
+        (one per group of a grouped Conv), from the float model. Computed for every layer that second-order
+        rounding applies to in one pass, kept on disk by the model's and the data's content."""
+        from .recovery import MAX_PATCHES, supports
+
+        if layer.name in self._grams:
+            return self._grams[layer.name]
+        if not supports(layer):
+            raise QevoError(f"layer {layer.name!r}: gptq rounding applies to Conv, MatMul and Gemm weights of the "
+                            "top graph", field="rounding")
+        key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "version": GRAM_VERSION,
+                          "patches": MAX_PATCHES})
+        folder = cache_dir() / "gram" / hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = folder / (hashlib.sha256(layer.name.encode()).hexdigest()[:24] + ".npz")
+        try:
+            with np.load(path) as stored:
+                self._grams[layer.name] = [stored[f"g{i}"] for i in range(len(stored.files))]
+            return self._grams[layer.name]
+        except (OSError, ValueError, KeyError):
+            pass  # absent or damaged: compute every layer's again
+        computed = self._compute_grams([l for l in self.model.layers if supports(l)])
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, grams in computed.items():
+            target = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".npz")
+            handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, **{f"g{i}": g for i, g in enumerate(grams)})
+            os.replace(temporary, target)
+        self._grams.update(computed)
+        return self._grams[layer.name]
+
+    def _compute_grams(self, layers) -> dict[str, list[np.ndarray]]:
+        from onnx import helper as onnx_helper
+
+        from .recovery import input_columns
+
+        nodes = {node.name: node for node in self.model.proto.graph.node}
+        attributes = {layer.name: {a.name: onnx_helper.get_attribute_value(a) for a in nodes[layer.node_name].attribute}
+                      for layer in layers}
+        sums: dict[str, list[np.ndarray]] = {}
+        rng = np.random.default_rng(0)
+        for batch in self._batches():
+            for layer in layers:
+                columns = input_columns(layer.op_type, batch[layer.input], attributes[layer.name],
+                                        layer.weight_shape, layer.channel_axis, rng)
+                grams = sums.setdefault(layer.name, [np.zeros((len(c), len(c))) for c in columns])
+                for total, part in zip(grams, columns):
+                    total += part @ part.T
+        return {name: [g.astype(np.float32) for g in grams] for name, grams in sums.items()}
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

@@ -18,7 +18,7 @@ model keeps its type: Q/DQ work in float32 between two Casts, dequantized weight
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ml_dtypes
 import numpy as np
@@ -348,7 +348,8 @@ class GraphEditor:
         """One scale per output channel of the layer's integer weight (a grouped channel takes its largest)."""
         if not choice.weight_is_int:
             return None
-        _, scale, _ = weight_codes(self.weight_values(layer), choice, layer.channel_axis)
+        # the grid does not depend on how weights are rounded onto it
+        _, scale, _ = weight_codes(self.weight_values(layer), replace(choice, rounding="nearest"), layer.channel_axis)
         scale = np.asarray(scale, np.float32).reshape(-1)
         channels = layer.weight_shape[layer.channel_axis] if layer.channel_axis is not None else 1
         if scale.size > channels and scale.size % channels == 0:
@@ -360,18 +361,22 @@ class GraphEditor:
         """The layer's float weight as float32."""
         return self._float_values(layer.weight)
 
+    def _gram(self, layer: Layer, choice: LayerChoice):
+        """The Gram matrices of the layer's inputs when its weights are rounded second-order, else None."""
+        return self.calibrator.gram(layer) if choice.rounding == "gptq" else None
+
     def _float_values(self, name: str) -> np.ndarray:
         return numpy_helper.to_array(self._initializers[name]).astype(np.float32)
 
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
         """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
-        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding)
         if choice.weight in ("fp32", "fp16"):
             key = (layer.name, choice.weight)
         tensor = self._simulated.get(key)
         if tensor is None:
             dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
-            values = quantize_weight(self.weight_values(layer), choice, layer.channel_axis)
+            values = quantize_weight(self.weight_values(layer), choice, layer.channel_axis, self._gram(layer, choice))
             tensor = numpy_helper.from_array(values.astype(dtype), name=f"{self._tags[layer.name]}.w")
             self._simulated[key] = tensor
         return tensor
@@ -409,7 +414,7 @@ class GraphEditor:
     def _dequantize(self, layer: Layer, choice: LayerChoice, name: str, float_type: int):
         """Integer codes behind a DequantizeLinear whose output, `name`, equals the simulated weight."""
         values = self.weight_values(layer)
-        codes, scale, zero_point = weight_codes(values, choice, layer.channel_axis)
+        codes, scale, zero_point = weight_codes(values, choice, layer.channel_axis, self._gram(layer, choice))
         group = group_size(choice.granularity)
         axis = layer.channel_axis
         shape = values.shape
@@ -471,7 +476,7 @@ class GraphEditor:
         k, n = layer.weight_shape
         blocks = -(-k // block)
         offset = 1 << (bits - 1)   # MatMulNBits codes are unsigned; its default zero point is the middle
-        codes, scale, zero_point = weight_codes(self.weight_values(layer), choice, 1)
+        codes, scale, zero_point = weight_codes(self.weight_values(layer), choice, 1, self._gram(layer, choice))
         unsigned = np.full((n, blocks * block), offset, dtype=np.uint8)
         unsigned[:, :k] = (codes.T + offset).astype(np.uint8)
         packed = (unsigned[:, 0::2] | (unsigned[:, 1::2] << 4)).reshape(n, blocks, block // 2)

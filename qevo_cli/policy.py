@@ -21,6 +21,7 @@ ACTIVATION_FORMATS = ("fp32", "fp16", "int8", "int16", "dynamic-int8")
 GRANULARITIES = ("per-tensor", "per-channel", "per-group-32", "per-group-64", "per-group-128")
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
 WEIGHT_RANGES = ("minmax", "mse")
+ROUNDINGS = ("nearest", "gptq")   # how integer weights are rounded onto their grid (recovery.py)
 TENSOR_FORMATS = ("fp32", "fp16", "int8", "int16")   # an activation tensor quantized where it is produced
 TENSOR_SCOPES = ("all-tensors", "qdq-ops")            # the runtimes' rules such tensors follow
 
@@ -67,6 +68,8 @@ class LayerChoice:
     calibration: how static activation ranges are chosen from calibration data
     symmetric:   symmetric weight grid (zero point 0) or asymmetric
     weight_range: "minmax" uses the full range, "mse" searches the clipping that minimises error
+    rounding:    "nearest" rounds each weight to its nearest level; "gptq" chooses levels that keep the
+                 layer's output on calibration data closest (recovery.py), on the same grid
     """
 
     weight: str = "int8"
@@ -75,6 +78,7 @@ class LayerChoice:
     calibration: str = "minmax"
     symmetric: bool = True
     weight_range: str = "minmax"
+    rounding: str = "nearest"
 
     def __post_init__(self) -> None:
         _check(self.weight, WEIGHT_FORMATS, "weight")
@@ -82,6 +86,7 @@ class LayerChoice:
         _check(self.granularity, GRANULARITIES, "granularity")
         _check(self.calibration, CALIBRATIONS, "calibration")
         _check(self.weight_range, WEIGHT_RANGES, "weight_range")
+        _check(self.rounding, ROUNDINGS, "rounding")
         if not isinstance(self.symmetric, bool):
             raise QevoError(f"got {self.symmetric!r}, expected true or false", field="symmetric")
 
@@ -106,6 +111,12 @@ class LayerChoice:
         w = f"W{self.weight_bits}" + ("" if self.weight_is_int else "f")
         a = f"A{self.activation_bits}" + ("d" if self.activation == "dynamic-int8" else "" if self.activation.startswith("int") else "f")
         return w + a
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.rounding == "nearest":   # the default is left out, so earlier policies keep their keys
+            del data["rounding"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> "LayerChoice":
@@ -179,7 +190,7 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         data = {"version": self.version,
-                "layers": {name: asdict(choice) for name, choice in sorted(self.layers.items())}}
+                "layers": {name: choice.to_dict() for name, choice in sorted(self.layers.items())}}
         if self.tensors:   # only when present, so earlier policies keep their keys (and cache entries)
             data["tensors"] = dict(sorted(self.tensors.items()))
             if self.scope != "all-tensors":

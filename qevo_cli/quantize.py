@@ -20,8 +20,9 @@ def int_grid(bits: int, symmetric: bool) -> tuple[int, int]:
     return (-qmax if symmetric else -qmax - 1), qmax
 
 
-def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None) -> np.ndarray:
-    """The layer's weight as the target would store it, returned as float32."""
+def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None, gram=None) -> np.ndarray:
+    """The layer's weight as the target would store it, returned as float32. `gram` is the Gram matrix of
+    the layer's inputs (one per group of a grouped Conv), which "gptq" rounding needs (recovery.py)."""
     weight = np.asarray(weight, dtype=np.float32)
     if choice.weight == "fp32":
         return weight
@@ -29,10 +30,14 @@ def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int |
         return weight.astype(np.float16).astype(np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
     codes, scale, zero_point = _row_codes(rows, choice)
+    if choice.rounding == "gptq":
+        scale, zero_point = (restore(np.broadcast_to(v, rows.shape)) for v in (scale, zero_point))
+        codes = _second_order(weight, scale, zero_point, choice, channel_axis, gram)
+        return ((codes - zero_point) * scale).astype(np.float32)
     return restore(((codes - zero_point) * scale).astype(np.float32))
 
 
-def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None):
+def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None, gram=None):
     """Integer codes, scales and zero points of an integer weight format.
 
     Returns (codes shaped like the weight, scale, zero_point) with one scale and zero point per
@@ -45,7 +50,30 @@ def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | No
     weight = np.asarray(weight, dtype=np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
     codes, scale, zero_point = _row_codes(rows, choice)
-    return restore(codes).astype(np.int32), scale.reshape(-1), zero_point.reshape(-1).astype(np.int32)
+    if choice.rounding == "gptq":
+        codes = _second_order(weight, *(restore(np.broadcast_to(v, rows.shape)) for v in (scale, zero_point)),
+                              choice, channel_axis, gram)
+    else:
+        codes = restore(codes)
+    return codes.astype(np.int32), scale.reshape(-1), zero_point.reshape(-1).astype(np.int32)
+
+
+def _second_order(weight: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, choice: LayerChoice,
+                  channel_axis: int | None, gram) -> np.ndarray:
+    """GPTQ codes on the grid of `scale` and `zero_point` (one per weight element), in the weight's layout."""
+    from .recovery import gptq_codes, weight_matrix
+
+    if gram is None or channel_axis is None:
+        raise ValueError("gptq rounding needs the Gram matrix of the layer's inputs and its output axis")
+    grams = gram if isinstance(gram, (list, tuple)) else [gram]
+    qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
+    matrix, scale, zero_point = (weight_matrix(v, channel_axis) for v in (weight, scale, zero_point))
+    rows = len(matrix) // len(grams)   # a grouped Conv's output channels read their own group's inputs
+    codes = np.concatenate([gptq_codes(matrix[g * rows:(g + 1) * rows], scale[g * rows:(g + 1) * rows],
+                                       zero_point[g * rows:(g + 1) * rows], qmin, qmax, part)
+                            for g, part in enumerate(grams)])
+    moved = np.moveaxis(weight, channel_axis, 0).shape
+    return np.moveaxis(codes.reshape(moved), 0, channel_axis).astype(np.float32)
 
 
 def _row_codes(rows: np.ndarray, choice: LayerChoice):

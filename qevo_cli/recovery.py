@@ -124,15 +124,29 @@ def _conv_columns(x: np.ndarray, attributes: dict, weight_shape: tuple[int, ...]
             end.append(large if auto == "SAME_UPPER" else small)
     padded = np.pad(x, [(0, 0), (0, 0), *zip(begin, end)])
     out = [(padded.shape[2 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(2)]
-    patches = np.empty((x.shape[1], kernel[0], kernel[1], x.shape[0], out[0], out[1]))
+    positions = x.shape[0] * out[0] * out[1]
+    # the output positions whose patches are kept, drawn before any patch is built (a large image has many)
+    chosen = np.sort(rng.choice(positions, MAX_PATCHES, replace=False)) if positions > MAX_PATCHES \
+        else np.arange(positions)
+    n, rest = np.divmod(chosen, out[0] * out[1])
+    row, col = np.divmod(rest, out[1])
+    patches = np.empty((x.shape[1], kernel[0], kernel[1], len(chosen)))
     for i in range(kernel[0]):
         for j in range(kernel[1]):
-            rows = slice(i * dilations[0], i * dilations[0] + (out[0] - 1) * strides[0] + 1, strides[0])
-            cols = slice(j * dilations[1], j * dilations[1] + (out[1] - 1) * strides[1] + 1, strides[1])
-            patches[:, i, j] = padded[:, :, rows, cols].transpose(1, 0, 2, 3)
+            patches[:, i, j] = padded[n, :, row * strides[0] + i * dilations[0], col * strides[1] + j * dilations[1]].T
     columns = patches.reshape(x.shape[1] * kernel[0] * kernel[1], -1)
-    if columns.shape[1] > MAX_PATCHES:
-        columns = columns[:, rng.choice(columns.shape[1], MAX_PATCHES, replace=False)]
     groups = int(attributes.get("group", 1))
     per_group = columns.shape[0] // groups
     return [columns[g * per_group:(g + 1) * per_group] for g in range(groups)]
+
+
+SUPPORTED = ("Conv", "MatMul", "Gemm")
+
+
+def supports(layer) -> bool:
+    """Whether second-order rounding applies: a Conv (1-D or 2-D), MatMul or Gemm of the top graph with a
+    2-D (or Conv) weight."""
+    if layer.op_type not in SUPPORTED or layer.weight is None or layer.subgraph is not None \
+            or layer.channel_axis is None:
+        return False
+    return len(layer.weight_shape) in ((3, 4) if layer.op_type == "Conv" else (2,))
