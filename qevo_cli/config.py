@@ -40,6 +40,7 @@ class SearchConfig:
     act_formats: tuple[str, ...] = ("int8", "int16", "fp16")
     granularity: tuple[str, ...] = ("per-channel",)
     calibration: tuple[str, ...] = ("minmax",)
+    rounding: tuple[str, ...] = ("nearest",)
     algorithm: str = "auto"
     pop: int = 32
     generations: int = 30
@@ -59,7 +60,7 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise QevoError(f"got {value!r}, expected a string", field=name)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration"):
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding"):
             value = getattr(self, name)
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
@@ -89,7 +90,7 @@ class SearchConfig:
             raise QevoError(f"got {self.dims!r}, expected a mapping of dim name to positive integer", field="dims")
 
     def allowed(self) -> Allowed:
-        return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration)
+        return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding)
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,
@@ -98,7 +99,7 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration"):
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding"):
             data[name] = list(data[name])
         return data
 

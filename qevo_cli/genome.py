@@ -21,8 +21,9 @@ import numpy as np
 
 from .errors import QevoError
 from .layers import Layer
-from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, WEIGHT_FORMATS, LayerChoice,
+from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUNDINGS, WEIGHT_FORMATS, LayerChoice,
                      Policy, activation_bits, tensor_order)
+from .recovery import supports as recovers
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup
 
@@ -35,12 +36,14 @@ class Allowed:
     activation_formats: tuple[str, ...] = ("int8", "int16")
     granularities: tuple[str, ...] = ("per-channel",)
     calibrations: tuple[str, ...] = ("minmax",)
+    roundings: tuple[str, ...] = ("nearest",)
 
     def __post_init__(self) -> None:
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
                                     ("--act-formats", self.activation_formats, ACTIVATION_FORMATS),
                                     ("--granularity", self.granularities, GRANULARITIES),
-                                    ("--calibration", self.calibrations, CALIBRATIONS)):
+                                    ("--calibration", self.calibrations, CALIBRATIONS),
+                                    ("--rounding", self.roundings, ROUNDINGS)):
             if not values:
                 raise QevoError("needs at least one value", field=name)
             for value in values:
@@ -50,7 +53,8 @@ class Allowed:
 
 def _order(choice: LayerChoice) -> tuple:
     return (choice.weight_bits, not choice.weight_is_int, choice.activation_bits, choice.activation,
-            GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration))
+            GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration),
+            ROUNDINGS.index(choice.rounding))
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,15 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         weights = allowed.weight_formats if layer.weight is not None else ("fp32",)
         activations = ("fp32",) if layer.weight_only else formats[:1] if read else allowed.activation_formats
         candidates = []
-        for weight, activation, granularity, calibration in itertools.product(
-                weights, activations, allowed.granularities, allowed.calibrations):
+        roundings = allowed.roundings if recovers(layer) else ("nearest",)
+        for weight, activation, granularity, calibration, rounding in itertools.product(
+                weights, activations, allowed.granularities, allowed.calibrations, roundings):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
-                                          calibration=calibration if static else "minmax"))
+                                          calibration=calibration if static else "minmax",
+                                          rounding=rounding if grouped else "nearest"))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

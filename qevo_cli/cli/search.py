@@ -24,7 +24,7 @@ FIELDS = {
     "model": "model", "data": "data", "calib": "calib", "metric": "metric", "target": "target",
     "objectives": "objectives", "max_drop": "max_drop", "max_size_mb": "max_size_mb",
     "max_latency_ms": "max_latency_ms", "max_energy_mj": "max_energy_mj", "weight_formats": "weight_formats",
-    "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration",
+    "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration", "rounding": "rounding",
     "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
     "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
     "threads": "threads", "racing": "racing",
@@ -61,6 +61,9 @@ def search(
         "--granularity", help="Weight granularities: per-tensor, per-channel, per-group-32/64/128.")] = "per-channel",
     calibration: Annotated[str, typer.Option(
         "--calibration", help="Activation calibration methods: minmax, percentile, mse, entropy.")] = "minmax",
+    rounding: Annotated[str, typer.Option(
+        "--rounding", help="How integer weights are rounded: nearest, gptq (second-order, on calibration "
+                           "data; Conv, MatMul and Gemm).")] = "nearest",
     algorithm: Annotated[str, typer.Option(
         "--algorithm", help="auto (NSGA-II up to 3 objectives, NSGA-III for 4), nsga2 or nsga3.")] = "auto",
     pop: Annotated[int, typer.Option("--pop", help="Population size.")] = 32,
