@@ -195,7 +195,7 @@ def test_uniform_w8a8_on_every_tensor_computes_what_onnxruntimes_qnn_configurati
     """qevo's fully quantized W8A8 (int8 per-tensor asymmetric weights, every tensor int8) gives the same outputs
     as the model onnxruntime's `get_qnn_qdq_config` + `quantize` writes from the same calibration data: bias and
     norm constants, the folded Clip, the shared Reshape encoding, the Softmax range and the graph output."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
+    from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     path = tiny_models.save(tiny_models.fully_quantized_ops(), tmp_path / "ops.onnx")
@@ -208,15 +208,9 @@ def test_uniform_w8a8_on_every_tensor_computes_what_onnxruntimes_qnn_configurati
     policy = Policy({layer.name: LayerChoice("int8", "int8", "per-tensor", symmetric=False)
                      for layer in loaded.layers}, tensors=tensors)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(evaluator.calibrator.calib.batches())
-
-        def get_next(self):
-            return next(self.batches, None)
-
     onnx.save(loaded.proto, tmp_path / "in.onnx")
-    config = get_qnn_qdq_config(str(tmp_path / "in.onnx"), Reader(), activation_type=QuantType.QUInt8,
+    config = get_qnn_qdq_config(str(tmp_path / "in.onnx"), _calibration_reader(evaluator),
+                                activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QUInt8)
     quantize(str(tmp_path / "in.onnx"), str(tmp_path / "qnn.onnx"), config)
     feed = {"x": x}
@@ -240,7 +234,7 @@ def test_uniform_w8a8_on_the_cpu_scope_computes_what_quantize_static_writes(tmp_
     places Q/DQ on at int8) gives the outputs of plain `quantize_static` with its defaults: the elementwise
     constants uint8, the norm's scale int8, the biases int32, the folded Clip and Relu, float where no op has
     an integer kernel."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     loaded = load_model(tiny_models.save(build(), tmp_path / "m.onnx"))
     shape = [2 if isinstance(d, str) else d for d in loaded.inputs[0].shape]
@@ -251,15 +245,9 @@ def test_uniform_w8a8_on_the_cpu_scope_computes_what_quantize_static_writes(tmp_
     policy = Policy({layer.name: LayerChoice("int8", "int8", "per-tensor") for layer in loaded.layers},
                     tensors=tensors, scope="qdq-ops")
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(evaluator.calibrator.calib.batches())
-
-        def get_next(self):
-            return next(self.batches, None)
-
     onnx.save(loaded.proto, tmp_path / "in.onnx")
-    quantize_static(str(tmp_path / "in.onnx"), str(tmp_path / "static.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(tmp_path / "in.onnx"), str(tmp_path / "static.onnx"), _calibration_reader(evaluator),
+                    quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
     feed = {"x": x}
     static = ort.InferenceSession(str(tmp_path / "static.onnx"), evaluator.options,
@@ -285,3 +273,17 @@ def assert_differs_from_npu(evaluator, policy, loaded):
     npu = replace(policy, tensors={g.tensor: "int8" for g in activation_groups(loaded, "all-tensors")},
                   scope="all-tensors")
     assert placed(evaluator.editor.build(npu, store=True)) != placed(evaluator.editor.build(policy, store=True))
+
+
+def _calibration_reader(evaluator):
+    """onnxruntime's calibration reader over the evaluator's calibration batches."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(evaluator.calibrator.calib.batches())
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return Reader()
