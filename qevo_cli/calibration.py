@@ -35,7 +35,7 @@ MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
 # onnxruntime's EntropyCalibrater defaults to 128 bins and 128 quantized bins, which leaves its
 # KL search a single candidate (the min-max range). 2048 bins, as TensorRT uses, gives it room.
 ENTROPY_BINS = 2048
-GRAM_VERSION = 1             # of the Gram matrices kept on disk
+GRAM_VERSION = 2             # of the Gram matrices (and input means) kept on disk
 
 
 class ActivationCalibrator:
@@ -52,7 +52,7 @@ class ActivationCalibrator:
         self._ranges: dict[str, dict[str, tuple[float, float]]] = {}
         self._samples: dict[str, np.ndarray] | None = None
         self._every: ActivationCalibrator | None = None
-        self._grams: dict[str, list[np.ndarray]] = {}
+        self._grams: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._unoptimized = session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
     def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
@@ -92,6 +92,13 @@ class ActivationCalibrator:
         """The Gram matrices X Xᵀ of `layer`'s inputs on the calibration data, in its weight's column order
         (one per group of a grouped Conv), from the float model. Computed for every layer that second-order
         rounding applies to in one pass, kept on disk by the model's and the data's content."""
+        return self._input_stats(layer)[0]
+
+    def input_mean(self, layer) -> list[np.ndarray]:
+        """The mean of `layer`'s input columns on the calibration data (as `gram`), for bias correction."""
+        return self._input_stats(layer)[1]
+
+    def _input_stats(self, layer) -> tuple[list[np.ndarray], list[np.ndarray]]:
         from .recovery import MAX_PATCHES, supports
 
         if layer.name in self._grams:
@@ -105,22 +112,24 @@ class ActivationCalibrator:
         path = folder / (hashlib.sha256(layer.name.encode()).hexdigest()[:24] + ".npz")
         try:
             with np.load(path) as stored:
-                self._grams[layer.name] = [stored[f"g{i}"] for i in range(len(stored.files))]
+                count = len(stored.files) // 2
+                self._grams[layer.name] = ([stored[f"g{i}"] for i in range(count)],
+                                           [stored[f"m{i}"] for i in range(count)])
             return self._grams[layer.name]
         except (OSError, ValueError, KeyError):
             pass  # absent or damaged: compute every layer's again
         computed = self._compute_grams([l for l in self.model.layers if supports(l)])
         folder.mkdir(parents=True, exist_ok=True)
-        for name, grams in computed.items():
+        for name, (grams, means) in computed.items():
             target = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".npz")
             handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
             with os.fdopen(handle, "wb") as out:
-                np.savez(out, **{f"g{i}": g for i, g in enumerate(grams)})
+                np.savez(out, **{f"g{i}": g for i, g in enumerate(grams)}, **{f"m{i}": m for i, m in enumerate(means)})
             os.replace(temporary, target)
         self._grams.update(computed)
         return self._grams[layer.name]
 
-    def _compute_grams(self, layers) -> dict[str, list[np.ndarray]]:
+    def _compute_grams(self, layers) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
         from onnx import helper as onnx_helper
 
         from .recovery import input_columns
@@ -129,15 +138,21 @@ class ActivationCalibrator:
         attributes = {layer.name: {a.name: onnx_helper.get_attribute_value(a) for a in nodes[layer.node_name].attribute}
                       for layer in layers}
         sums: dict[str, list[np.ndarray]] = {}
+        totals: dict[str, list[np.ndarray]] = {}
+        counts: dict[str, int] = {}
         rng = np.random.default_rng(0)
         for batch in self._batches():
             for layer in layers:
                 columns = input_columns(layer.op_type, batch[layer.input], attributes[layer.name],
                                         layer.weight_shape, layer.channel_axis, rng)
                 grams = sums.setdefault(layer.name, [np.zeros((len(c), len(c))) for c in columns])
-                for total, part in zip(grams, columns):
-                    total += part @ part.T
-        return {name: [g.astype(np.float32) for g in grams] for name, grams in sums.items()}
+                means = totals.setdefault(layer.name, [np.zeros(len(c)) for c in columns])
+                for gram, mean, part in zip(grams, means, columns):
+                    gram += part @ part.T
+                    mean += part.sum(axis=1)
+                counts[layer.name] = counts.get(layer.name, 0) + columns[0].shape[1]
+        return {name: ([g.astype(np.float32) for g in grams], [t / max(counts[name], 1) for t in totals[name]])
+                for name, grams in sums.items()}
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

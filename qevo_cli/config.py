@@ -41,6 +41,7 @@ class SearchConfig:
     granularity: tuple[str, ...] = ("per-channel",)
     calibration: tuple[str, ...] = ("minmax",)
     rounding: tuple[str, ...] = ("nearest",)
+    bias_correction: tuple[str, ...] = ("off",)
     algorithm: str = "auto"
     pop: int = 32
     generations: int = 30
@@ -60,7 +61,8 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise QevoError(f"got {value!r}, expected a string", field=name)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding"):
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
+                     "bias_correction"):
             value = getattr(self, name)
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
@@ -90,7 +92,11 @@ class SearchConfig:
             raise QevoError(f"got {self.dims!r}, expected a mapping of dim name to positive integer", field="dims")
 
     def allowed(self) -> Allowed:
-        return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding)
+        for value in self.bias_correction:
+            if value not in ("off", "on"):
+                raise QevoError(f"got {value!r}, expected off, on or both (off,on)", field="--bias-correction")
+        return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding,
+                       tuple(value == "on" for value in self.bias_correction))
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,
@@ -99,7 +105,8 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding"):
+        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
+                     "bias_correction"):
             data[name] = list(data[name])
         return data
 

@@ -23,7 +23,7 @@ from .errors import QevoError
 from .layers import Layer
 from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUNDINGS, WEIGHT_FORMATS, LayerChoice,
                      Policy, activation_bits, tensor_order)
-from .recovery import supports as recovers
+from .recovery import corrects_bias, supports as recovers
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup
 
@@ -37,6 +37,7 @@ class Allowed:
     granularities: tuple[str, ...] = ("per-channel",)
     calibrations: tuple[str, ...] = ("minmax",)
     roundings: tuple[str, ...] = ("nearest",)
+    bias_corrections: tuple[bool, ...] = (False,)
 
     def __post_init__(self) -> None:
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
@@ -54,7 +55,7 @@ class Allowed:
 def _order(choice: LayerChoice) -> tuple:
     return (choice.weight_bits, not choice.weight_is_int, choice.activation_bits, choice.activation,
             GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration),
-            ROUNDINGS.index(choice.rounding))
+            ROUNDINGS.index(choice.rounding), choice.bias_correction)
 
 
 @dataclass(frozen=True)
@@ -190,14 +191,16 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         activations = ("fp32",) if layer.weight_only else formats[:1] if read else allowed.activation_formats
         candidates = []
         roundings = allowed.roundings if recovers(layer) else ("nearest",)
-        for weight, activation, granularity, calibration, rounding in itertools.product(
-                weights, activations, allowed.granularities, allowed.calibrations, roundings):
+        corrections = allowed.bias_corrections if corrects_bias(layer) else (False,)
+        for weight, activation, granularity, calibration, rounding, correction in itertools.product(
+                weights, activations, allowed.granularities, allowed.calibrations, roundings, corrections):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
                                           calibration=calibration if static else "minmax",
-                                          rounding=rounding if grouped else "nearest"))
+                                          rounding=rounding if grouped else "nearest",
+                                          bias_correction=correction and grouped))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

@@ -32,6 +32,7 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
+from .recovery import corrects_bias, output_shift
 from .fullgraph import (INT8, INT32, NORMS, RULES, UINT8, QuantizedConstants, bias_codes, constant_codes,
                         fixed_qparams, remove_folded_activations, tensor_qparams)
 from .scope import float_tensors, placement, readers_of
@@ -78,6 +79,7 @@ class GraphEditor:
         self._producers = {name: node for node in model.proto.graph.node for name in node.output}
         self._constants: dict[str, tuple] = {}
         self._finite_constants: dict[str, bool] = {}
+        self._corrected: dict[str, np.ndarray] = {}   # biases bias correction rewrote in the model being built
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -88,6 +90,7 @@ class GraphEditor:
         graphs = [g for g, _ in walk_graphs(model.graph)]
         nodes = {node.name: (i, node) for i, graph in enumerate(graphs) for node in graph.node}
         before: dict[int, dict[str, list[onnx.NodeProto]]] = {}
+        self._corrected = {}
         for layer in self.model.layers:
             choice = policy.layers.get(layer.name)
             if choice is None or (choice.weight == "fp32" and choice.activation == "fp32"):
@@ -106,6 +109,8 @@ class GraphEditor:
                     self._store_weight(graphs[graph_i], node, layer, choice, added)
                 else:
                     self._replace_weight(node, layer, self.simulated_weight(layer, choice), graphs[graph_i])
+                if choice.bias_correction and choice.weight_is_int:
+                    self._correct_bias(graphs[graph_i], node, layer, choice)
         if any(fmt != "fp32" for fmt in policy.tensors.values()):
             top = before.setdefault(0, {})
             constants = self._quantize_constants(graphs[0], policy, store)   # while nodes read the tensors' names
@@ -303,13 +308,16 @@ class GraphEditor:
             layer = layers.get(node.name)
             inputs = list(node.input)   # as read before any is replaced
             for position, name in enumerate(inputs):
-                if name not in self._initializers or (layer is not None and name == layer.weight) or \
-                        self._initializers[name].data_type not in (FLOAT, FLOAT16) or not self._finite(name):
+                kind = self._constant_type(name)
+                if kind not in (FLOAT, FLOAT16) or (layer is not None and name == layer.weight) or \
+                        not self._finite(name):
                     continue
                 role = placed.get((node.name, position))   # as onnxruntime's quantizer placed it
+                if role is None and name in self._corrected and node.op_type in ("Conv", "Gemm") and position == 2:
+                    role = "bias"   # one bias correction added: the runtime stores it as any other bias
                 if role == "bias":   # it needs its input's scale
                     role = ("norm-bias" if node.op_type in NORMS else role) if inputs[0] in integer else None
-                half = self._initializers[name].data_type == FLOAT16
+                half = kind == FLOAT16
                 if role in ("constant", "weight"):
                     signed = role == "weight"
                     node.input[position] = constants.add(name, *self._constant_codes(name, signed, min_range),
@@ -328,14 +336,24 @@ class GraphEditor:
                                                          INT32, half)
         return constants.nodes
 
+    def _constant_type(self, name: str) -> int | None:
+        """The element type of a constant of the model being built (a corrected bias included), else None."""
+        if name in self._corrected:
+            return FLOAT16 if self._corrected[name].dtype == np.float16 else FLOAT
+        return self._initializers[name].data_type if name in self._initializers else None
+
     def _finite(self, name: str) -> bool:
         """A constant holding inf or NaN (a mask's -inf) stays float: onnxruntime's helper gives it an infinite
         scale, and its model then computes NaN there."""
+        if name in self._corrected:
+            return bool(np.isfinite(self._float_values(name)).all())
         if name not in self._finite_constants:
             self._finite_constants[name] = bool(np.isfinite(self._float_values(name)).all())
         return self._finite_constants[name]
 
     def _constant_codes(self, name: str, signed: bool, min_range: float | None):
+        if name in self._corrected:   # its values depend on the policy
+            return constant_codes(self._float_values(name), signed, min_range)
         key = (name, signed, min_range)
         if key not in self._constants:
             self._constants[key] = constant_codes(self._float_values(name), signed, min_range)
@@ -361,11 +379,36 @@ class GraphEditor:
         """The layer's float weight as float32."""
         return self._float_values(layer.weight)
 
+    def _correct_bias(self, graph: onnx.GraphProto, node: onnx.NodeProto, layer: Layer, choice: LayerChoice) -> None:
+        """Subtract the mean output shift of the layer's rounded weights from its bias (recovery.py), in a new
+        constant per layer (a bias may be shared); a Conv without a bias gets one."""
+        if not corrects_bias(layer):
+            raise QevoError(f"layer {layer.name!r}: bias correction applies to Conv layers and to MatMul and Gemm "
+                            "layers with a bias", field="bias_correction")
+        rounded = numpy_helper.to_array(self.simulated_weight(layer, choice)).astype(np.float32)
+        shift = output_shift(rounded, self.weight_values(layer), layer.channel_axis,
+                             self.calibrator.input_mean(layer))
+        name = f"{self._tags[layer.name]}.b"
+        if layer.bias is None:   # a Conv without a bias
+            values, dtype, target = -shift, numpy_helper.to_array(self._initializers[layer.weight]).dtype, node
+            node.input.extend([""] * (2 - len(node.input)) + [name])
+        else:
+            original = numpy_helper.to_array(self._initializers[layer.bias])
+            values, dtype = original.astype(np.float64) - shift.reshape(original.shape), original.dtype
+            target = node if layer.op_type != "MatMul" else \
+                next(n for n in graph.node if layer.bias in n.input and node.output[0] in n.input)
+            target.input[list(target.input).index(layer.bias)] = name
+        stored = np.asarray(values).astype(dtype)
+        graph.initializer.append(numpy_helper.from_array(stored, name))
+        self._corrected[name] = stored   # in its own type; read as float32 (_float_values)
+
     def _gram(self, layer: Layer, choice: LayerChoice):
         """The Gram matrices of the layer's inputs when its weights are rounded second-order, else None."""
         return self.calibrator.gram(layer) if choice.rounding == "gptq" else None
 
     def _float_values(self, name: str) -> np.ndarray:
+        if name in self._corrected:
+            return self._corrected[name].astype(np.float32)
         return numpy_helper.to_array(self._initializers[name]).astype(np.float32)
 
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:

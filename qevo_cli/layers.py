@@ -7,7 +7,7 @@ weights of LSTM / GRU / RNN (weights only: their activations are indices or stat
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import onnx
@@ -52,6 +52,8 @@ class Layer:
     subgraph: str | None = None      # path of the If/Loop body holding the layer, None at top level
     node: str | None = None          # graph node, when not the layer's own name
     second_input: str | None = None  # the other activation of a MatMul of two activations
+    bias: str | None = None          # float constant added to the output: a Conv's or Gemm's bias input, or the
+                                     # constant of the one Add that reads a MatMul's output
 
     @property
     def has_weight(self) -> bool:
@@ -95,11 +97,36 @@ def list_layers(proto: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> l
     for graph, path in walk_graphs(proto.graph):
         # A subgraph may use initializers of the graphs around it.
         visible.update({t.name: t for t in graph.initializer})
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in set(node.input):
+                readers.setdefault(name, []).append(node)
         for node in graph.node:
             finder = _FINDERS.get(node.op_type) if node.domain in STANDARD else None
             if finder is not None:
-                layers.extend(finder(node, visible, shapes, path or None))
+                layers.extend(replace(layer, bias=_bias(node, layer, readers, visible))
+                              for layer in finder(node, visible, shapes, path or None))
     return layers
+
+
+def _bias(node, layer: Layer, readers, initializers) -> str | None:
+    """The float constant of `layer.weight_shape[channel_axis]` values added to the layer's output, if any."""
+    if layer.weight is None or layer.channel_axis is None:
+        return None
+    channels = layer.weight_shape[layer.channel_axis]
+    candidates = []
+    if node.op_type in ("Conv", "Gemm") and len(node.input) > 2 and \
+            float(attribute(node, "beta", 1.0)) == 1.0:
+        candidates.append(node.input[2])
+    elif node.op_type == "MatMul" and len(readers.get(node.output[0], [])) == 1:
+        add = readers[node.output[0]][0]
+        if add.op_type == "Add" and len(add.input) == 2:
+            candidates.append(add.input[1] if add.input[0] == node.output[0] else add.input[0])
+    for name in candidates:
+        tensor = _float_weight(name, initializers)
+        if tensor is not None and numel(tensor.dims) == channels and (not tensor.dims or tensor.dims[-1] == channels):
+            return name
+    return None
 
 
 def _float_weight(name: str, initializers) -> onnx.TensorProto | None:

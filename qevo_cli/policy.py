@@ -70,6 +70,8 @@ class LayerChoice:
     weight_range: "minmax" uses the full range, "mse" searches the clipping that minimises error
     rounding:    "nearest" rounds each weight to its nearest level; "gptq" chooses levels that keep the
                  layer's output on calibration data closest (recovery.py), on the same grid
+    bias_correction: subtract from the layer's bias the mean shift its rounded weights add to its output
+                 on calibration data (recovery.py)
     """
 
     weight: str = "int8"
@@ -79,6 +81,7 @@ class LayerChoice:
     symmetric: bool = True
     weight_range: str = "minmax"
     rounding: str = "nearest"
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         _check(self.weight, WEIGHT_FORMATS, "weight")
@@ -87,8 +90,9 @@ class LayerChoice:
         _check(self.calibration, CALIBRATIONS, "calibration")
         _check(self.weight_range, WEIGHT_RANGES, "weight_range")
         _check(self.rounding, ROUNDINGS, "rounding")
-        if not isinstance(self.symmetric, bool):
-            raise QevoError(f"got {self.symmetric!r}, expected true or false", field="symmetric")
+        for name in ("symmetric", "bias_correction"):
+            if not isinstance(getattr(self, name), bool):
+                raise QevoError(f"got {getattr(self, name)!r}, expected true or false", field=name)
 
     @property
     def weight_bits(self) -> int:
@@ -114,8 +118,10 @@ class LayerChoice:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.rounding == "nearest":   # the default is left out, so earlier policies keep their keys
-            del data["rounding"]
+        # recovery left at its default is left out, so earlier policies keep their keys
+        for name, default in (("rounding", "nearest"), ("bias_correction", False)):
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod

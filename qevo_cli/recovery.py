@@ -150,3 +150,17 @@ def supports(layer) -> bool:
             or layer.channel_axis is None:
         return False
     return len(layer.weight_shape) in ((3, 4) if layer.op_type == "Conv" else (2,))
+
+
+def corrects_bias(layer) -> bool:
+    """Whether bias correction applies: a layer second-order rounding applies to whose output has a bias to
+    correct (a Conv without one gets one)."""
+    return supports(layer) and (layer.op_type == "Conv" or layer.bias is not None)
+
+
+def output_shift(quantized: np.ndarray, weight: np.ndarray, channel_axis: int, means: list[np.ndarray]) -> np.ndarray:
+    """E[(W_q - W) x] per output channel on the calibration inputs: what the rounded weight adds to the
+    layer's output on average, which bias correction subtracts from its bias (as AIMET's and NNCF's do)."""
+    delta = weight_matrix(np.asarray(quantized, np.float64) - np.asarray(weight, np.float64), channel_axis)
+    rows = len(delta) // len(means)
+    return np.concatenate([delta[g * rows:(g + 1) * rows] @ mean for g, mean in enumerate(means)])
