@@ -178,7 +178,8 @@ class Policy:
 
     def summary(self) -> str:
         """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f'). With tensors quantized
-        where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'."""
+        where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'. Layers
+        with recovered weights are counted last: 'gptq:2 bc:3'."""
         counts: dict[str, int] = {}
         def count(tag: str) -> None:
             counts[tag] = counts.get(tag, 0) + 1
@@ -192,7 +193,10 @@ class Policy:
         def order(tag: str) -> tuple:
             return ("WAT".index(tag[0]), int(tag[1:].rstrip("f")), tag)
 
-        return " ".join(f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order))
+        recovered = {"gptq": sum(c.rounding == "gptq" for c in self.layers.values()),
+                     "bc": sum(c.bias_correction for c in self.layers.values())}
+        return " ".join([f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order)] +
+                        [f"{tag}:{n}" for tag, n in recovered.items() if n])
 
     def to_dict(self) -> dict[str, Any]:
         data = {"version": self.version,
