@@ -32,6 +32,7 @@ from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_npar
 MIN_REAL_RANGE = 1e-4
 NORMS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
 UINT8, INT8, INT32 = onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.INT32
+FLOAT16 = onnx.TensorProto.FLOAT16
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,19 @@ def test_a_model_qevo_exported_can_be_searched_and_exported_again(tmp_path):
     again = _evaluator(tmp_path, onnx.load(str(once.path)), {"x": x})
     assert [layer.name for layer in again.model.layers] == ["gemm"]     # conv's weight is stored as integers now
     _export_matches(again, Policy({"gemm": LayerChoice("int2", "int8")}), tmp_path / "twice.onnx")
+
+
+@pytest.mark.parametrize("scope", ["all-tensors", "qdq-ops"])
+def test_fp16_model_with_quantized_tensors_exports_in_its_own_type(tmp_path, scope):
+    """Every tensor quantized on a half-precision model: its biases and constants stored as integers are
+    dequantized and cast back to fp16, and the file measures what the evaluator did."""
+    from qevo_cli.scope import activation_groups
+
+    x = RNG.standard_normal((16, 3, 6, 6)).astype(np.float16)
+    evaluator = _evaluator(tmp_path, tiny_models.half_precision(), {"x": x})
+    tensors = {g.tensor: "int8" for g in activation_groups(evaluator.model, scope)}
+    policy = Policy({"conv": LayerChoice("int8", "int8"), "gemm": LayerChoice("int4", "int8")},
+                    tensors=tensors, scope=scope)
+    report = _export_matches(evaluator, policy, tmp_path / "t.onnx")
+    graph = onnx.load(str(report.path)).graph
+    assert any(t.data_type == onnx.TensorProto.INT32 for t in graph.initializer)   # the biases, as int32
