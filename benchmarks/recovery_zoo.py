@@ -3,11 +3,13 @@
     python benchmarks/recovery_zoo.py digits orientation ppocr-cls ... [--zoo zoo-data] [--table]
 
 For each model, uniform W4A8, W3A8 and W4A16 (per-channel weights, layer inputs quantized, min-max ranges),
-each with four recipes on every layer they apply to (the others round to nearest):
-- nearest: rounding to nearest;
+each with six recipes on every layer they apply to (the others round to nearest over the full range):
+- nearest: rounding to nearest over the full range;
 - bc: bias correction;
+- omse: the clipping with the least output error on the calibration inputs (weight_range output-mse);
 - gptq: second-order rounding;
-- gptq+bc: both.
+- gptq+omse: both;
+- all: gptq, omse and bias correction.
 Measured on the test split (digits: the bundled eval.npz), Gram matrices and means from the calibration
 split. The W4 policies are also exported as ONNX files (int4 codes behind DequantizeLinear) and the file
 measured again (no ONNX type stores int3, so W3 is simulated only). Seconds: the one calibration pass
@@ -31,8 +33,9 @@ from zoo.common import ZOO_DIR, save_json  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "recovery_zoo.json"
 UNIFORM = {"W4A8": ("int4", "int8"), "W3A8": ("int3", "int8"), "W4A16": ("int4", "int16")}
-RECIPES = {"nearest": ("nearest", False), "bc": ("nearest", True), "gptq": ("gptq", False),
-           "gptq+bc": ("gptq", True)}
+RECIPES = {"nearest": ("nearest", False, "minmax"), "bc": ("nearest", True, "minmax"),
+           "omse": ("nearest", False, "output-mse"), "gptq": ("gptq", False, "minmax"),
+           "gptq+omse": ("gptq", False, "output-mse"), "all": ("gptq", True, "output-mse")}
 
 
 def _paths(name: str, zoo: Path):
@@ -65,15 +68,16 @@ def measure(name: str, zoo: Path) -> dict:
         evaluator.calibrator.gram(layer)   # the first call collects every layer's in one pass
     row["seconds"]["calibration_pass"] = time.perf_counter() - start
     for label, (weight, activation) in UNIFORM.items():
-        for recipe, (rounding, correction) in RECIPES.items():
+        for recipe, (rounding, correction, weight_range) in RECIPES.items():
             policy = Policy({layer.name: LayerChoice(
                 weight, "fp32" if layer.weight_only else activation,
                 rounding=rounding if supports(layer) else "nearest",
+                weight_range=weight_range if supports(layer) else "minmax",
                 bias_correction=correction and corrects_bias(layer)) for layer in layers if layer.weight})
             start = time.perf_counter()
             for layer in recoverable:   # the recipe alone, every layer: its weights, and its bias shift
                 choice, values = policy.choice(layer.name), evaluator.editor.weight_values(layer)
-                gram = evaluator.calibrator.gram(layer) if rounding == "gptq" else None
+                gram = evaluator.calibrator.gram(layer) if rounding == "gptq" or weight_range != "minmax" else None
                 rounded = quantize_weight(values, choice, layer.channel_axis, gram)
                 if choice.bias_correction:
                     output_shift(rounded, values, layer.channel_axis, evaluator.calibrator.input_mean(layer))
@@ -90,9 +94,9 @@ def measure(name: str, zoo: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| model (metric, test samples) | layers (recoverable) | fp32 | uniform | nearest | bc | gptq | gptq+bc "
-          "| loss won back by the best | exported (best, W4) |")
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| model (metric, test samples) | layers (recoverable) | fp32 | uniform | " + " | ".join(RECIPES) +
+          " | loss won back by the best | exported (best, W4) |")
+    print("|---|---:|---:|---|" + "---:|" * len(RECIPES) + "---:|---:|")
     for r in rows:
         for label in UNIFORM:
             scores = {recipe: r["results"][f"{label} {recipe}"]["metric"] for recipe in RECIPES}
@@ -104,8 +108,8 @@ def print_table(rows: list[dict]) -> None:
                   f"{r['fp32']:.2f} | {label} | " + " | ".join(f"{scores[k]:.2f}" for k in RECIPES) +
                   f" | {won:.0%} ({best}) | {'-' if exported is None else f'{exported:.2f}'} |")
     print()
-    print("| model | calibration pass s | s per layer: nearest | bc | gptq | gptq+bc (W4A8) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model | calibration pass s | s per layer (W4A8): " + " | ".join(RECIPES) + " |")
+    print("|---|---:|" + "---:|" * len(RECIPES))
     for r in rows:
         per = [r["results"][f"W4A8 {recipe}"]["seconds_per_layer"] for recipe in RECIPES]
         print(f"| {r['model']} | {r['seconds']['calibration_pass']:.1f} | " + " | ".join(f"{s:.3f}" for s in per) + " |")

@@ -367,7 +367,8 @@ class GraphEditor:
         if not choice.weight_is_int:
             return None
         # the grid does not depend on how weights are rounded onto it
-        _, scale, _ = weight_codes(self.weight_values(layer), replace(choice, rounding="nearest"), layer.channel_axis)
+        _, scale, _ = weight_codes(self.weight_values(layer), replace(choice, rounding="nearest"), layer.channel_axis,
+                                   self._gram(layer, choice))
         scale = np.asarray(scale, np.float32).reshape(-1)
         channels = layer.weight_shape[layer.channel_axis] if layer.channel_axis is not None else 1
         if scale.size > channels and scale.size % channels == 0:
@@ -403,8 +404,10 @@ class GraphEditor:
         self._corrected[name] = stored   # in its own type; read as float32 (_float_values)
 
     def _gram(self, layer: Layer, choice: LayerChoice):
-        """The Gram matrices of the layer's inputs when its weights are rounded second-order, else None."""
-        return self.calibrator.gram(layer) if choice.rounding == "gptq" else None
+        """The Gram matrices of the layer's inputs when its weights are rounded second-order or clipped for the
+        least output error, else None."""
+        needed = choice.rounding == "gptq" or choice.weight_range == "output-mse"
+        return self.calibrator.gram(layer) if needed and choice.weight_is_int else None
 
     def _float_values(self, name: str) -> np.ndarray:
         if name in self._corrected:

@@ -20,7 +20,7 @@ WEIGHT_FORMATS = ("fp32", "fp16", "int2", "int3", "int4", "int5", "int6", "int7"
 ACTIVATION_FORMATS = ("fp32", "fp16", "int8", "int16", "dynamic-int8")
 GRANULARITIES = ("per-tensor", "per-channel", "per-group-32", "per-group-64", "per-group-128")
 CALIBRATIONS = ("minmax", "percentile", "mse", "entropy")
-WEIGHT_RANGES = ("minmax", "mse")
+WEIGHT_RANGES = ("minmax", "mse", "output-mse")
 ROUNDINGS = ("nearest", "gptq")   # how integer weights are rounded onto their grid (recovery.py)
 TENSOR_FORMATS = ("fp32", "fp16", "int8", "int16")   # an activation tensor quantized where it is produced
 TENSOR_SCOPES = ("all-tensors", "qdq-ops")            # the runtimes' rules such tensors follow
@@ -67,7 +67,8 @@ class LayerChoice:
     granularity: weight scale granularity
     calibration: how static activation ranges are chosen from calibration data
     symmetric:   symmetric weight grid (zero point 0) or asymmetric
-    weight_range: "minmax" uses the full range, "mse" searches the clipping that minimises error
+    weight_range: "minmax" uses the full range, "mse" searches the clipping that minimises the weights' error,
+                 "output-mse" the one that minimises the layer's output error on calibration data
     rounding:    "nearest" rounds each weight to its nearest level; "gptq" chooses levels that keep the
                  layer's output on calibration data closest (recovery.py), on the same grid
     bias_correction: subtract from the layer's bias the mean shift its rounded weights add to its output

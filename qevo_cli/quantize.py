@@ -22,14 +22,15 @@ def int_grid(bits: int, symmetric: bool) -> tuple[int, int]:
 
 def quantize_weight(weight: np.ndarray, choice: LayerChoice, channel_axis: int | None, gram=None) -> np.ndarray:
     """The layer's weight as the target would store it, returned as float32. `gram` is the Gram matrix of
-    the layer's inputs (one per group of a grouped Conv), which "gptq" rounding needs (recovery.py)."""
+    the layer's inputs (one per group of a grouped Conv), which "gptq" rounding and the "output-mse" weight
+    range need (recovery.py)."""
     weight = np.asarray(weight, dtype=np.float32)
     if choice.weight == "fp32":
         return weight
     if choice.weight == "fp16":
         return weight.astype(np.float16).astype(np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
-    codes, scale, zero_point = _row_codes(rows, choice)
+    codes, scale, zero_point = _row_codes(rows, choice, _output_error(weight, restore, rows, choice, channel_axis, gram))
     if choice.rounding == "gptq":
         scale, zero_point = (restore(np.broadcast_to(v, rows.shape)) for v in (scale, zero_point))
         codes = _second_order(weight, scale, zero_point, choice, channel_axis, gram)
@@ -49,13 +50,39 @@ def weight_codes(weight: np.ndarray, choice: LayerChoice, channel_axis: int | No
         raise ValueError(f"no integer codes for {choice.weight}")
     weight = np.asarray(weight, dtype=np.float32)
     rows, restore = _rows(weight, choice.granularity, channel_axis)
-    codes, scale, zero_point = _row_codes(rows, choice)
+    codes, scale, zero_point = _row_codes(rows, choice, _output_error(weight, restore, rows, choice, channel_axis, gram))
     if choice.rounding == "gptq":
         codes = _second_order(weight, *(restore(np.broadcast_to(v, rows.shape)) for v in (scale, zero_point)),
                               choice, channel_axis, gram)
     else:
         codes = restore(codes)
     return codes.astype(np.int32), scale.reshape(-1), zero_point.reshape(-1).astype(np.int32)
+
+
+def _output_error(weight: np.ndarray, restore, rows: np.ndarray, choice: LayerChoice, channel_axis: int | None,
+                  gram):
+    """For the "output-mse" weight range: a function of rounded rows giving each row's error of the layer's
+    output on the calibration inputs, (W_q - W) H (W_q - W)ᵀ per output channel (every row of a channel,
+    one per group, shares it; per-tensor sums them). None for the other ranges."""
+    if choice.weight_range != "output-mse":
+        return None
+    from .recovery import weight_matrix
+
+    if gram is None or channel_axis is None:
+        raise ValueError("the output-mse weight range needs the Gram matrix of the layer's inputs and its output axis")
+    grams = gram if isinstance(gram, (list, tuple)) else [gram]
+    matrix = weight_matrix(weight, channel_axis).astype(np.float64)
+    per_group = len(matrix) // len(grams)
+
+    def errors(rounded_rows: np.ndarray) -> np.ndarray:
+        delta = weight_matrix(restore(rounded_rows), channel_axis) - matrix
+        channel = np.concatenate([np.einsum("ci,ij,cj->c", delta[g * per_group:(g + 1) * per_group], part,
+                                            delta[g * per_group:(g + 1) * per_group], optimize=True)
+                                  for g, part in enumerate(grams)])
+        if len(rows) == 1:
+            return np.array([[channel.sum()]])
+        return np.repeat(channel, len(rows) // len(channel)).reshape(-1, 1)
+    return errors
 
 
 def _second_order(weight: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, choice: LayerChoice,
@@ -76,15 +103,19 @@ def _second_order(weight: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
     return np.moveaxis(codes.reshape(moved), 0, channel_axis).astype(np.float32)
 
 
-def _row_codes(rows: np.ndarray, choice: LayerChoice):
-    """Per row: codes, scale and zero point, the clipping chosen by `choice.weight_range`."""
+def _row_codes(rows: np.ndarray, choice: LayerChoice, output_error=None):
+    """Per row: codes, scale and zero point, the clipping chosen by `choice.weight_range`: the full range,
+    or the one with the least error of the weights ("mse") or of the layer's output (`output_error`)."""
     qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
-    ratios = MSE_CLIP_RATIOS[::-1] if choice.weight_range == "mse" else np.array([1.0])
+    ratios = MSE_CLIP_RATIOS[::-1] if choice.weight_range != "minmax" else np.array([1.0])
     best = None
     for ratio in ratios:   # 1.0 first, so ties keep the full range
         scale, zero_point = _scales(rows, qmin, qmax, choice.symmetric, ratio)
         codes = np.clip(np.round(rows / scale) + zero_point, qmin, qmax)
-        error = np.sum(((codes - zero_point) * scale - rows) ** 2, axis=1, keepdims=True)
+        if output_error is None:
+            error = np.sum(((codes - zero_point) * scale - rows) ** 2, axis=1, keepdims=True)
+        else:
+            error = output_error((codes - zero_point) * scale)
         if best is None:
             best = [codes, scale, zero_point, error]
             continue

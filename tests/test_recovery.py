@@ -108,6 +108,12 @@ def test_gptq_policies_measure_better_and_export_exactly_what_was_measured(tmp_p
                       for layer in loaded.layers})
     report = export_onnx(evaluator, grouped, tmp_path / "grouped.onnx", expected=evaluator.evaluate(grouped))
     assert report.difference == 0
+    # the clipping chosen for the least output error, under gptq rounding
+    clipped = Policy({layer.name: LayerChoice("int4", "fp32", weight_range="output-mse", rounding="gptq")
+                      for layer in loaded.layers})
+    assert evaluator.evaluate(clipped) != evaluator.evaluate(second)
+    report = export_onnx(evaluator, clipped, tmp_path / "clipped.onnx", expected=evaluator.evaluate(clipped))
+    assert report.difference == 0
 
 
 def test_bias_correction_removes_the_mean_output_shift_and_exports_what_was_measured(tmp_path):
@@ -162,3 +168,25 @@ def test_bias_correction_removes_the_mean_output_shift_and_exports_what_was_meas
     assert report.difference == 0
     stored = onnx.load(str(tmp_path / "q.onnx"))
     assert not any(t.name.endswith(".b") and t.data_type == TensorProto.FLOAT for t in stored.graph.initializer)
+
+
+@pytest.mark.parametrize("granularity", ["per-channel", "per-tensor", "per-group-32"])
+def test_output_mse_range_clips_for_the_least_output_error(granularity):
+    """The output-mse weight range picks each channel's clipping by the layer's output error on the inputs,
+    so that error is never above the full range's or the weight-MSE range's, and here below both."""
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.quantize import quantize_weight
+
+    rng = np.random.default_rng(6)
+    basis = np.linalg.qr(rng.standard_normal((64, 64)))[0] * np.linspace(0.1, 4.0, 64)
+    x = (basis @ rng.standard_normal((64, 4000))).T            # [samples, K], as a MatMul reads it
+    weight = rng.standard_t(3, size=(64, 24)).astype(np.float32)   # x @ W, heavy-tailed, outputs on axis 1
+    gram = input_columns("MatMul", x, {}, weight.shape, 1)[0]
+    gram = gram @ gram.T
+
+    def error(weight_range):
+        rounded = quantize_weight(weight, LayerChoice("int3", "fp32", granularity, weight_range=weight_range), 1, gram)
+        return output_error(weight_matrix(weight, 1), weight_matrix(rounded, 1), gram)
+
+    full, mse, output = error("minmax"), error("mse"), error("output-mse")
+    assert output <= min(full, mse) * (1 + 1e-9) and output < full
