@@ -3,8 +3,9 @@ the size of uniform INT8.
 
     python benchmarks/scope_zoo.py magika orientation ... [--targets arm-neon,hexagon] [--time-limit 240]
 
-For each model and target (arm-neon quantizes the layers' inputs, as a CPU execution provider running QDQ;
-hexagon quantizes every tensor, as QNN's HTP), one search with qevo's defaults on that target, objectives
+For each model and target (arm-neon quantizes the inputs and outputs of the ops onnxruntime's CPU execution
+provider runs as integer kernels; hexagon quantizes every tensor, as QNN's HTP), one search with qevo's
+defaults on that target, objectives
 metric and size, the budget 0.6x the size of uniform W8A8 on that target, within --time-limit (references,
 sensitivity and seeding included). The pick is the feasible front policy with the best metric on the
 search split; it and uniform W8A8 are then measured on the test split. Every evaluation the search made is
@@ -101,21 +102,28 @@ def print_table(rows: list[dict]) -> None:
     amp = [json.loads(path.read_text()) for path in sorted(AIMET.glob("results_*.json"))]
     if amp:
         print("\n| model | AIMET AMP: uniform W8A8 (test) | chosen point: test (weights) | best scored point within 1 "
-              "of fp32 on search (weights) | evaluations (phase 1 on a subset / phase 2) | wall s |")
-        print("|---|---:|---:|---:|---:|---:|")
+              "of fp32 on search (weights) | evaluations (phase 1 on a subset / phase 2) | wall s | how it ended |")
+        print("|---|---:|---:|---:|---:|---:|---|")
         for a in amp:
-            chosen = a.get("chosen", {})
+            chosen = a.get("chosen") or {}
             weights = chosen.get("quantized_weight_bytes") or 0
-            within = [p for p in a.get("pareto", []) if p.get("search_metric") is not None
+            within = [p for p in a.get("pareto") or [] if p.get("search_metric") is not None
                       and p["search_metric"] >= a["fp32_search"] - 1 and p.get("weight_bytes")]
             best = min(within, key=lambda p: p["weight_bytes"], default=None)
             best_cell = f"{best['search_metric']:.2f} ({best['weight_bytes'] / 1e3:.0f} kB)" if best else "none"
             weights_cell = f"{weights / 1e3:.0f} kB" if weights else "not counted"
-            counts = a.get("eval_counts", {})
+            test = chosen.get("test_metric_qdq_ort")
+            chosen_cell = f"{test:.2f} ({weights_cell})" if test is not None else "none"
+            counts = a.get("eval_counts") or {}
             total = sum(counts.get(k, 0) for k in ("baseline_phase2cb", "phase1", "phase2"))
-            print(f"| {a['model']} | {a['w8a8_test']:.2f} | {chosen.get('test_metric_qdq_ort', float('nan')):.2f} "
-                  f"({weights_cell}) | {best_cell} | {total} ({counts.get('phase1', 0)} / {counts.get('phase2', 0)}) "
-                  f"| {a.get('amp_wall_s', 0):.0f} |")
+            plan = a.get("plan") or {}
+            ended = a.get("truncated") or "finished"
+            if ended == "budget exceeded in phase 1" and plan.get("est_phase1_min"):
+                ended += f" (phase 1 alone: about {plan['est_phase1_min']:.0f} min)"
+            if not counts:
+                ended = "failed before its search (see the docs)"
+            print(f"| {a['model']} | {a['w8a8_test']:.2f} | {chosen_cell} | {best_cell} | {total} "
+                  f"({counts.get('phase1', 0)} / {counts.get('phase2', 0)}) | {a.get('amp_wall_s') or 0:.0f} | {ended} |")
 
 
 def main(argv=None) -> int:
