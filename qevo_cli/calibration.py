@@ -35,7 +35,7 @@ MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
 # onnxruntime's EntropyCalibrater defaults to 128 bins and 128 quantized bins, which leaves its
 # KL search a single candidate (the min-max range). 2048 bins, as TensorRT uses, gives it room.
 ENTROPY_BINS = 2048
-GRAM_VERSION = 2             # of the Gram matrices (and input means) kept on disk
+GRAM_VERSION = 3             # of the Gram matrices (and input means) kept on disk
 
 
 class ActivationCalibrator:
@@ -89,9 +89,10 @@ class ActivationCalibrator:
         return self._every.range(tensor, "minmax", 8)
 
     def gram(self, layer) -> list[np.ndarray]:
-        """The Gram matrices X Xᵀ of `layer`'s inputs on the calibration data, in its weight's column order
-        (one per group of a grouped Conv), from the float model. Computed for every layer that second-order
-        rounding applies to in one pass, kept on disk by the model's and the data's content."""
+        """The Gram matrices E[x xᵀ] of `layer`'s inputs on the calibration data (a mean over input columns),
+        in its weight's column order (one per group of a grouped Conv), from the float model. Computed for
+        every layer that second-order rounding applies to in one pass, kept on disk by the model's and the
+        data's content."""
         return self._input_stats(layer)[0]
 
     def input_mean(self, layer) -> list[np.ndarray]:
@@ -151,8 +152,8 @@ class ActivationCalibrator:
                     gram += part @ part.T
                     mean += part.sum(axis=1)
                 counts[layer.name] = counts.get(layer.name, 0) + columns[0].shape[1]
-        return {name: ([g.astype(np.float32) for g in grams], [t / max(counts[name], 1) for t in totals[name]])
-                for name, grams in sums.items()}
+        return {name: ([(g / max(counts[name], 1)).astype(np.float32) for g in grams],
+                       [t / max(counts[name], 1) for t in totals[name]]) for name, grams in sums.items()}
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

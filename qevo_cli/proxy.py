@@ -18,6 +18,10 @@ On a target that quantizes every tensor, each activation tensor is probed alone 
 inputs (a layer reading such a tensor takes its activation format from it), and predicted for its other
 formats by the same step-size rule.
 
+Recovered weights (gptq rounding, the output-mse range, bias correction) are predicted from the same layer's
+plain weights, scaled by how much less the recovery moves the layer's own output on the calibration inputs
+(recovery.local_error, from the Gram matrices the recovery itself uses); no probe of their own.
+
 Every probe is stored as soon as it is measured (in the shared evaluation cache and, during a search, in the
 run's own store), so an interrupted search or a second run never repeats one. A deadline stops probing; layers left unprobed borrow the median gain of the
 probed ones, and the table says it is incomplete.
@@ -26,15 +30,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
+from onnx import numpy_helper
 
 from .evaluate import Evaluator
 from .layers import Layer
 from .policy import LayerChoice, Policy, activation_bits, weight_bits
 from .quantize import quantize_weight
+from .recovery import corrects_bias, local_error, supports
 
 PROXY_VERSION = 1
 WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
@@ -91,8 +97,10 @@ class ProxyTable:
     complete: bool = True
     tensor_gain: dict[str, float] = field(default_factory=dict)   # tensor -> distortion per unit of noise
     covered: frozenset = frozenset()       # layers whose activations are tensors' (costed there, not here)
+    editor: Any = None                     # the evaluator's graph editor: recovered weights and input statistics
     _noise: dict = field(default_factory=dict, repr=False)
     _weights: dict = field(default_factory=dict, repr=False)
+    _ratios: dict = field(default_factory=dict, repr=False)
 
     def cost(self, layer: Layer, choice: LayerChoice) -> float:
         """Predicted distortion of this layer alone at `choice` (weights and input activations)."""
@@ -103,7 +111,9 @@ class ProxyTable:
             if column in measured and _probe_choice(column) == _weight_only(choice):
                 weight_part = measured[column]
             else:
-                weight_part = self.weight_gain.get(layer.name, 0.0) * self._weight_noise(layer, choice)
+                weight_part = self.weight_gain.get(layer.name, 0.0) * self._weight_noise(layer, _weight_only(choice))
+            if weight_part and recovered(choice) and self.editor is not None and supports(layer):
+                weight_part *= self._recovery_ratio(layer, choice)
         activation_part = 0.0
         if not layer.weight_only and choice.activation != "fp32" and layer.name not in self.covered:
             column = f"A:{choice.activation}"
@@ -124,6 +134,21 @@ class ProxyTable:
             self._noise[key] = weight_noise(layer, self._weights[layer.name], choice)
         return self._noise[key]
 
+    def _recovery_ratio(self, layer: Layer, choice: LayerChoice) -> float:
+        """The layer's own output error with its weights recovered, over that with them plain."""
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
+               choice.bias_correction)
+        if key not in self._ratios:
+            weight, grams = self._weights[layer.name], self.editor.calibrator.gram(layer)
+            def error(c: LayerChoice, means=None) -> float:
+                rounded = numpy_helper.to_array(self.editor.simulated_weight(layer, c)).astype(np.float32)
+                return local_error(weight, rounded, layer.channel_axis, grams, means)
+            means = self.editor.calibrator.input_mean(layer) if choice.bias_correction and corrects_bias(layer) else None
+            plain = error(_weight_only(choice))
+            self._ratios[key] = error(replace(_weight_only(choice), rounding=choice.rounding,
+                                              weight_range=choice.weight_range), means) / plain if plain > 0 else 1.0
+        return self._ratios[key]
+
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
         """cost of every layer at one table column ("W:int2", "A:int16", ...), measured or predicted."""
         choice = _probe_choice(label)
@@ -131,8 +156,16 @@ class ProxyTable:
 
 
 def _weight_only(choice: LayerChoice) -> LayerChoice:
+    """The choice's weights alone, rounded to nearest (a recovered range stands for the full one)."""
     return LayerChoice(weight=choice.weight, activation="fp32", granularity=choice.granularity,
-                       symmetric=choice.symmetric, weight_range=choice.weight_range)
+                       symmetric=choice.symmetric,
+                       weight_range="minmax" if choice.weight_range == "output-mse" else choice.weight_range)
+
+
+def recovered(choice: LayerChoice) -> bool:
+    """Whether the choice's integer weights are recovered beyond rounding to nearest (recovery.py)."""
+    return choice.weight_is_int and (choice.rounding != "nearest" or choice.weight_range == "output-mse"
+                                     or choice.bias_correction)
 
 
 def _probe_choice(column: str) -> LayerChoice:
@@ -263,7 +296,8 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
     probes = counts["probes"]
 
     weights = {layer.name: _weight_array(evaluator, layer) for layer in layers if layer.weight is not None}
-    table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, covered=covered, _weights=weights)
+    table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, covered=covered, editor=evaluator.editor,
+                       _weights=weights)
     for layer in layers:
         row = measured[layer.name]
         if weight_probe and f"W:{weight_probe}" in row:

@@ -152,6 +152,21 @@ def supports(layer) -> bool:
     return len(layer.weight_shape) in ((3, 4) if layer.op_type == "Conv" else (2,))
 
 
+def local_error(weight: np.ndarray, rounded: np.ndarray, channel_axis: int, grams: list[np.ndarray],
+                means: list[np.ndarray] | None = None) -> float:
+    """Mean squared change of the layer's output over its calibration inputs, E||(W_q - W) x||², from the
+    Gram matrices E[x xᵀ]; with `means`, after bias correction, which removes the mean part ||(W_q - W) E[x]||²."""
+    delta = weight_matrix(np.asarray(rounded, np.float64) - np.asarray(weight, np.float64), channel_axis)
+    rows = len(delta) // len(grams)
+    total = 0.0
+    for g, gram in enumerate(grams):
+        part = delta[g * rows:(g + 1) * rows]
+        total += output_error(part, np.zeros_like(part), gram)
+        if means is not None:
+            total -= float(np.sum((part @ means[g]) ** 2))
+    return max(total, 0.0)
+
+
 def corrects_bias(layer) -> bool:
     """Whether bias correction applies: a layer second-order rounding applies to whose output has a bias to
     correct (a Conv without one gets one)."""
