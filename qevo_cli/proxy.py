@@ -40,7 +40,7 @@ from .evaluate import Evaluator
 from .layers import Layer
 from .policy import LayerChoice, Policy, activation_bits, weight_bits
 from .quantize import quantize_weight
-from .recovery import corrects_bias, local_error, supports
+from .recovery import corrects_bias, local_error, recovered_choice, supports
 
 PROXY_VERSION = 1
 WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
@@ -150,9 +150,11 @@ class ProxyTable:
         return self._ratios[key]
 
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
-        """cost of every layer at one table column ("W:int2", "A:int16", ...), measured or predicted."""
+        """cost of every layer at one table column ("W:int2", "W:int2+r", "A:int16", ...), measured or
+        predicted."""
         choice = _probe_choice(label)
-        return {layer.name: self.cost(layer, choice) for layer in layers}
+        return {layer.name: self.cost(layer, recovered_choice(layer, choice) if label.endswith("+r") else choice)
+                for layer in layers}
 
 
 def _weight_only(choice: LayerChoice) -> LayerChoice:
@@ -169,8 +171,14 @@ def recovered(choice: LayerChoice) -> bool:
 
 
 def _probe_choice(column: str) -> LayerChoice:
+    """The choice of a table column: "W:int4" (weights alone), "W:int4+r" (recovered), "A:int8"."""
     kind, fmt = column.split(":")
-    return LayerChoice(weight=fmt, activation="fp32") if kind == "W" else LayerChoice(weight="fp32", activation=fmt)
+    if kind == "A":
+        return LayerChoice(weight="fp32", activation=fmt)
+    if fmt.endswith("+r"):
+        return LayerChoice(weight=fmt[:-2], activation="fp32", rounding="gptq", weight_range="output-mse",
+                           bias_correction=True)
+    return LayerChoice(weight=fmt, activation="fp32")
 
 
 class ProbeStore:

@@ -167,6 +167,16 @@ def local_error(weight: np.ndarray, rounded: np.ndarray, channel_axis: int, gram
     return max(total, 0.0)
 
 
+def recovered_choice(layer, choice):
+    """`choice` with every recovery that applies to `layer`: gptq rounding and the output-mse range where
+    second-order rounding applies, bias correction where there is a bias to correct."""
+    from dataclasses import replace
+
+    if not choice.weight_is_int or not supports(layer):
+        return choice
+    return replace(choice, rounding="gptq", weight_range="output-mse", bias_correction=corrects_bias(layer))
+
+
 def corrects_bias(layer) -> bool:
     """Whether bias correction applies: a layer second-order rounding applies to whose output has a bias to
     correct (a Conv without one gets one)."""

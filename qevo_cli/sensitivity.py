@@ -15,18 +15,26 @@ from .defaults import cache_dir
 from .evaluate import Evaluator
 from .files import atomic_write_text
 from .policy import LayerChoice, Policy
+from .recovery import recovered_choice, supports
 
 TABLE_VERSION = 1
 DEFAULT_WEIGHT_FORMATS = ("int2", "int3", "int4", "int6", "int8", "fp16")
 DEFAULT_ACTIVATION_FORMATS = ("int8", "int16")
 
 
-def probe_choices(weight_formats=DEFAULT_WEIGHT_FORMATS,
-                  activation_formats=DEFAULT_ACTIVATION_FORMATS) -> dict[str, LayerChoice]:
-    """Column label -> the choice measured: weights alone (activations fp32), or activations alone."""
+RECOVERED_FORMATS = ("int2", "int3", "int4")   # the weight formats shown recovered too, with --recovery
+
+
+def probe_choices(weight_formats=DEFAULT_WEIGHT_FORMATS, activation_formats=DEFAULT_ACTIVATION_FORMATS,
+                  recovered_formats=()) -> dict[str, LayerChoice]:
+    """Column label -> the choice measured: weights alone (activations fp32), or activations alone; a
+    "+r" column has its weights recovered (recovery.recovered_choice) on the layers where that applies."""
     columns = {}
     for fmt in weight_formats:
         columns[f"W:{fmt}"] = LayerChoice(weight=fmt, activation="fp32")
+        if fmt in recovered_formats:
+            columns[f"W:{fmt}+r"] = LayerChoice(weight=fmt, activation="fp32", rounding="gptq",
+                                                 weight_range="output-mse", bias_correction=True)
     for fmt in activation_formats:
         columns[f"A:{fmt}"] = LayerChoice(weight="fp32", activation=fmt)
     return columns
@@ -48,8 +56,9 @@ class SensitivityTable:
 
 def measure_sensitivity(evaluator: Evaluator, weight_formats=DEFAULT_WEIGHT_FORMATS,
                         activation_formats=DEFAULT_ACTIVATION_FORMATS, use_cache: bool = True,
-                        progress: Callable[[int, int], None] | None = None) -> SensitivityTable:
-    columns = probe_choices(weight_formats, activation_formats)
+                        progress: Callable[[int, int], None] | None = None,
+                        recovered_formats=()) -> SensitivityTable:
+    columns = probe_choices(weight_formats, activation_formats, recovered_formats)
     layers = [layer for layer in evaluator.model.layers]
     path = _cache_path(evaluator, list(columns))
     if use_cache and path.exists():
@@ -65,9 +74,11 @@ def measure_sensitivity(evaluator: Evaluator, weight_formats=DEFAULT_WEIGHT_FORM
     for layer in layers:
         row = {}
         for label, choice in columns.items():
-            if (label.startswith("W:") and layer.weight is None) or (label.startswith("A:") and layer.weight_only):
-                continue  # nothing to quantize on that side of this layer
-            score = evaluator.evaluate(Policy({layer.name: choice}))
+            if (label.startswith("W:") and layer.weight is None) or (label.startswith("A:") and layer.weight_only) \
+                    or (label.endswith("+r") and not supports(layer)):
+                continue  # nothing to quantize (or to recover) on that side of this layer
+            score = evaluator.evaluate(Policy({layer.name: recovered_choice(layer, choice)
+                                               if label.endswith("+r") else choice}))
             row[label] = evaluator.fp32_score - score
             done += 1
             if progress:

@@ -190,3 +190,26 @@ def test_output_mse_range_clips_for_the_least_output_error(granularity):
 
     full, mse, output = error("minmax"), error("mse"), error("output-mse")
     assert output <= min(full, mse) * (1 + 1e-9) and output < full
+
+
+def test_inspect_shows_each_layers_drop_with_and_without_recovery(tmp_path, monkeypatch):
+    """`qevo inspect --sensitivity --recovery`: recovered columns beside the plain ones, in the proxy (predicted)
+    and in the full table (measured), and recovery lowers the drops at 2 bits overall."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from qevo_cli.cli import app
+
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    for extra in ([], ["--full"]):
+        result = runner.invoke(app, ["inspect", "--sensitivity", "--recovery", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        sensitivity = json.loads(result.stdout)["sensitivity"]
+        assert {"W:int2+r", "W:int3+r", "W:int4+r"} <= set(sensitivity["columns"])
+        cells = sensitivity["drops"] if extra else sensitivity["sqnr_db"]
+        plain = sum(row["W:int2"] for row in cells.values())
+        recovered = sum(row["W:int2+r"] for row in cells.values())
+        assert recovered < plain if extra else recovered > plain   # a drop falls, an SQNR rises
+    assert runner.invoke(app, ["inspect", "--recovery"]).exit_code == 2

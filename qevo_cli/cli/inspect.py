@@ -16,7 +16,8 @@ from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
 from ..scope import activation_groups
 from ..genome import Allowed, build_space
-from ..sensitivity import measure_sensitivity
+from ..recovery import supports
+from ..sensitivity import RECOVERED_FORMATS, measure_sensitivity
 from ..store import EvaluationCache
 from ..metrics import short_name
 from ..units import human, metric_value
@@ -44,6 +45,10 @@ def inspect(
                               "as the search uses it), or with --full the metric drop measured on all the data.")] = False,
     full: Annotated[bool, typer.Option(
         "--full", help="With --sensitivity: one full pass per layer and format (slow on large models; cached).")] = False,
+    recovery: Annotated[bool, typer.Option(
+        "--recovery", help="With --sensitivity: also int2, int3 and int4 weights recovered (gptq rounding, the "
+                           "output-mse range and bias correction, where each applies): columns W2+r, W3+r, W4+r.")
+    ] = False,
     target: Annotated[Optional[str], typer.Option(
         "--target", help="Hardware profile (built-in name or YAML file): per-layer latency, energy and size "
                          "at fp32, W8A8 and W4A8, and whether each layer is compute- or memory-bound.")] = None,
@@ -77,6 +82,9 @@ def inspect(
         report["target"] = _target_costs(loaded, profile)
     if full and not sensitivity:
         raise QevoError("--full goes with --sensitivity", field="--full")
+    if recovery and not sensitivity:
+        raise QevoError("--recovery goes with --sensitivity", field="--recovery")
+    recovered = RECOVERED_FORMATS if recovery else ()
     table = None
     if sensitivity:
         evaluator = workspace.evaluator(threads)
@@ -85,13 +93,13 @@ def inspect(
             task = progress.add_task("", total=None)
             tick = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
             if full:
-                table = measure_sensitivity(evaluator, progress=tick)
+                table = measure_sensitivity(evaluator, progress=tick, recovered_formats=recovered)
                 report["sensitivity"] = {"kind": "full", "metric": workspace.metric.name,
                                          "unit": workspace.metric.unit, "data": str(workspace.data.path),
                                          "display_unit": workspace.metric.display_unit(table.fp32_score),
                                          **table.to_dict(), "cached": table.from_cache}
             else:
-                report["sensitivity"] = _proxy_report(evaluator, workspace, tick)
+                report["sensitivity"] = _proxy_report(evaluator, workspace, tick, recovered)
                 table = report["sensitivity"]
     if json_output:
         print_json(report)
@@ -195,30 +203,36 @@ def _render_target(target: dict) -> None:
 
 
 def _column_label(column: str) -> str:
-    """'W:int4' -> 'W4', 'W:fp16' -> 'W16f', 'A:int8' -> 'A8'."""
+    """'W:int4' -> 'W4', 'W:int4+r' -> 'W4+r' (recovered), 'W:fp16' -> 'W16f', 'A:int8' -> 'A8'."""
     side, fmt = column.split(":")
-    return side + (fmt[3:] if fmt.startswith("int") else fmt[2:] + "f")
+    recovered = fmt.endswith("+r")
+    fmt = fmt.removesuffix("+r")
+    return side + (fmt[3:] if fmt.startswith("int") else fmt[2:] + "f") + ("+r" if recovered else "")
 
 
 PROXY_COLUMNS = ("W:int2", "W:int3", "W:int4", "W:int6", "W:int8", "W:fp16", "A:int8", "A:int16", "A:fp16")
 
 
-def _proxy_report(evaluator, workspace, tick) -> dict:
+def _proxy_report(evaluator, workspace, tick, recovered=()) -> dict:
     store = EvaluationCache.for_evaluator(evaluator)
     try:
         proxy = measure_proxy(evaluator, ("int2", "int4", "int8"), ("int8",), store=ProbeStore(store), progress=tick)
     finally:
         store.close()
     layers = evaluator.model.layers
-    columns = {column: proxy.column(layers, column) for column in PROXY_COLUMNS}
+    names = [c for column in PROXY_COLUMNS
+             for c in ([column, column + "+r"] if column[2:] in recovered else [column])]
+    columns = {column: proxy.column(layers, column) for column in names}
     return {"kind": "proxy", "data": str(workspace.data.path), "subset": proxy.subset, "probes": proxy.probes,
-            "unit": "dB", "columns": list(PROXY_COLUMNS),
-            "sqnr_db": {layer.name: {column: _db(columns[column][layer.name]) for column in PROXY_COLUMNS
+            "unit": "dB", "columns": names,
+            "sqnr_db": {layer.name: {column: _db(columns[column][layer.name]) for column in names
                                      if _applies(layer, column)} for layer in layers},
             "measured": proxy.measured}
 
 
 def _applies(layer, column: str) -> bool:
+    if column.endswith("+r"):
+        return supports(layer)
     return layer.weight is not None if column.startswith("W:") else not layer.weight_only
 
 
