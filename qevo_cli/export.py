@@ -19,7 +19,7 @@ import onnxruntime as ort
 from .errors import QevoError, first_line
 from .evaluate import Evaluator, run_session
 from .files import publish
-from .graph_edit import storable
+from .stored import storable
 from .model import default_opset
 from .policy import Policy
 
