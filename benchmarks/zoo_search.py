@@ -6,7 +6,9 @@ fine-swept ILP, each within the same time limit, every point a full measurement 
 Every method runs in its own process with an empty cache, opens the model and data inside its time, and
 measures with one onnxruntime thread. Each gets the same search space (qevo's defaults on the target).
 - qevo: `run_search` with --time-limit (sensitivity proxy, ILP + greedy seeding, racing, NSGA-II);
-  qevo-norace: the same with --no-racing, to show what racing buys.
+  qevo-norace: the same with --no-racing, to show what racing buys; qevo-recovery: the same with recovered
+  weights to choose from too (--rounding nearest,gptq --bias-correction off,on), to show what they buy
+  at equal time (`--methods qevo,qevo-recovery --tag recovery`).
 - random: uniformly random policies of the space, measured until the time is up.
 - greedy: the proxy (with the same time share qevo gives it), then AMP's greedy path from the richest policy
   down, its points measured coarse to fine (the ends first, then halves) so it spends its time well.
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo.common import ZOO_DIR, save_json  # noqa: E402
 
-METHODS = ("qevo", "qevo-norace", "random", "greedy", "ilp")
+METHODS = ("qevo", "qevo-norace", "random", "greedy", "ilp")   # the default set; qevo-recovery on request
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
 
@@ -51,6 +53,8 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
                           calib=str(folder / "calib.npz"), metric=info["metric"], target=target,
                           objectives=("metric", "size"), time_limit=limit, generations=100000, seed=seed,
                           threads=1, racing=method != "qevo-norace",
+                          rounding=("nearest", "gptq") if method == "qevo-recovery" else ("nearest",),
+                          bias_correction=("off", "on") if method == "qevo-recovery" else ("off",),
                           out=tempfile.mkdtemp(prefix="qevo-bench-run-") + "/run")
     start = time.time()
     points: list[dict] = []
@@ -189,6 +193,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parallel", type=int, default=1, help="methods run at once (one thread each)")
+    parser.add_argument("--tag", default="", help="suffix of the result files (zoo_search_NAME_TAG.json)")
     parser.add_argument("--one", help=argparse.SUPPRESS)   # run one method in this process
     parser.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--table", action="store_true",
@@ -219,8 +224,9 @@ def main(argv=None) -> int:
     summary = summarise(folder, results, args.target)
     summary.update({"target": args.target, "time_limit": args.time_limit, "seed": args.seed,
                     "parallel": args.parallel})
-    save_json(OUT / f"zoo_search_{args.name}.json", summary)
-    save_json(OUT / f"zoo_search_{args.name}_points.json", results)
+    stem = f"zoo_search_{args.name}" + (f"_{args.tag}" if args.tag else "")
+    save_json(OUT / f"{stem}.json", summary)
+    save_json(OUT / f"{stem}_points.json", results)
     print(f"{args.name} ({summary['layers']} layers) on {args.target}, {args.time_limit:.0f} s each")
     print(f"{'method':<8} {'evals':>6} {'wall s':>7} {'HV 25%':>8} {'HV 50%':>8} {'HV 100%':>8} "
           f"{'corner 100%':>11} {'pick MB':>8} {'drop search':>11} {'drop test':>9}")
