@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 DAMPING = 0.01       # of the mean diagonal, added to H before inverting it (the paper's default)
 BLOCK = 128          # columns updated together before the error reaches the rest (lazy batch updates)
@@ -62,7 +63,10 @@ def _upper_inverse_factor(gram: np.ndarray) -> np.ndarray:
         damped = gram + damping * mean * np.eye(len(gram))
         try:
             lower = scipy.linalg.cholesky(damped, lower=True)
-            inverse = scipy.linalg.cho_solve((lower, True), np.eye(len(gram)))
+            inverse, info = scipy.linalg.lapack.dpotri(lower, lower=True)   # H⁻¹ from the factor, one triangle
+            if info != 0:
+                raise np.linalg.LinAlgError("singular")
+            inverse = np.tril(inverse) + np.tril(inverse, -1).T
             return scipy.linalg.cholesky(inverse, lower=False)
         except np.linalg.LinAlgError:
             if damping >= 1e3:
