@@ -29,22 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, save_json  # noqa: E402
+from zoo.common import ZOO_DIR, save_json, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "recovery_zoo.json"
 UNIFORM = {"W4A8": ("int4", "int8"), "W3A8": ("int3", "int8"), "W4A16": ("int4", "int16")}
 RECIPES = {"nearest": ("nearest", False, "minmax"), "bc": ("nearest", True, "minmax"),
            "omse": ("nearest", False, "output-mse"), "gptq": ("gptq", False, "minmax"),
            "gptq+omse": ("gptq", False, "output-mse"), "all": ("gptq", True, "output-mse")}
-
-
-def _paths(name: str, zoo: Path):
-    if name == "digits":
-        from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
-        return DEFAULT_MODEL, DEFAULT_DATA, DEFAULT_CALIB, None
-    folder = zoo / name
-    info = json.loads((folder / "info.json").read_text())
-    return folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"]
 
 
 def measure(name: str, zoo: Path) -> dict:
@@ -55,7 +46,7 @@ def measure(name: str, zoo: Path) -> dict:
     from qevo_cli.recovery import corrects_bias, output_shift, supports
     from qevo_cli.workspace import open_workspace
 
-    model_path, data, calib, metric = _paths(name, zoo)
+    model_path, data, calib, metric = test_paths(name, zoo)
     workspace = open_workspace(model_path, data, calib, metric)
     evaluator = workspace.evaluator(threads=2)
     layers = workspace.model.layers

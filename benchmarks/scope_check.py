@@ -34,19 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, save_json  # noqa: E402
+from zoo.common import ZOO_DIR, save_json, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "scope_check.json"
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")   # the layers onnxruntime's quantizer knows
-
-
-def _paths(name: str, zoo: Path):
-    if name == "digits":
-        from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
-        return DEFAULT_MODEL, DEFAULT_DATA, DEFAULT_CALIB, None
-    folder = zoo / name
-    info = json.loads((folder / "info.json").read_text())
-    return folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"]
 
 
 def check(name: str, zoo: Path) -> dict:
@@ -60,7 +51,7 @@ def check(name: str, zoo: Path) -> dict:
     from qevo_cli.scope import activation_groups
     from qevo_cli.workspace import open_workspace
 
-    model_path, data, calib, metric = _paths(name, zoo)
+    model_path, data, calib, metric = test_paths(name, zoo)
     workspace = open_workspace(model_path, data, calib, metric)
     evaluator = workspace.evaluator(threads=2)
     model = workspace.model

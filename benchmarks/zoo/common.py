@@ -47,6 +47,16 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(handle.name, path)
 
 
+def test_paths(name: str, zoo: Path):
+    """(model, test split, calibration split, metric) of a zoo model, or of the bundled digits model."""
+    if name == "digits":
+        from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+        return DEFAULT_MODEL, DEFAULT_DATA, DEFAULT_CALIB, None
+    folder = zoo / name
+    info = json.loads((folder / "info.json").read_text())
+    return folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"]
+
+
 def save_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
