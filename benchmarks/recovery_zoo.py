@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, save_json, test_paths  # noqa: E402
+from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "recovery_zoo.json"
 UNIFORM = {"W4A8": ("int4", "int8"), "W3A8": ("int3", "int8"), "W4A16": ("int4", "int16")}
@@ -113,15 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
     parser.add_argument("--table", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
-    rows = json.loads(OUT.read_text()) if OUT.exists() else []
     if args.table:
-        print_table(rows)
+        print_table(json.loads(OUT.read_text()))
         return 0
-    for name in args.names:   # a model measured again replaces its row
-        row = measure(name, args.zoo)
-        rows = [r for r in rows if r["model"] != name] + [row]
-        save_json(OUT, rows)
-    print_table(rows)
+    print_table(measure_models(args.names, OUT, lambda name: measure(name, args.zoo)))
     return 0
 
 

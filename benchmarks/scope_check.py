@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, save_json, test_paths  # noqa: E402
+from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "scope_check.json"
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")   # the layers onnxruntime's quantizer knows
@@ -145,13 +145,7 @@ def main(argv=None) -> int:
     if args.table:
         print_table(json.loads(OUT.read_text()))
         return 0
-    rows = json.loads(OUT.read_text()) if OUT.exists() else []
-    for name in args.names:   # a model measured again replaces its row
-        row = check(name, args.zoo)
-        print(json.dumps(row), flush=True)
-        rows = [r for r in rows if r["model"] != name] + [row]
-        save_json(OUT, rows)
-    print_table(rows)
+    print_table(measure_models(args.names, OUT, lambda name: check(name, args.zoo), echo=True))
     return 0
 
 

@@ -57,6 +57,19 @@ def test_paths(name: str, zoo: Path):
     return folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"]
 
 
+def measure_models(names, out: Path, measure, echo: bool = False) -> list[dict]:
+    """`measure(name)` for each model, its row replacing the model's row in the results saved at `out`
+    (written after each model, so an interrupted run keeps what it measured)."""
+    rows = json.loads(out.read_text()) if out.exists() else []
+    for name in names:
+        row = measure(name)
+        if echo:
+            print(json.dumps(row), flush=True)
+        rows = [r for r in rows if r["model"] != name] + [row]
+        save_json(out, rows)
+    return rows
+
+
 def save_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
