@@ -42,6 +42,7 @@ class SearchConfig:
     calibration: tuple[str, ...] = ("minmax",)
     rounding: tuple[str, ...] = ("nearest",)
     bias_correction: tuple[str, ...] = ("off",)
+    weight_range: tuple[str, ...] = ("minmax",)
     algorithm: str = "auto"
     pop: int = 32
     generations: int = 30
@@ -62,7 +63,7 @@ class SearchConfig:
             if value is not None and not isinstance(value, str):
                 raise QevoError(f"got {value!r}, expected a string", field=name)
         for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction"):
+                     "bias_correction", "weight_range"):
             value = getattr(self, name)
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
@@ -96,7 +97,7 @@ class SearchConfig:
             if value not in ("off", "on"):
                 raise QevoError(f"got {value!r}, expected off, on or both (off,on)", field="--bias-correction")
         return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding,
-                       tuple(value == "on" for value in self.bias_correction))
+                       tuple(value == "on" for value in self.bias_correction), self.weight_range)
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,
@@ -106,7 +107,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction"):
+                     "bias_correction", "weight_range"):
             data[name] = list(data[name])
         return data
 

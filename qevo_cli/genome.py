@@ -21,8 +21,8 @@ import numpy as np
 
 from .errors import QevoError
 from .layers import Layer
-from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUNDINGS, WEIGHT_FORMATS, LayerChoice,
-                     Policy, activation_bits, tensor_order)
+from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUNDINGS, WEIGHT_FORMATS, WEIGHT_RANGES,
+                     LayerChoice, Policy, activation_bits, tensor_order)
 from .recovery import corrects_bias, supports as recovers
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup
@@ -38,13 +38,15 @@ class Allowed:
     calibrations: tuple[str, ...] = ("minmax",)
     roundings: tuple[str, ...] = ("nearest",)
     bias_corrections: tuple[bool, ...] = (False,)
+    weight_ranges: tuple[str, ...] = ("minmax",)
 
     def __post_init__(self) -> None:
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
                                     ("--act-formats", self.activation_formats, ACTIVATION_FORMATS),
                                     ("--granularity", self.granularities, GRANULARITIES),
                                     ("--calibration", self.calibrations, CALIBRATIONS),
-                                    ("--rounding", self.roundings, ROUNDINGS)):
+                                    ("--rounding", self.roundings, ROUNDINGS),
+                                    ("--weight-range", self.weight_ranges, WEIGHT_RANGES)):
             if not values:
                 raise QevoError("needs at least one value", field=name)
             for value in values:
@@ -55,7 +57,7 @@ class Allowed:
 def _order(choice: LayerChoice) -> tuple:
     return (choice.weight_bits, not choice.weight_is_int, choice.activation_bits, choice.activation,
             GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration),
-            ROUNDINGS.index(choice.rounding), choice.bias_correction)
+            ROUNDINGS.index(choice.rounding), choice.bias_correction, WEIGHT_RANGES.index(choice.weight_range))
 
 
 @dataclass(frozen=True)
@@ -192,15 +194,19 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         candidates = []
         roundings = allowed.roundings if recovers(layer) else ("nearest",)
         corrections = allowed.bias_corrections if corrects_bias(layer) else (False,)
-        for weight, activation, granularity, calibration, rounding, correction in itertools.product(
-                weights, activations, allowed.granularities, allowed.calibrations, roundings, corrections):
+        # the output-mse range needs the layer's input statistics, which only recoverable layers have
+        ranges = allowed.weight_ranges if recovers(layer) else \
+            tuple(dict.fromkeys(r if r != "output-mse" else "minmax" for r in allowed.weight_ranges))
+        for weight, activation, granularity, calibration, rounding, correction, weight_range in itertools.product(
+                weights, activations, allowed.granularities, allowed.calibrations, roundings, corrections, ranges):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
                                           calibration=calibration if static else "minmax",
                                           rounding=rounding if grouped else "nearest",
-                                          bias_correction=correction and grouped))
+                                          bias_correction=correction and grouped,
+                                          weight_range=weight_range if grouped else "minmax"))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

@@ -13,6 +13,9 @@ layout, and `input_columns` turns a batch of the layer's inputs into the columns
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
@@ -20,23 +23,62 @@ import scipy.linalg.lapack
 DAMPING = 0.01       # of the mean diagonal, added to H before inverting it (the paper's default)
 BLOCK = 128          # columns updated together before the error reaches the rest (lazy batch updates)
 MAX_PATCHES = 8192   # input columns one batch adds to a Conv's Gram matrix (a random subset beyond)
+MEMO_SIZE = 8        # factored Gram matrices and code arrays kept: a layer's formats are asked for together
+
+
+class _Memo(OrderedDict):
+    """A small least-recently-used memo keyed by array contents: the search simulates a choice, then its
+    export stores the same choice's codes, and a layer's formats all factor the same Gram matrix."""
+
+    def fetch(self, key, compute):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = compute()
+        while len(self) > MEMO_SIZE:
+            self.popitem(last=False)
+        return value
+
+
+_FACTORS, _CODES = _Memo(), _Memo()
+
+
+def _digest(*arrays) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
 
 
 def gptq_codes(matrix: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int,
                gram: np.ndarray) -> np.ndarray:
     """Integer codes of `matrix` [rows, cols] on the grid `(codes - zero_point) * scale` (both broadcast to
     the matrix), chosen column by column to keep `matrix @ X` close for inputs whose Gram matrix is `gram`."""
-    weights = np.array(matrix, dtype=np.float64)
-    rows, cols = weights.shape
-    scale = np.broadcast_to(np.asarray(scale, np.float64), weights.shape)
-    zero_point = np.broadcast_to(np.asarray(zero_point, np.float64), weights.shape)
+    gram_key = _digest(gram)
+    key = (_digest(matrix, np.broadcast_to(scale, np.shape(matrix)), np.broadcast_to(zero_point, np.shape(matrix))),
+           gram_key, qmin, qmax)
+    return _CODES.fetch(key, lambda: _gptq_codes(matrix, scale, zero_point, qmin, qmax,
+                                                 _FACTORS.fetch(gram_key, lambda: _ordered_factor(gram)))).copy()
+
+
+def _ordered_factor(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column order (decreasing H diagonal) and the inverse factor of H in that order."""
     gram = np.array(gram, dtype=np.float64)
     dead = np.diag(gram) <= 0               # inputs that never vary: their weights change nothing
     gram[dead, dead] = 1.0
     order = np.argsort(-np.diag(gram), kind="stable")
+    return order, _upper_inverse_factor(gram[np.ix_(order, order)])
+
+
+def _gptq_codes(matrix, scale, zero_point, qmin: int, qmax: int, factor) -> np.ndarray:
+    weights = np.array(matrix, dtype=np.float64)
+    rows, cols = weights.shape
+    scale = np.broadcast_to(np.asarray(scale, np.float64), weights.shape)
+    zero_point = np.broadcast_to(np.asarray(zero_point, np.float64), weights.shape)
+    order, inverse = factor
     weights, scale, zero_point = weights[:, order], scale[:, order], zero_point[:, order]
-    gram = gram[np.ix_(order, order)]
-    inverse = _upper_inverse_factor(gram)
     codes = np.zeros((rows, cols), dtype=np.int64)
     for start in range(0, cols, BLOCK):
         stop = min(start + BLOCK, cols)
