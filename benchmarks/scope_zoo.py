@@ -10,6 +10,10 @@ metric and size, the budget 0.6x the size of uniform W8A8 on that target, within
 sensitivity and seeding included). The pick is the feasible front policy with the best metric on the
 search split; it and uniform W8A8 are then measured on the test split. Every evaluation the search made is
 counted. Results go to docs/benchmarks/scope_zoo.json.
+
+With --recovery the search may also choose, per layer, gptq rounding, bias correction, the output-mse
+weight range and (where the target offers it) smoothing at alpha 0.5; run with and without it at the same
+limit, side by side (--parallel 2), to compare at equal time.
 """
 from __future__ import annotations
 
@@ -44,7 +48,11 @@ def uniform_int8_mb(workspace, profile) -> float:
     return model_cost(model.layers, policy, profile, model.other_bytes, space.tensors.traffic).weight_bytes / 1e6
 
 
-def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
+RECOVERY = {"rounding": ("nearest", "gptq"), "bias_correction": ("off", "on"),
+            "weight_range": ("minmax", "output-mse"), "smoothing": ("none", "0.5")}
+
+
+def run(name: str, target: str, zoo: Path, limit: float, seed: int, recovery: bool = False) -> dict:
     os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-scope-zoo-")
     from qevo_cli.config import SearchConfig
     from qevo_cli.cost import model_cost
@@ -61,14 +69,16 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
     config = SearchConfig(model=str(folder / "model.onnx"), data=str(folder / "search.npz"),
                           calib=str(folder / "calib.npz"), metric=info["metric"], target=target,
                           objectives=("metric", "size"), max_size_mb=BUDGET * int8_mb, time_limit=limit,
-                          generations=100000, seed=seed, out=tempfile.mkdtemp(prefix="qevo-scope-run-") + "/run")
+                          generations=100000, seed=seed, out=tempfile.mkdtemp(prefix="qevo-scope-run-") + "/run",
+                          **(RECOVERY if recovery else {}))
     start = time.time()
     result = run_search(config)
     seconds = time.time() - start
     front = result.front
     feasible = [s for s in front["solutions"] if s.get("feasible", True) and s["objectives"]["size"] <= config.max_size_mb]
     references = {r["name"]: r for r in front["references"]}
-    row = {"model": name, "target": target, "scope": profile.activation_scope, "metric": info["metric"],
+    row = {"model": name, "target": target, "recovery": recovery, "scope": profile.activation_scope,
+           "metric": info["metric"],
            "int8_mb": int8_mb, "budget_mb": config.max_size_mb, "time_limit": limit, "seconds": seconds,
            "evaluations": result.progress.evaluations, "front": len(front["solutions"]), "feasible": len(feasible),
            "search_fp32": front["fp32_metric"], "search_w8a8": references["uniform W8A8"]["metric"]}
@@ -87,7 +97,8 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int) -> dict:
     return row
 
 
-AIMET = OUT.parent / "aimet"   # benchmarks/aimet_amp.py's results, where it was run
+AIMET = OUT.parent / "aimet"
+RECOVERED = OUT.parent / "scope_zoo_recovery.json"   # benchmarks/aimet_amp.py's results, where it was run
 
 
 def print_table(rows: list[dict]) -> None:
@@ -99,6 +110,22 @@ def print_table(rows: list[dict]) -> None:
                 f"{r['pick_weight_bytes'] / 1e3:.0f} kB)" if "pick_test" in r else "no feasible policy")
         print(f"| {r['model']} | {r['target']} ({r['scope']}) | {r['test_fp32']:.2f} | {r['test_w8a8']:.2f} "
               f"({r['int8_mb']:.3g} MB) | {pick} | {r['evaluations']} | {r['seconds']:.0f} |")
+    recovered = {(r["model"], r["target"]): r for r in json.loads(RECOVERED.read_text())} if RECOVERED.exists() else {}
+    if recovered:
+        static = {r["model"]: r["static"] for r in json.loads((OUT.parent / "scope_check.json").read_text())}
+        print("\n| model | target | fp32 | onnxruntime `quantize_static` W8A8 | qevo best at <= 0.6x INT8: test, "
+              "weights rounded to nearest | with recovery to choose from | its recovered layers | evaluations "
+              "(plain / recovery) |")
+        print("|---|---|---:|---:|---:|---:|---|---:|")
+        for r in rows:
+            other = recovered.get((r["model"], r["target"]))
+            if other is None:
+                continue
+            cell = lambda x: f"{x['pick_test']:.2f} ({x['pick_mb'] / x['int8_mb']:.2f}x)" if "pick_test" in x \
+                else "none feasible"   # noqa: E731
+            print(f"| {r['model']} | {r['target']} | {r['test_fp32']:.2f} | {static.get(r['model'], float('nan')):.2f} "
+                  f"| {cell(r)} | {cell(other)} | {other.get('pick_bits', '-')} | {r['evaluations']} / "
+                  f"{other['evaluations']} |")
     amp = [json.loads(path.read_text()) for path in sorted(AIMET.glob("results_*.json"))]
     if amp:
         print("\n| model | AIMET AMP: uniform W8A8 (test) | chosen point: test (weights) | best scored point within 1 "
@@ -134,18 +161,20 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", default="arm-neon,hexagon")
     parser.add_argument("--time-limit", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recovery", action="store_true", help="let the search choose recovered weights too")
     parser.add_argument("--table", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
-    saved = json.loads(OUT.read_text()) if OUT.exists() else []
+    out = RECOVERED if args.recovery else OUT   # two files: the two runs go side by side
+    saved = json.loads(out.read_text()) if out.exists() else []
     if args.table:
         print_table(saved)
         return 0
     for name in args.names:
         for target in args.targets.split(","):
-            row = run(name, target, args.zoo, args.time_limit, args.seed)
+            row = run(name, target, args.zoo, args.time_limit, args.seed, args.recovery)
             print(json.dumps(row), flush=True)
             saved = [r for r in saved if (r["model"], r["target"]) != (name, target)] + [row]
-            save_json(OUT, saved)
+            save_json(out, saved)
     print_table(saved)
     return 0
 

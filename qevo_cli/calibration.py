@@ -35,7 +35,8 @@ MSE_SAMPLE = 1 << 18         # values kept per tensor for the MSE range search
 # onnxruntime's EntropyCalibrater defaults to 128 bins and 128 quantized bins, which leaves its
 # KL search a single candidate (the min-max range). 2048 bins, as TensorRT uses, gives it room.
 ENTROPY_BINS = 2048
-GRAM_VERSION = 3             # of the Gram matrices (and input means) kept on disk
+STATS = ("g", "m", "lo", "hi")   # per layer input: Gram matrices, means, least and greatest values
+GRAM_VERSION = 4             # of the Gram matrices (and input means and ranges) kept on disk
 
 
 class ActivationCalibrator:
@@ -99,7 +100,13 @@ class ActivationCalibrator:
         """The mean of `layer`'s input columns on the calibration data (as `gram`), for bias correction."""
         return self._input_stats(layer)[1]
 
-    def _input_stats(self, layer) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def input_range(self, layer) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The least and greatest value of each of `layer`'s input columns on the calibration data (as `gram`),
+        for smoothing."""
+        stats = self._input_stats(layer)
+        return stats[2], stats[3]
+
+    def _input_stats(self, layer) -> tuple[list[np.ndarray], ...]:
         from .recovery import MAX_PATCHES, supports
 
         if layer.name in self._grams:
@@ -113,24 +120,24 @@ class ActivationCalibrator:
         path = folder / (hashlib.sha256(layer.name.encode()).hexdigest()[:24] + ".npz")
         try:
             with np.load(path) as stored:
-                count = len(stored.files) // 2
-                self._grams[layer.name] = ([stored[f"g{i}"] for i in range(count)],
-                                           [stored[f"m{i}"] for i in range(count)])
+                count = len(stored.files) // len(STATS)
+                self._grams[layer.name] = tuple([stored[f"{tag}{i}"] for i in range(count)] for tag in STATS)
             return self._grams[layer.name]
         except (OSError, ValueError, KeyError):
             pass  # absent or damaged: compute every layer's again
         computed = self._compute_grams([l for l in self.model.layers if supports(l)])
         folder.mkdir(parents=True, exist_ok=True)
-        for name, (grams, means) in computed.items():
+        for name, stats in computed.items():
             target = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".npz")
             handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
             with os.fdopen(handle, "wb") as out:
-                np.savez(out, **{f"g{i}": g for i, g in enumerate(grams)}, **{f"m{i}": m for i, m in enumerate(means)})
+                np.savez(out, **{f"{tag}{i}": value for tag, values in zip(STATS, stats)
+                                 for i, value in enumerate(values)})
             os.replace(temporary, target)
         self._grams.update(computed)
         return self._grams[layer.name]
 
-    def _compute_grams(self, layers) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    def _compute_grams(self, layers) -> dict[str, tuple[list[np.ndarray], ...]]:
         from onnx import helper as onnx_helper
 
         from .recovery import input_columns
@@ -140,6 +147,8 @@ class ActivationCalibrator:
                       for layer in layers}
         sums: dict[str, list[np.ndarray]] = {}
         totals: dict[str, list[np.ndarray]] = {}
+        lows: dict[str, list[np.ndarray]] = {}
+        highs: dict[str, list[np.ndarray]] = {}
         counts: dict[str, int] = {}
         rng = np.random.default_rng(0)
         for batch in self._batches():
@@ -148,12 +157,19 @@ class ActivationCalibrator:
                                         layer.weight_shape, layer.channel_axis, rng)
                 grams = sums.setdefault(layer.name, [np.zeros((len(c), len(c))) for c in columns])
                 means = totals.setdefault(layer.name, [np.zeros(len(c)) for c in columns])
-                for gram, mean, part in zip(grams, means, columns):
-                    gram += part @ part.T
-                    mean += part.sum(axis=1)
+                low = lows.setdefault(layer.name, [np.full(len(c), np.inf) for c in columns])
+                high = highs.setdefault(layer.name, [np.full(len(c), -np.inf) for c in columns])
+                for g, part in enumerate(columns):
+                    grams[g] += part @ part.T
+                    means[g] += part.sum(axis=1)
+                    if part.shape[1]:
+                        np.minimum(low[g], part.min(axis=1), out=low[g])
+                        np.maximum(high[g], part.max(axis=1), out=high[g])
                 counts[layer.name] = counts.get(layer.name, 0) + columns[0].shape[1]
         return {name: ([(g / max(counts[name], 1)).astype(np.float32) for g in grams],
-                       [t / max(counts[name], 1) for t in totals[name]]) for name, grams in sums.items()}
+                       [t / max(counts[name], 1) for t in totals[name]],
+                       [np.where(np.isfinite(v), v, 0.0) for v in lows[name]],
+                       [np.where(np.isfinite(v), v, 0.0) for v in highs[name]]) for name, grams in sums.items()}
 
     def _cached(self, method: str) -> dict[str, tuple[float, float]]:
         key = json.dumps({"model": self.model.digest, "calib": self.calib.digest, "method": method,

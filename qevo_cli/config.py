@@ -43,6 +43,7 @@ class SearchConfig:
     rounding: tuple[str, ...] = ("nearest",)
     bias_correction: tuple[str, ...] = ("off",)
     weight_range: tuple[str, ...] = ("minmax",)
+    smoothing: tuple[str, ...] = ("none",)
     algorithm: str = "auto"
     pop: int = 32
     generations: int = 30
@@ -63,8 +64,12 @@ class SearchConfig:
             if value is not None and not isinstance(value, str):
                 raise QevoError(f"got {value!r}, expected a string", field=name)
         for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction", "weight_range"):
+                     "bias_correction", "weight_range", "smoothing"):
             value = getattr(self, name)
+            if name == "smoothing":   # YAML numbers: 0.5 or [none, 0.5]
+                value = [value] if isinstance(value, (int, float)) else value
+                if isinstance(value, (list, tuple)):
+                    value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
             items = value.split(",") if isinstance(value, str) else value
             if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
                 raise QevoError(f"got {value!r}, expected a list of names", field=name)
@@ -97,7 +102,8 @@ class SearchConfig:
             if value not in ("off", "on"):
                 raise QevoError(f"got {value!r}, expected off, on or both (off,on)", field="--bias-correction")
         return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding,
-                       tuple(value == "on" for value in self.bias_correction), self.weight_range)
+                       tuple(value == "on" for value in self.bias_correction), self.weight_range,
+                       tuple(_strength(value) for value in self.smoothing))
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,
@@ -107,7 +113,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction", "weight_range"):
+                     "bias_correction", "weight_range", "smoothing"):
             data[name] = list(data[name])
         return data
 
@@ -144,3 +150,16 @@ class SearchConfig:
         except yaml.YAMLError as err:
             raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
         return cls.from_mapping(data, path, overrides)
+
+
+def _strength(value: str) -> float:
+    """A smoothing strength from its name: none, or a number in (0, 1]."""
+    if value == "none":
+        return 0.0
+    try:
+        strength = float(value)
+    except ValueError:
+        strength = float("nan")
+    if not 0.0 < strength <= 1.0:
+        raise QevoError(f"got {value!r}, expected none or a strength in (0, 1] such as 0.5", field="--smoothing")
+    return strength

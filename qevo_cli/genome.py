@@ -24,6 +24,7 @@ from .layers import Layer
 from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUNDINGS, WEIGHT_FORMATS, WEIGHT_RANGES,
                      LayerChoice, Policy, activation_bits, tensor_order)
 from .recovery import corrects_bias, supports as recovers
+from .smoothing import smooths
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup
 
@@ -39,6 +40,7 @@ class Allowed:
     roundings: tuple[str, ...] = ("nearest",)
     bias_corrections: tuple[bool, ...] = (False,)
     weight_ranges: tuple[str, ...] = ("minmax",)
+    smoothings: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
@@ -57,7 +59,8 @@ class Allowed:
 def _order(choice: LayerChoice) -> tuple:
     return (choice.weight_bits, not choice.weight_is_int, choice.activation_bits, choice.activation,
             GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration),
-            ROUNDINGS.index(choice.rounding), choice.bias_correction, WEIGHT_RANGES.index(choice.weight_range))
+            ROUNDINGS.index(choice.rounding), choice.bias_correction, WEIGHT_RANGES.index(choice.weight_range),
+            choice.smoothing)
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ class SearchSpace:
         at their widest format."""
         for layer, read in zip(self.layers, self.tensors.reads):
             if read:
-                choices[layer.name] = replace(choices.get(layer.name, FP32),
-                                              activation=max((formats[t] for t in read), key=tensor_order))
+                activation = max((formats[t] for t in read), key=tensor_order)
+                choice = choices.get(layer.name, FP32)   # smoothing needs an integer input to take effect
+                choices[layer.name] = replace(choice, activation=activation,
+                                              smoothing=choice.smoothing if activation == "int8" else 0.0)
         return Policy(choices, tensors=dict(zip(self.tensors.names, formats)), scope=self.tensors.scope)
 
     def nearest(self, layer_index: int, weight: str, activation: str) -> int:
@@ -197,16 +202,20 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         # the output-mse range needs the layer's input statistics, which only recoverable layers have
         ranges = allowed.weight_ranges if recovers(layer) else \
             tuple(dict.fromkeys(r if r != "output-mse" else "minmax" for r in allowed.weight_ranges))
-        for weight, activation, granularity, calibration, rounding, correction, weight_range in itertools.product(
-                weights, activations, allowed.granularities, allowed.calibrations, roundings, corrections, ranges):
+        # smoothing runs a float Mul in front of the layer: not on a target that quantizes every tensor
+        smoothings = allowed.smoothings if smooths(layer) and profile.activation_scope != "all-tensors" else (0.0,)
+        for weight, activation, granularity, calibration, rounding, correction, weight_range, smoothing in \
+                itertools.product(weights, activations, allowed.granularities, allowed.calibrations, roundings,
+                                  corrections, ranges, smoothings):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
-                                          calibration=calibration if static else "minmax",
+                                          calibration=calibration if static and not smoothing else "minmax",
                                           rounding=rounding if grouped else "nearest",
                                           bias_correction=correction and grouped,
-                                          weight_range=weight_range if grouped else "minmax"))
+                                          weight_range=weight_range if grouped else "minmax",
+                                          smoothing=smoothing if grouped and activation == "int8" else 0.0))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

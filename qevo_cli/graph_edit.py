@@ -31,6 +31,7 @@ from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
 from .recovery import corrects_bias, output_shift
+from .smoothing import divide_node, scaled_grams, scaled_weight, smoothed_range, smoothing_scales, smooths
 from .stored import (BLOCKED_OPSET, DEQUANTIZE_OPSET, MS_DOMAIN, dequantize_nodes, fits_matmul_nbits, matmul_nbits,
                      shared_unpack_constants, storable)
 from .fullgraph import (INT8, INT32, NORMS, RULES, UINT8, QuantizedConstants, bias_codes, constant_codes,
@@ -69,6 +70,7 @@ class GraphEditor:
         self._constants: dict[str, tuple] = {}
         self._finite_constants: dict[str, bool] = {}
         self._corrected: dict[str, np.ndarray] = {}   # biases bias correction rewrote in the model being built
+        self._scales: dict[tuple, np.ndarray] = {}
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -149,6 +151,9 @@ class GraphEditor:
     # -- activations -----------------------------------------------------------------------------
     def _quantize_activations(self, graph, node, layer: Layer, choice: LayerChoice, added: list,
                               tensors: dict[str, str]) -> None:
+        if choice.smoothed:
+            self._smooth_input(graph, node, layer, choice, added)
+            return
         done: set[str] = set()   # x @ x: the same tensor on both inputs is quantized once
         for position, tensor in enumerate(node.input[:2]):
             if tensor not in layer.activation_inputs or tensors.get(tensor, "fp32") != "fp32":
@@ -159,6 +164,55 @@ class GraphEditor:
                 added.extend(built.nodes)
                 graph.initializer.extend(built.initializers)
                 done.add(tensor)
+
+    def _smooth_input(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
+        """The layer's input divided by its smoothing scales, then through the layer's own Q/DQ: it reads the
+        float tensor even where the tensor is quantized for its other readers."""
+        key = (layer.name, "smoothed", choice.activation, choice.smoothing)
+        built = self._activations.get(key)
+        if built is None:
+            scales = self.smoothing_scales(layer, choice.smoothing)
+            transposed = layer.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute)
+            prefix = f"{self._tags[layer.name]}.m"
+            mul, constant = divide_node(layer.input, scales, transposed, prefix, self._float_type(layer.input))
+            bits = activation_bits(choice.activation)
+            lows, highs = self.calibrator.input_range(layer)
+            quantized = self._quantize_nodes(f"{self._tags[layer.name]}.n", mul.output[0], choice.activation, "minmax",
+                                             activation_qparams(*smoothed_range(lows[0], highs[0], scales), bits))
+            built = ActivationNodes([mul, *quantized.nodes], [constant, *quantized.initializers], quantized.output)
+            self._activations[key] = built
+        node.input[list(node.input).index(layer.input)] = built.output
+        added.extend(built.nodes)
+        graph.initializer.extend(built.initializers)
+
+    def smoothing_scales(self, layer: Layer, alpha: float) -> np.ndarray:
+        """The layer's smoothing scales at strength `alpha`, one per input channel (cached)."""
+        if not smooths(layer):
+            raise QevoError(f"layer {layer.name!r}: smoothing applies to MatMul layers reading x @ W and to Gemm "
+                            "layers of the top graph", field="smoothing")
+        key = (layer.name, alpha)
+        if key not in self._scales:
+            from .recovery import weight_matrix
+
+            lows, highs = self.calibrator.input_range(layer)
+            matrix = weight_matrix(self.weight_values(layer), layer.channel_axis)
+            self._scales[key] = smoothing_scales(lows[0], highs[0], matrix, alpha)
+        return self._scales[key]
+
+    def layer_weight(self, layer: Layer, choice: LayerChoice) -> np.ndarray:
+        """The float weight the choice quantizes: the layer's own, or times its smoothing scales."""
+        if not choice.smoothed:
+            return self.weight_values(layer)
+        return scaled_weight(self.weight_values(layer), layer.channel_axis,
+                             self.smoothing_scales(layer, choice.smoothing))
+
+    def input_statistics(self, layer: Layer, choice: LayerChoice) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Gram matrices and means of the input the choice's weight reads (divided by the smoothing scales)."""
+        grams, means = self.calibrator.gram(layer), self.calibrator.input_mean(layer)
+        if not choice.smoothed:
+            return grams, means
+        scales = self.smoothing_scales(layer, choice.smoothing)
+        return scaled_grams(grams, scales), [mean / scales for mean in means]
 
     def activation_nodes(self, layer: Layer, tensor: str, choice: LayerChoice) -> ActivationNodes:
         """The nodes that put `tensor` through the choice's activation format for `layer` (cached)."""
@@ -356,8 +410,8 @@ class GraphEditor:
         if not choice.weight_is_int:
             return None
         # the grid does not depend on how weights are rounded onto it
-        _, scale, _ = weight_codes(self.weight_values(layer), replace(choice, rounding="nearest"), layer.channel_axis,
-                                   self._gram(layer, choice))
+        _, scale, _ = weight_codes(self.layer_weight(layer, choice), replace(choice, rounding="nearest"),
+                                   layer.channel_axis, self._gram(layer, choice))
         scale = np.asarray(scale, np.float32).reshape(-1)
         channels = layer.weight_shape[layer.channel_axis] if layer.channel_axis is not None else 1
         if scale.size > channels and scale.size % channels == 0:
@@ -376,8 +430,8 @@ class GraphEditor:
             raise QevoError(f"layer {layer.name!r}: bias correction applies to Conv layers and to MatMul and Gemm "
                             "layers with a bias", field="bias_correction")
         rounded = numpy_helper.to_array(self.simulated_weight(layer, choice)).astype(np.float32)
-        shift = output_shift(rounded, self.weight_values(layer), layer.channel_axis,
-                             self.calibrator.input_mean(layer))
+        shift = output_shift(rounded, self.layer_weight(layer, choice), layer.channel_axis,
+                             self.input_statistics(layer, choice)[1])
         name = f"{self._tags[layer.name]}.b"
         if layer.bias is None:   # a Conv without a bias
             values, dtype, target = -shift, numpy_helper.to_array(self._initializers[layer.weight]).dtype, node
@@ -396,7 +450,7 @@ class GraphEditor:
         """The Gram matrices of the layer's inputs when its weights are rounded second-order or clipped for the
         least output error, else None."""
         needed = choice.rounding == "gptq" or choice.weight_range == "output-mse"
-        return self.calibrator.gram(layer) if needed and choice.weight_is_int else None
+        return self.input_statistics(layer, choice)[0] if needed and choice.weight_is_int else None
 
     def _float_values(self, name: str) -> np.ndarray:
         if name in self._corrected:
@@ -405,13 +459,15 @@ class GraphEditor:
 
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
         """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
-        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding)
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
+               choice.smoothed and choice.smoothing)
         if choice.weight in ("fp32", "fp16"):
             key = (layer.name, choice.weight)
         tensor = self._simulated.get(key)
         if tensor is None:
             dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
-            values = quantize_weight(self.weight_values(layer), choice, layer.channel_axis, self._gram(layer, choice))
+            values = quantize_weight(self.layer_weight(layer, choice), choice, layer.channel_axis,
+                                     self._gram(layer, choice))
             tensor = numpy_helper.from_array(values.astype(dtype), name=f"{self._tags[layer.name]}.w")
             self._simulated[key] = tensor
         return tensor
@@ -437,10 +493,10 @@ class GraphEditor:
         elif not storable(choice):   # the caller allowed it: levels kept, held in float
             self._replace_weight(node, layer, self.simulated_weight(layer, choice), graph)
         elif fits_matmul_nbits(layer, choice, original.data_type):
-            codes = weight_codes(self.weight_values(layer), choice, 1, self._gram(layer, choice))
+            codes = weight_codes(self.layer_weight(layer, choice), choice, 1, self._gram(layer, choice))
             graph.initializer.extend(matmul_nbits(node, layer, choice, name, *codes))
         else:
-            values = self.weight_values(layer)
+            values = self.layer_weight(layer, choice)
             codes = weight_codes(values, choice, layer.channel_axis, self._gram(layer, choice))
             nodes, initializers = dequantize_nodes(values.shape, *codes, choice, layer.channel_axis, name,
                                                    original.data_type, self._prefix)

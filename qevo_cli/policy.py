@@ -73,6 +73,9 @@ class LayerChoice:
                  layer's output on calibration data closest (recovery.py), on the same grid
     bias_correction: subtract from the layer's bias the mean shift its rounded weights add to its output
                  on calibration data (recovery.py)
+    smoothing:   SmoothQuant strength alpha in (0, 1] moving the input's outlier channels into the weights
+                 (smoothing.py); 0 is none. Applies to MatMul and Gemm layers with integer weights and a
+                 static integer input.
     """
 
     weight: str = "int8"
@@ -83,6 +86,7 @@ class LayerChoice:
     weight_range: str = "minmax"
     rounding: str = "nearest"
     bias_correction: bool = False
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.weight, WEIGHT_FORMATS, "weight")
@@ -94,6 +98,12 @@ class LayerChoice:
         for name in ("symmetric", "bias_correction"):
             if not isinstance(getattr(self, name), bool):
                 raise QevoError(f"got {getattr(self, name)!r}, expected true or false", field=name)
+        if self.smoothing in ("none", None):
+            object.__setattr__(self, "smoothing", 0.0)
+        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, (int, float)) \
+                or not 0.0 <= self.smoothing <= 1.0:
+            raise QevoError(f"got {self.smoothing!r}, expected none or a strength between 0 and 1", field="smoothing")
+        object.__setattr__(self, "smoothing", float(self.smoothing))
 
     @property
     def weight_bits(self) -> int:
@@ -111,6 +121,11 @@ class LayerChoice:
     def activation_is_static_int(self) -> bool:
         return self.activation in ("int8", "int16")
 
+    @property
+    def smoothed(self) -> bool:
+        """Whether smoothing takes effect: it needs integer weights and a static integer input."""
+        return self.smoothing > 0 and self.weight_is_int and self.activation_is_static_int
+
     def short(self) -> str:
         """Compact label such as 'W4A8' or 'W16fA32f'."""
         w = f"W{self.weight_bits}" + ("" if self.weight_is_int else "f")
@@ -120,7 +135,7 @@ class LayerChoice:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         # recovery left at its default is left out, so earlier policies keep their keys
-        for name, default in (("rounding", "nearest"), ("bias_correction", False)):
+        for name, default in (("rounding", "nearest"), ("bias_correction", False), ("smoothing", 0.0)):
             if data[name] == default:
                 del data[name]
         return data
@@ -195,7 +210,8 @@ class Policy:
             return ("WAT".index(tag[0]), int(tag[1:].rstrip("f")), tag)
 
         recovered = {"gptq": sum(c.rounding == "gptq" for c in self.layers.values()),
-                     "bc": sum(c.bias_correction for c in self.layers.values())}
+                     "bc": sum(c.bias_correction for c in self.layers.values()),
+                     "sq": sum(c.smoothed for c in self.layers.values())}
         return " ".join([f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order)] +
                         [f"{tag}:{n}" for tag, n in recovered.items() if n])
 

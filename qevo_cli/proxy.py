@@ -40,7 +40,8 @@ from .evaluate import Evaluator
 from .layers import Layer
 from .policy import LayerChoice, Policy, activation_bits, weight_bits
 from .quantize import quantize_weight
-from .recovery import corrects_bias, local_error, recovered_choice, supports
+from .recovery import corrects_bias, local_error, recovered_choice, supports, weight_matrix
+from .smoothing import activation_error_ratio
 
 PROXY_VERSION = 1
 WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
@@ -115,11 +116,24 @@ class ProxyTable:
             if weight_part and recovered(choice) and self.editor is not None and supports(layer):
                 weight_part *= self._recovery_ratio(layer, choice)
         activation_part = 0.0
-        if not layer.weight_only and choice.activation != "fp32" and layer.name not in self.covered:
+        own_input = layer.name not in self.covered or choice.smoothed   # a smoothed layer quantizes its own
+        if not layer.weight_only and choice.activation != "fp32" and own_input:
             column = f"A:{choice.activation}"
             activation_part = measured[column] if column in measured else \
                 self.activation_gain.get(layer.name, 0.0) * activation_noise(choice.activation)
+            if choice.smoothed and self.editor is not None:
+                activation_part *= self._smoothing_ratio(layer, choice.smoothing)
         return weight_part + activation_part
+
+    def _smoothing_ratio(self, layer: Layer, alpha: float) -> float:
+        """The layer's input quantization noise at its output, smoothed over plain (smoothing.py)."""
+        key = (layer.name, "smoothing", alpha)
+        if key not in self._ratios:
+            lows, highs = self.editor.calibrator.input_range(layer)
+            scales = self.editor.smoothing_scales(layer, alpha)
+            self._ratios[key] = activation_error_ratio(lows[0], highs[0], weight_matrix(
+                self._weights[layer.name], layer.channel_axis), scales)
+        return self._ratios[key]
 
     def tensor_cost(self, tensor: str, fmt: str) -> float:
         """Predicted distortion of one activation tensor alone at `fmt`."""
@@ -137,16 +151,20 @@ class ProxyTable:
     def _recovery_ratio(self, layer: Layer, choice: LayerChoice) -> float:
         """The layer's own output error with its weights recovered, over that with them plain."""
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
-               choice.bias_correction)
+               choice.bias_correction, choice.smoothed and choice.smoothing)
         if key not in self._ratios:
-            weight, grams = self._weights[layer.name], self.editor.calibrator.gram(layer)
-            def error(c: LayerChoice, means=None) -> float:
+            def error(c: LayerChoice, means: bool = False) -> float:
+                # smoothed weights err against the smoothed input: the same output error
+                grams, mean = self.editor.input_statistics(layer, c)
                 rounded = numpy_helper.to_array(self.editor.simulated_weight(layer, c)).astype(np.float32)
-                return local_error(weight, rounded, layer.channel_axis, grams, means)
-            means = self.editor.calibrator.input_mean(layer) if choice.bias_correction and corrects_bias(layer) else None
+                return local_error(self.editor.layer_weight(layer, c), rounded, layer.channel_axis, grams,
+                                   mean if means else None)
             plain = error(_weight_only(choice))
-            self._ratios[key] = error(replace(_weight_only(choice), rounding=choice.rounding,
-                                              weight_range=choice.weight_range), means) / plain if plain > 0 else 1.0
+            better = replace(_weight_only(choice), rounding=choice.rounding, weight_range=choice.weight_range,
+                             activation=choice.activation if choice.smoothed else "fp32",
+                             smoothing=choice.smoothing if choice.smoothed else 0.0)
+            self._ratios[key] = error(better, choice.bias_correction and corrects_bias(layer)) / plain \
+                if plain > 0 else 1.0
         return self._ratios[key]
 
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
@@ -167,7 +185,7 @@ def _weight_only(choice: LayerChoice) -> LayerChoice:
 def recovered(choice: LayerChoice) -> bool:
     """Whether the choice's integer weights are recovered beyond rounding to nearest (recovery.py)."""
     return choice.weight_is_int and (choice.rounding != "nearest" or choice.weight_range == "output-mse"
-                                     or choice.bias_correction)
+                                     or choice.bias_correction or choice.smoothed)
 
 
 def _probe_choice(column: str) -> LayerChoice:

@@ -213,3 +213,123 @@ def test_inspect_shows_each_layers_drop_with_and_without_recovery(tmp_path, monk
         recovered = sum(row["W:int2+r"] for row in cells.values())
         assert recovered < plain if extra else recovered > plain   # a drop falls, an SQNR rises
     assert runner.invoke(app, ["inspect", "--recovery"]).exit_code == 2
+
+
+def _outlier_matmul_model(path, rng, gemm: bool = False):
+    """x -> LayerNormalization -> MatMul (+ bias Add) -> Relu -> MatMul, plus a residual that reads the norm's
+    output, as a post-norm transformer's does; a few input channels are 50 times larger than the rest."""
+    import onnx
+    from onnx import TensorProto
+
+    d, h = 32, 48
+    scale = np.ones(d, np.float32)
+    scale[[3, 17]] = 50.0                                     # outlier channels survive the norm through its scale
+    initializers = [numpy_helper.from_array(scale, "gamma"), numpy_helper.from_array(np.zeros(d, np.float32), "beta"),
+                    numpy_helper.from_array(rng.standard_normal((d, h)).astype(np.float32) * 0.2, "w1"),
+                    numpy_helper.from_array(rng.standard_normal(h).astype(np.float32) * 0.1, "b1"),
+                    numpy_helper.from_array(rng.standard_normal((h, d)).astype(np.float32) * 0.2, "w2")]
+    first = [helper.make_node("Gemm", ["n", "w1t", "b1"], ["a"], name="fc1", transB=1)] if gemm else \
+        [helper.make_node("MatMul", ["n", "w1"], ["m"], name="fc1"), helper.make_node("Add", ["m", "b1"], ["a"])]
+    if gemm:
+        initializers.append(numpy_helper.from_array(numpy_helper.to_array(initializers[2]).T.copy(), "w1t"))
+    nodes = [helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], axis=-1), *first,
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["o"], name="fc2"),
+             helper.make_node("Add", ["o", "n"], ["y"])]
+    shape = ["batch", d]
+    graph = helper.make_graph(nodes, "smooth", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("gemm", [False, True])
+@pytest.mark.parametrize("scope", ["layer-inputs", "qdq-ops"])
+def test_smoothing_lowers_the_output_error_of_outlier_inputs_and_exports_what_was_measured(tmp_path, gemm, scope):
+    """W8A8 on a layer whose input has outlier channels: smoothing (SmoothQuant, alpha 0.5 and 0.8) brings the
+    model's output closer to fp32 than plain per-tensor activations, the exported file (a Mul in front of the
+    layer, the scaled weight stored as int8 codes) measures exactly that, and with every op's tensors
+    quantized (qdq-ops) the smoothed layer still reads its own Q/DQ."""
+    import onnx
+    from qevo_cli.data import load_data
+    from qevo_cli.evaluate import Evaluator
+    from qevo_cli.export import export_onnx
+    from qevo_cli.metrics import resolve_metric
+    from qevo_cli.model import load_model
+    from qevo_cli.policy import LayerChoice, Policy
+    from qevo_cli.scope import activation_groups
+    from qevo_cli.smoothing import smooths
+
+    rng = np.random.default_rng(8)
+    loaded = load_model(_outlier_matmul_model(tmp_path / "m.onnx", rng, gemm))
+    assert smooths(loaded.layer("fc1"))
+    np.savez(tmp_path / "d.npz", x=rng.standard_normal((256, 32)).astype(np.float32))
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    tensors = {g.tensor: "int8" for g in activation_groups(loaded, scope)} if scope != "layer-inputs" else {}
+
+    def policy(alpha):
+        choice = LayerChoice("int8", "int8", "per-channel", smoothing=alpha)
+        return Policy({"fc1": choice, "fc2": LayerChoice("int8", "int8")}, tensors=tensors,
+                      scope=scope if tensors else "all-tensors")
+
+    plain = evaluator.evaluate(policy(0.0))
+    smoothed = {alpha: evaluator.evaluate(policy(alpha)) for alpha in (0.5, 0.8)}
+    # dB of output SQNR; with every op's tensors quantized the residual still reads the norm's output
+    # quantized over its outliers, which smoothing one reader cannot change
+    assert max(smoothed.values()) > plain + (3.0 if scope == "layer-inputs" else 0.5), (plain, smoothed)
+    assert "smoothing" not in str(policy(0.0).to_dict()) and Policy.from_dict(policy(0.5).to_dict()) == policy(0.5)
+    report = export_onnx(evaluator, policy(0.5), tmp_path / "s.onnx", expected=smoothed[0.5])
+    assert report.difference == 0
+    stored = onnx.load(str(tmp_path / "s.onnx"))
+    assert sum(n.op_type == "Mul" for n in stored.graph.node) == 1
+    # with gptq rounding and bias correction on top, still exact
+    both = Policy({**policy(0.8).layers, "fc1": LayerChoice("int4", "int8", smoothing=0.8, rounding="gptq",
+                                                            weight_range="output-mse", bias_correction=True)},
+                  tensors=tensors, scope=scope if tensors else "all-tensors")
+    report = export_onnx(evaluator, both, tmp_path / "b.onnx", expected=evaluator.evaluate(both))
+    assert report.difference == 0
+
+
+def test_smoothing_is_offered_where_it_applies_and_refused_where_it_does_not(tmp_path):
+    import onnx
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.data import load_data
+    from qevo_cli.errors import QevoError
+    from qevo_cli.evaluate import Evaluator
+    from qevo_cli.genome import build_space
+    from qevo_cli.metrics import resolve_metric
+    from qevo_cli.model import load_model
+    from qevo_cli.policy import LayerChoice, Policy
+    from qevo_cli.profiles import load_profile
+
+    loaded = load_model(_outlier_matmul_model(tmp_path / "m.onnx", np.random.default_rng(9)))
+    config = SearchConfig(target="nvidia-trt", smoothing="none,0.5", weight_range="minmax,output-mse")
+    space = build_space(loaded.layers, load_profile("nvidia-trt"), config.allowed())
+    offered = {layer.name: {c.smoothing for c in options} for layer, options in zip(space.layers, space.options)}
+    assert offered == {"fc1": {0.0, 0.5}, "fc2": {0.0, 0.5}}
+    assert all(c.smoothing == 0 or (c.weight_is_int and c.activation == "int8")
+               for options in space.options for c in options)
+    hexagon = build_space(loaded.layers, load_profile("hexagon"), config.allowed())
+    assert {c.smoothing for options in hexagon.options for c in options} == {0.0}
+    for bad in ("1.5", "strong", "0"):
+        with pytest.raises(QevoError, match="smoothing"):
+            SearchConfig(target="hexagon", smoothing=bad).allowed()
+    with pytest.raises(QevoError, match="smoothing"):
+        LayerChoice(smoothing=2.0)
+    assert LayerChoice(smoothing="none").smoothing == 0.0
+    model = onnx.load(str(tmp_path / "m.onnx"))   # fc2 as W @ x: not a layer smoothing applies to
+    fc2 = next(n for n in model.graph.node if n.name == "fc2")
+    fc2.input[:] = ["w2t", "r"]
+    model.graph.node.remove(next(n for n in model.graph.node if n.output[0] == "y"))
+    model.graph.node.append(helper.make_node("Identity", ["o"], ["y"]))
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((32, 48), np.float32), "w2t"))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [32, 48]))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 48
+    onnx.save(model, str(tmp_path / "t.onnx"))
+    transposed = load_model(tmp_path / "t.onnx")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(1).standard_normal((48, 32)).astype(np.float32))
+    evaluator = Evaluator(transposed, load_data(tmp_path / "d.npz", transposed), resolve_metric("sqnr"))
+    assert evaluator.evaluate(Policy({"fc1": LayerChoice("int8", "int8", smoothing=0.5)})) > 20
+    with pytest.raises(QevoError, match="smoothing applies"):
+        evaluator.evaluate(Policy({"fc2": LayerChoice("int8", "int8", smoothing=0.5)}))

@@ -25,7 +25,7 @@ FIELDS = {
     "objectives": "objectives", "max_drop": "max_drop", "max_size_mb": "max_size_mb",
     "max_latency_ms": "max_latency_ms", "max_energy_mj": "max_energy_mj", "weight_formats": "weight_formats",
     "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration", "rounding": "rounding",
-    "bias_correction": "bias_correction", "weight_range": "weight_range",
+    "bias_correction": "bias_correction", "weight_range": "weight_range", "smoothing": "smoothing",
     "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
     "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
     "threads": "threads", "racing": "racing",
@@ -71,6 +71,9 @@ def search(
     weight_range: Annotated[str, typer.Option(
         "--weight-range", help="How integer weights are clipped: minmax, mse (least weight error), output-mse "
                                "(least output error on calibration data; Conv, MatMul and Gemm).")] = "minmax",
+    smoothing: Annotated[str, typer.Option(
+        "--smoothing", help="SmoothQuant strengths to choose from for MatMul and Gemm inputs: none, or alphas "
+                            "such as none,0.5,0.8 (not on targets that quantize every tensor).")] = "none",
     algorithm: Annotated[str, typer.Option(
         "--algorithm", help="auto (NSGA-II up to 3 objectives, NSGA-III for 4), nsga2 or nsga3.")] = "auto",
     pop: Annotated[int, typer.Option("--pop", help="Population size.")] = 32,
