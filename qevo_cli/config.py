@@ -12,6 +12,8 @@ from .errors import QevoError, first_line
 from .genome import Allowed
 from .problem import parse_objectives
 
+DEFAULT_OBJECTIVES = ("metric", "size", "latency")
+
 ALGORITHMS = ("auto", "nsga2", "nsga3")
 
 
@@ -31,7 +33,7 @@ class SearchConfig:
     calib: str | None = None
     metric: str | None = None
     dims: dict[str, int] = field(default_factory=dict)
-    objectives: tuple[str, ...] = ("metric", "size", "latency")
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES   # the default may drop an objective that cannot separate
     max_drop: float | None = None
     max_size_mb: float | None = None
     max_latency_ms: float | None = None
@@ -49,6 +51,8 @@ class SearchConfig:
     generations: int = 30
     evaluations: int | None = None
     time_limit: float | None = None
+    latency_cmd: str | None = None     # times each policy's exported model: '{model}' is its path
+    latency_timeout: float = 120.0     # seconds one run of latency_cmd may take
     seed: int = 0
     workers: int = 1
     dask: str | None = None
@@ -57,9 +61,11 @@ class SearchConfig:
     racing: bool = True       # measure a data subset first; the rest only where a policy could reach the front
 
     def __post_init__(self) -> None:
+        # whether the user named the objectives: only a default set may lose one the target cannot separate
+        self.objectives_given = self.objectives is not DEFAULT_OBJECTIVES
         if self.target is None:
             raise QevoError("no target: pass --target NAME or FILE (see qevo profiles list)", field="target")
-        for name in ("target", "model", "data", "calib", "metric", "dask", "out"):
+        for name in ("target", "model", "data", "calib", "metric", "dask", "out", "latency_cmd"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise QevoError(f"got {value!r}, expected a string", field=name)
@@ -86,6 +92,13 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise QevoError(f"got {value!r}, expected a number", field=name)
+        if self.latency_cmd is not None and "{model}" not in self.latency_cmd:
+            raise QevoError(f"got {self.latency_cmd!r}, expected a command holding {{model}}, the exported model's "
+                            "path", field="latency_cmd")
+        if isinstance(self.latency_timeout, bool) or not isinstance(self.latency_timeout, (int, float)) \
+                or not self.latency_timeout > 0:
+            raise QevoError(f"got {self.latency_timeout!r}, expected a positive number of seconds",
+                            field="latency_timeout")
         if self.time_limit is not None and self.time_limit <= 0:
             raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
         if not isinstance(self.racing, bool):

@@ -8,6 +8,25 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 
+FLAT_SPAN = 0.01   # an objective whose values span less than this share of their largest cannot rank policies
+
+
+def relative_span(values: Sequence[float]) -> float:
+    """(largest - smallest) / largest of positive values; 0 for none."""
+    values = [v for v in values if v > 0]
+    return (max(values) - min(values)) / max(values) if values else 0.0
+
+
+def flat_objectives(front: dict[str, Any]) -> dict[str, float]:
+    """The cost objectives (size, latency, energy) that do not separate a front's policies: name -> span."""
+    solutions = front.get("solutions") or []
+    if len(solutions) < 2:
+        return {}
+    spans = {name: relative_span([s["objectives"][name] for s in solutions])
+             for name in front["objectives"] if name != "metric"}
+    return {name: span for name, span in spans.items() if span < FLAT_SPAN}
+
+
 def non_dominated(rows: Sequence[dict[str, Any]], objectives: Sequence[str]) -> list[dict[str, Any]]:
     """Feasible rows on the first front; of rows with identical objectives, the first evaluated."""
     feasible = [row for row in rows if row["violation"] <= 0]

@@ -292,6 +292,9 @@ class ProfileSpec(_Strict):
     # Which activations the target's runtime quantizes: the inputs of weight layers, with float elsewhere (a CPU
     # execution provider running QDQ), or every float tensor of the graph (an NPU running a fully quantized graph).
     activation_scope: Literal[ACTIVATION_SCOPES] = "layer-inputs"  # type: ignore[valid-type]
+    # Where a policy's latency comes from: this roofline ("model"), or timing its exported model on the machine
+    # qevo runs on ("host"), the roofline then only predicting it.
+    latency: Literal["model", "host"] = "model"
     fitted: Optional[Fitted] = None
     sources: Annotated[list[Source], Field(min_length=1)]
     compute: Annotated[dict[PairKey, ComputeEntry], Field(min_length=1)]
@@ -378,6 +381,8 @@ def _describe_limit(limit: Limit) -> str:
 def value_paths(spec: ProfileSpec) -> dict[str, str]:
     """Every value a source can back, as key path -> value shown to a reader."""
     paths: dict[str, str] = {"activation_scope": spec.activation_scope}
+    if spec.latency != "model":   # a measured latency says how it is measured
+        paths["latency"] = spec.latency
     for key, entry in spec.compute.items():
         paths[f"compute.{key}.throughput"] = THROUGHPUT.format(entry.throughput)
         paths[f"compute.{key}.energy_per_mac"] = ENERGY_PER_MAC.format(entry.energy_per_mac)

@@ -45,7 +45,7 @@ class ComputePath:
 class Profile:
     """A validated profile, compiled for fast cost lookups. Treat as immutable."""
 
-    __slots__ = ("spec", "path", "name", "chip", "activation_scope", "bandwidth", "joules_per_byte", "per_op_s", "per_graph_s",
+    __slots__ = ("spec", "path", "name", "chip", "activation_scope", "latency_source", "bandwidth", "joules_per_byte", "per_op_s", "per_graph_s",
                  "has_limits", "builtin", "_runs", "_runs_without_weight", "_reasons", "_limits")
 
     def __init__(self, spec: ProfileSpec, path: str | None = None, builtin: bool = False):
@@ -55,6 +55,7 @@ class Profile:
         self.name = spec.name
         self.chip = spec.chip
         self.activation_scope = spec.activation_scope
+        self.latency_source = spec.latency
         self.bandwidth = spec.memory.bandwidth
         self.joules_per_byte = spec.memory.energy_per_byte
         self.per_op_s = spec.overhead.per_op

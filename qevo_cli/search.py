@@ -35,7 +35,8 @@ from pymoo.util.ref_dirs import get_reference_directions
 from . import __version__
 from .config import SearchConfig
 from .errors import QevoError
-from .front import HypervolumeScale, closest, non_dominated
+from .cost import model_cost
+from .front import FLAT_SPAN, HypervolumeScale, closest, non_dominated, relative_span
 from .genome import SearchSpace, build_space
 from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem
@@ -140,12 +141,14 @@ class Search:
                             "(allow more formats with --weight-formats / --act-formats)", field="target")
         self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
             model.name, self.profile.name)
+        self.notes = list(self.space.notes)
+        self.latency = self._latency_timer()   # before the run folder exists: a refusal leaves nothing behind
+        self._drop_flat_latency()
         self.store = RunStore(self.run_dir, create=not resume)
         self.resumed = resume
         self.cache = EvaluationCache.for_evaluator(self.evaluator)
         self.costing = Costing(self.space, self.profile, model.other_bytes, self.evaluator.fp32_score,
-                               config.objectives, config.budgets())
-        self.notes = list(self.space.notes)
+                               config.objectives, config.budgets(), self.latency)
         if self.space.tensors.genes:
             tensors = self.space.tensors
             what = {"all-tensors": "every tensor of the graph",
@@ -286,6 +289,7 @@ class Search:
                 # --time-limit counts from the start of the command: references and sensitivity included
                 _set_running_time(algorithm, time.time() - (time.perf_counter() - self.started))
             algorithm.problem.measure = measure
+            algorithm.problem.costing = self.costing   # a resumed run's own timer
             front = self._write_front(references)
             total = algorithm.termination.terminations[0].n_max_gen if hasattr(algorithm.termination,
                                                                                "terminations") else 0
@@ -307,6 +311,10 @@ class Search:
                 if self.callback is not None and self.callback(self.progress) is False:
                     break
             algorithm.problem.measure = None
+        if self.latency is not None and self.latency.failures:
+            first = next(iter(self.latency.failures.values()))
+            self.notes.append(f"latency could not be measured for {len(self.latency.failures)} policies, which count "
+                              f"as infeasible; the first: {first}")
         self.close()
         self.progress.elapsed_s = time.perf_counter() - self.started
         return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
@@ -314,6 +322,43 @@ class Search:
     def close(self) -> None:
         self.store.close()
         self.cache.close()
+
+    def _drop_flat_latency(self) -> None:
+        """Leave a modelled latency out of the default objectives when it cannot separate policies: the
+        space's extremes, uniform W8A8 and fp32 all within FLAT_SPAN of each other on this target."""
+        config = self.config
+        if config.objectives_given or self.latency is not None or "latency" not in config.objectives:
+            return
+        ends = [self.space.decode(np.zeros(self.space.n_var, dtype=int)), self.space.decode(self.space.upper),
+                self._uniform_w8()]
+        model = self.evaluator.model
+        latencies = [model_cost(self.space.layers, p, self.profile, model.other_bytes,
+                                self.space.tensors.traffic).latency_s * 1e3 for p in ends]
+        span = relative_span(latencies)
+        if span < FLAT_SPAN:
+            config.objectives = tuple(name for name in config.objectives if name != "latency")
+            self.notes.append(f"latency on {self.profile.name} does not separate this model's policies (the space's "
+                              f"extremes span {100 * span:.2g}%, {min(latencies):.4g} to {max(latencies):.4g} ms): "
+                              "left out of the objectives; name it in --objectives to keep it")
+
+    def _latency_timer(self):
+        """The timer of a measured latency (--latency-cmd, or a profile timed on this machine), else None."""
+        from .latency import CommandTimer, HostTimer, MeasuredLatency
+
+        config = self.config
+        if config.latency_cmd:
+            timer = CommandTimer(self.evaluator, config.latency_cmd, config.latency_timeout)
+        elif self.profile.latency_source == "host":
+            if config.workers > 1 or config.dask:
+                raise QevoError(f"{self.profile.name} times each policy on this machine, which evaluations running "
+                                "beside it would disturb: run it with --workers 1 and without --dask",
+                                field="--workers")
+            timer = HostTimer(self.evaluator)
+        else:
+            return None
+        where = "by --latency-cmd" if config.latency_cmd else f"on this machine: {timer.identity()['cpu']}"
+        self.notes.append(f"latency is measured ({where}); energy stays the profile's model")
+        return MeasuredLatency(timer, self.evaluator.model.digest)
 
     def _in_space(self, row: dict[str, Any]) -> bool:
         """References such as fp32 are stored too, but only policies of the search space make the front."""

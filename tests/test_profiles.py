@@ -18,7 +18,7 @@ from qevo_cli.profile_schema import SCHEMA_VERSION, sources_for, value_paths
 from qevo_cli.profiles import (list_profiles, load_profile, parse_profile, profile_from_dict, supported_choices,
                                supported_formats, uniform_policy)
 
-BUILTINS = ["apple-ane", "arm-dot", "arm-neon", "hexagon", "intel-vnni", "nvidia-trt"]
+BUILTINS = ["apple-ane", "arm-dot", "arm-neon", "hexagon", "host", "intel-vnni", "nvidia-trt"]
 runner = CliRunner()
 
 
@@ -42,7 +42,7 @@ def builtin_dict(name: str) -> dict:
 
 # ---------------------------------------------------------------- built-ins
 
-def test_six_builtins_are_listed():
+def test_the_builtins_are_listed():
     assert list_profiles() == BUILTINS
 
 

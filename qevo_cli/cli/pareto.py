@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import QevoError
 from ..files import atomic_write_text
+from ..front import flat_objectives
 from ..pick import pick
 from ..plot import save_png, terminal_plot
 from ..policy import Policy
@@ -58,7 +59,7 @@ def show(
     if json_output:
         print_json({"run_dir": str(directory), "target": front["target"], "metric": front["metric"],
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
-                    "references": front["references"],
+                    "references": front["references"], "flat": flat_objectives(front),
                     "solutions": [{**s, "bits": Policy.from_dict(s["policy"]).summary()} for s in solutions]})
         return
     unit = front.get("metric_unit", "")
@@ -86,6 +87,10 @@ def show(
         for line in terminal_plot(front, x_name, objectives[0], width=min(60, out.width - 25), knee_id=knee):
             out.print(line, highlight=False, markup=False)
         out.print("* policy   K knee   F fp32   W uniform W8A8", style="dim")
+    for name, span in flat_objectives(front).items():
+        values = [s["objectives"][name] for s in front["solutions"]]
+        out.print(f"{name} does not separate these policies on this target: they span {100 * span:.2g}% "
+                  f"({human(name, min(values), unit)} to {human(name, max(values), unit)})", style="yellow")
     if plot is not None:
         out.print(f"plot written to {plot}")
 

@@ -28,7 +28,7 @@ FIELDS = {
     "bias_correction": "bias_correction", "weight_range": "weight_range", "smoothing": "smoothing",
     "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
     "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
-    "threads": "threads", "racing": "racing",
+    "threads": "threads", "racing": "racing", "latency_cmd": "latency_cmd", "latency_timeout": "latency_timeout",
 }
 
 
@@ -82,6 +82,11 @@ def search(
         "--evaluations", help="Stop after this many evaluated policies.")] = None,
     time_limit: Annotated[Optional[float], typer.Option(
         "--time-limit", help="Stop after this many seconds.")] = None,
+    latency_cmd: Annotated[Optional[str], typer.Option(
+        "--latency-cmd", help="Measure each policy's latency with this command: {model} becomes the path of the "
+                              "policy's exported model, and the last line it prints is the latency in ms.")] = None,
+    latency_timeout: Annotated[float, typer.Option(
+        "--latency-timeout", help="Seconds one run of --latency-cmd may take.")] = 120.0,
     racing: Annotated[bool, typer.Option(
         "--racing/--no-racing", help="Measure each new policy on a quarter of the data first and finish only those "
                                      "that could reach the front (data sets of 64 samples or more).")] = True,
@@ -136,6 +141,8 @@ def _flags(ctx: typer.Context, values: dict[str, Any], command_line_only: bool =
         value = values["out_dir" if option == "out" else option]
         # by name: Typer may carry its own copy of click's ParameterSource
         from_command_line = getattr(source, "name", None) == "COMMANDLINE"
+        if field_name == "objectives" and not from_command_line:
+            continue   # the default set may drop an objective the target cannot separate (SearchConfig)
         if from_command_line or (not command_line_only and values["config"] is None and value is not None):
             given[field_name] = str(value) if isinstance(value, Path) else value
     if values["dim"]:

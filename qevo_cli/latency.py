@@ -1,0 +1,230 @@
+"""Measured latency: each policy's model as its export writes it, timed on this machine or by the user's command.
+
+`HostTimer` builds the stored form (real Q/DQ and integer codes, which onnxruntime fuses into integer
+kernels), opens it with the session options a deployment would use (all graph optimizations, a fixed
+thread count), feeds one sample of the user's data, and reports the median of repeated runs after a
+warm-up, with the interquartile range over the median as its spread. `CommandTimer` writes the same file
+and runs the user's command on it (adb to a phone, ssh to a board, a trtexec wrapper), reading a latency in
+ms from the last line it prints. Both are cached per policy (`LatencyCache`), keyed by what they measure.
+Energy is not measured: it stays the profile's model.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import QevoError, first_line
+from .policy import Policy
+from .defaults import cache_dir
+from .store import _connect
+
+WARMUP_RUNS = 3
+MIN_RUNS, MAX_RUNS = 15, 200
+MIN_SECONDS, MAX_SECONDS = 0.3, 5.0
+COMMAND_TIMEOUT_S = 120.0
+
+
+class LatencyFailure(Exception):
+    """One policy could not be timed: the search goes on and that policy counts as infeasible."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    spread: float        # interquartile range over the median (0 for one reading, such as a command's)
+    runs: int
+
+
+def host_name() -> str:
+    """The CPU this process runs on, as /proc/cpuinfo or the platform names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def stored_model(evaluator, policy: Policy) -> onnx.ModelProto:
+    """The policy's model as `qevo export` writes it (weights stored as the runtime keeps them)."""
+    from .export import simulated_layers
+    from .model import default_opset
+
+    simulated = simulated_layers(evaluator, policy)
+    if simulated:
+        raise LatencyFailure(f"layer {simulated[0]!r} uses {policy.choice(simulated[0]).weight} weights, which no "
+                             "ONNX type stores, so its model cannot be run as deployed")
+    editor = evaluator.editor
+    opset = max(default_opset(evaluator.model.proto), editor.required_opset(policy))
+    return editor.build(policy, store=True, base=editor.at_opset(opset))
+
+
+def one_sample(evaluator) -> dict[str, np.ndarray]:
+    """The first sample of the data (its whole first batch when the model's batch is fixed)."""
+    data = evaluator.data
+    feed = next(iter(data.batches()))
+    if data.fixed_batch:
+        return feed
+    rows = max((len(v) for v in feed.values() if np.ndim(v)), default=1)
+    return {name: value[:1] if np.ndim(value) and len(value) == rows else value for name, value in feed.items()}
+
+
+class HostTimer:
+    """Times policies on the machine qevo runs on, with onnxruntime's CPU execution provider."""
+
+    def __init__(self, evaluator, threads: int = 1):
+        self.evaluator, self.threads = evaluator, threads
+        self.feed = one_sample(evaluator)
+
+    def identity(self) -> dict:
+        shapes = {name: list(np.shape(value)) for name, value in sorted(self.feed.items())}
+        return {"timer": "host", "cpu": host_name(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
+                "threads": self.threads, "feed": shapes}
+
+    def __call__(self, policy: Policy) -> Timing:
+        model = stored_model(self.evaluator, policy)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            for _ in range(WARMUP_RUNS):
+                session.run(None, self.feed)
+            times: list[float] = []
+            started = time.perf_counter()
+            while len(times) < MAX_RUNS and (len(times) < MIN_RUNS or time.perf_counter() - started < MIN_SECONDS):
+                begin = time.perf_counter()
+                session.run(None, self.feed)
+                times.append(time.perf_counter() - begin)
+                if time.perf_counter() - started > MAX_SECONDS and len(times) >= 3:
+                    break
+        except Exception as err:  # onnxruntime raises a family of pybind11 error types
+            raise LatencyFailure(f"onnxruntime could not run the policy's model: {first_line(err)}") from None
+        return summarise(times)
+
+
+def summarise(times_s: list[float]) -> Timing:
+    values = np.asarray(times_s) * 1e3
+    median = float(np.median(values))
+    q1, q3 = np.percentile(values, [25, 75])
+    return Timing(median, float((q3 - q1) / median) if median > 0 else 0.0, len(values))
+
+
+class CommandTimer:
+    """Times policies with the user's command: `{model}` in it becomes the path of the policy's exported model,
+    and the last line it prints is the latency in ms."""
+
+    def __init__(self, evaluator, command: str, timeout: float = COMMAND_TIMEOUT_S):
+        if not isinstance(command, str) or "{model}" not in command:
+            raise QevoError(f"got {command!r}, expected a command holding {{model}}, the exported model's path",
+                            field="--latency-cmd")
+        self.evaluator, self.command, self.timeout = evaluator, command, timeout
+
+    def identity(self) -> dict:
+        return {"timer": "command", "command": self.command}
+
+    def __call__(self, policy: Policy) -> Timing:
+        import shlex
+
+        model = stored_model(self.evaluator, policy)
+        with tempfile.TemporaryDirectory(prefix="qevo-latency-") as folder:
+            path = Path(folder) / "model.onnx"
+            onnx.save(model, str(path))
+            command = self.command.replace("{model}", shlex.quote(str(path)))
+            process = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, start_new_session=True)   # its own group: a timeout ends it all
+            try:
+                out, err = process.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise LatencyFailure(f"the latency command ran past its timeout of {self.timeout:g} s") from None
+        if process.returncode != 0:
+            detail = next((line for line in reversed(err.splitlines()) if line.strip()), "no message")
+            raise LatencyFailure(f"the latency command failed with exit code {process.returncode}: {detail.strip()}")
+        last = next((line.strip() for line in reversed(out.splitlines()) if line.strip()), "")
+        try:
+            value = float(last)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise LatencyFailure(f"the latency command's last line of output is {last[:60]!r}, expected a latency "
+                                 "in ms (a positive number)")
+        return Timing(value, 0.0, 1)
+
+
+class LatencyCache:
+    """Measured latencies of policies, shared by every run on this machine, keyed by the timer's identity
+    (host, onnxruntime version, threads, input shapes, or the command) and the model's content."""
+
+    def __init__(self, identity: dict, model_digest: str, path: Path | None = None):
+        self.path = path or cache_dir() / "evaluations.sqlite"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = _connect(self.path)
+            self._db.execute("CREATE TABLE IF NOT EXISTS latency "
+                             "(key TEXT PRIMARY KEY, median_ms REAL, spread REAL, runs INTEGER)")
+        except (OSError, sqlite3.Error) as err:
+            raise QevoError(f"cannot open the evaluation cache ({err})", path=self.path) from None
+        self._prefix = json.dumps({**identity, "model": model_digest}, sort_keys=True)
+
+    def _key(self, policy_key: str) -> str:
+        return hashlib.sha256((self._prefix + policy_key).encode()).hexdigest()
+
+    def get(self, policy_key: str) -> Timing | None:
+        row = self._db.execute("SELECT median_ms, spread, runs FROM latency WHERE key = ?",
+                               (self._key(policy_key),)).fetchone()
+        return Timing(*row) if row else None
+
+    def put(self, policy_key: str, timing: Timing) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?)",
+                             (self._key(policy_key), timing.median_ms, timing.spread, timing.runs))
+
+
+class MeasuredLatency:
+    """A timer with its cache and a record of the policies it could not time."""
+
+    def __init__(self, timer, model_digest: str):
+        self.timer = timer
+        self.cache = LatencyCache(timer.identity(), model_digest)
+        self.memory: dict[str, Timing] = {}
+        self.failures: dict[str, str] = {}
+        self.timed = 0
+
+    def __call__(self, policy: Policy) -> Timing | None:
+        """The policy's timing, or None when it could not be timed (the reason is in `failures`)."""
+        key = policy.key()
+        if key in self.memory:
+            return self.memory[key]
+        if key in self.failures:
+            return None
+        timing = self.cache.get(key)
+        if timing is None:
+            try:
+                timing = self.timer(policy)
+            except LatencyFailure as failure:
+                self.failures[key] = str(failure)
+                return None
+            self.cache.put(key, timing)
+            self.timed += 1
+        self.memory[key] = timing
+        return timing

@@ -1,0 +1,166 @@
+"""Measured latency: policies timed on this machine (the host target) or by the user's command."""
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from qevo_cli.data import load_data
+from qevo_cli.evaluate import Evaluator
+from qevo_cli.metrics import resolve_metric
+from qevo_cli.model import load_model
+from qevo_cli.policy import LayerChoice, Policy
+
+
+def _conv_model(path):
+    """Three 3x3 convolutions of 64 channels on 32x32: enough work that integer kernels pay."""
+    rng = np.random.default_rng(0)
+    nodes, initializers, source = [], [], "x"
+    for i in range(3):
+        initializers += [numpy_helper.from_array((rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32), f"w{i}"),
+                         numpy_helper.from_array(np.zeros(64, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [source, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        source = f"r{i}"
+    nodes.append(helper.make_node("ReduceMean", [source], ["y"], axes=[2, 3], keepdims=0))
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_host_latency_of_uniform_int8_is_below_fp32_where_integer_kernels_apply(tmp_path):
+    """onnxruntime fuses the exported Q/DQ around each Conv into an integer kernel: uniform W8A8, timed as
+    deployed, runs faster than the float model (each measured twice, interleaved, the faster reading kept)."""
+    from qevo_cli.latency import HostTimer
+    from qevo_cli.scope import activation_groups
+
+    loaded = load_model(_conv_model(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(1).standard_normal((8, 64, 32, 32)).astype(np.float32))
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    timer = HostTimer(evaluator)
+    assert list(timer.feed["x"].shape) == [1, 64, 32, 32]   # one sample, as deployed
+    int8 = Policy({layer.name: LayerChoice("int8", "int8") for layer in loaded.layers},
+                  tensors={g.tensor: "int8" for g in activation_groups(loaded, "qdq-ops")}, scope="qdq-ops")
+    fp32, quantized = [], []
+    for _ in range(2):
+        fp32.append(timer(Policy({})))
+        quantized.append(timer(int8))
+    fastest = lambda timings: min(t.median_ms for t in timings)  # noqa: E731
+    assert fastest(quantized) < fastest(fp32), (fp32, quantized)
+    assert all(t.runs >= 3 and t.spread >= 0 for t in fp32 + quantized)
+
+
+SLEEPER = """
+import os, sys, time
+size = os.path.getsize(sys.argv[1])
+ms = size / 1000 * {per_kb}
+time.sleep(ms / 1000)
+print("loading...")
+print(f"{{ms:.6f}}")
+"""
+
+
+def _script(tmp_path, text, name="device.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return f"{sys.executable} {path} {{model}}"
+
+
+def test_latency_command_times_each_exported_policy_by_its_file(tmp_path):
+    """A command that sleeps in proportion to the model file's size: each policy's latency is what it printed
+    for that policy's exported file, and the search's front holds those measurements."""
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.latency import CommandTimer, stored_model
+    from qevo_cli.search import run_search
+    from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+
+    command = _script(tmp_path, SLEEPER.format(per_kb=0.5))
+    loaded = load_model(DEFAULT_MODEL)
+    evaluator = Evaluator(loaded, load_data(DEFAULT_DATA, loaded), resolve_metric("accuracy"))
+    timer = CommandTimer(evaluator, command)
+    for policy in (Policy({}), Policy({layer.name: LayerChoice("int4", "int8") for layer in loaded.layers})):
+        expected = len(stored_model(evaluator, policy).SerializeToString()) / 1000 * 0.5
+        assert timer(policy).median_ms == pytest.approx(expected, rel=1e-3)
+    result = run_search(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
+                                     target="arm-neon", objectives=("metric", "latency"), evaluations=10, pop=4,
+                                     latency_cmd=command, out=str(tmp_path / "run")))
+    latencies = [s["objectives"]["latency"] for s in result.front["solutions"]]
+    assert latencies and all(0 < value < 1e6 for value in latencies)
+    assert any("latency is measured" in note for note in result.notes)
+
+
+def test_a_failing_or_hanging_latency_command_fails_its_policy_not_the_search(tmp_path, monkeypatch, capsys):
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.latency import CommandTimer, LatencyFailure
+    from qevo_cli.search import run_search
+    from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+
+    loaded = load_model(DEFAULT_MODEL)
+    evaluator = Evaluator(loaded, load_data(DEFAULT_DATA, loaded), resolve_metric("accuracy"))
+    failing = _script(tmp_path, "import sys\nprint('no device attached', file=sys.stderr)\nsys.exit(3)\n", "fail.py")
+    with pytest.raises(LatencyFailure, match="exit code 3: no device attached"):
+        CommandTimer(evaluator, failing)(Policy({}))
+    hanging = _script(tmp_path, "import time\ntime.sleep(60)\n", "hang.py")
+    started = time.perf_counter()
+    with pytest.raises(LatencyFailure, match="past its timeout of 1 s"):
+        CommandTimer(evaluator, hanging, timeout=1.0)(Policy({}))
+    assert time.perf_counter() - started < 20
+    chatty = _script(tmp_path, "print('done')\n", "chatty.py")
+    with pytest.raises(LatencyFailure, match="expected a latency in ms"):
+        CommandTimer(evaluator, chatty)(Policy({}))
+    # in a search: every policy fails its timing, the search still ends, with nothing feasible and a note
+    result = run_search(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
+                                     target="arm-neon", objectives=("metric", "latency"), evaluations=6, pop=4,
+                                     latency_cmd=hanging, latency_timeout=0.5, out=str(tmp_path / "run")))
+    assert not result.feasible
+    assert any("could not be measured" in note and "timeout" in note for note in result.notes)
+
+
+def test_latency_settings_are_checked(tmp_path):
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.errors import QevoError
+    from qevo_cli.search import Search
+    from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+
+    with pytest.raises(QevoError, match="holding {model}"):
+        SearchConfig(target="arm-neon", latency_cmd="adb shell run")
+    with pytest.raises(QevoError, match="positive number"):
+        SearchConfig(target="arm-neon", latency_timeout=0)
+    with pytest.raises(QevoError, match="--workers 1"):
+        Search(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
+                            target="host", workers=2, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()   # refused before the run folder was made
+
+
+def test_a_flat_modelled_latency_leaves_the_default_objectives_and_is_reported(tmp_path):
+    """On the digits model every hexagon policy costs about 314 us: the default objectives drop latency (with a
+    note); named explicitly it stays, and `qevo pareto show` says that it does not separate the policies."""
+    from typer.testing import CliRunner
+
+    from qevo_cli.cli import app
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.search import Search
+
+    search = Search(SearchConfig(target="hexagon", out=str(tmp_path / "a")))
+    assert search.config.objectives == ("metric", "size")
+    assert any("does not separate" in note for note in search.notes)
+    search.close()
+    kept = Search(SearchConfig(target="hexagon", objectives="metric,size,latency", out=str(tmp_path / "b")))
+    assert kept.config.objectives == ("metric", "size", "latency")
+    kept.close()
+    runner = CliRunner()
+    done = runner.invoke(app, ["search", "--target", "hexagon", "--objectives", "metric,size,latency",
+                               "--evaluations", "8", "--pop", "4", "--out", str(tmp_path / "c"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    shown = runner.invoke(app, ["pareto", "show", str(tmp_path / "c")], env={"COLUMNS": "200"})
+    assert "latency does not separate these policies on this target" in shown.output
+    as_json = runner.invoke(app, ["pareto", "show", str(tmp_path / "c"), "--json"])
+    import json
+    assert "latency" in json.loads(as_json.output)["flat"]
+    # a measured latency is never dropped: it cannot be predicted
+    host = Search(SearchConfig(target="host", out=str(tmp_path / "d")))
+    assert "latency" in host.config.objectives
+    host.close()
