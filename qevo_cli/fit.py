@@ -294,6 +294,18 @@ def _rounded(value: float) -> float:
 
 def _fitted_result(base: Profile, measurements: Sequence[Measurement], values: dict, *, name: str,
                    measurements_label: str, sha256: str, path: str | None) -> FitResult:
+    data, changed = fitted_data(base, values, name=name, what=f"{len(measurements)} measured layer latencies",
+                                measurements_label=measurements_label, sha256=sha256, rows=len(measurements))
+    draft = profile_from_dict(data, path)
+    rows = [RowError(row.line, row.layer, row.latency_s, predict(draft, row)) for row in measurements]
+    base_rows = [RowError(row.line, row.layer, row.latency_s, predict(base, row)) for row in measurements]
+    data["fitted"]["median_relative_error"] = _rounded(statistics.median(row.relative_error for row in rows))
+    return FitResult(profile_from_dict(data, path), changed, rows, base_rows)
+
+
+def fitted_data(base: Profile, values: dict, *, name: str, what: str, measurements_label: str, sha256: str,
+                rows: int) -> tuple[dict, list[FittedValue]]:
+    """The base profile's data with the fitted values written in and a source of their own."""
     data = base.spec.to_dict()
     changed = []
     for key, (quantity, value) in values.items():
@@ -316,18 +328,14 @@ def _fitted_result(base: Profile, measurements: Sequence[Measurement], values: d
     fit_id = next(candidate for candidate in ("fit", *(f"fit-{n}" for n in range(2, 1000))) if candidate not in ids)
     data["sources"].insert(0, {
         "id": fit_id, "flag": "measured",
-        "what": f"least-squares fit of the roofline to {len(measurements)} measured layer latencies",
+        "what": f"least-squares fit of the roofline to {what}",
         "reference": f"{measurements_label} (sha256 {sha256[:16]})", "used_for": keys})
     data["name"] = name
-    data["description"] = (f"Fitted to {len(measurements)} layer latencies measured in {measurements_label}, "
-                           f"starting from {base.name}. " + data["description"])
+    data["description"] = (f"Fitted to {what} in {measurements_label}, starting from {base.name}. "
+                            + data["description"])
     data["fitted"] = {"base": base.origin, "measurements": measurements_label, "sha256": sha256,
-                      "rows": len(measurements), "median_relative_error": 0.0, "parameters": keys}
-    draft = profile_from_dict(data, path)
-    rows = [RowError(row.line, row.layer, row.latency_s, predict(draft, row)) for row in measurements]
-    base_rows = [RowError(row.line, row.layer, row.latency_s, predict(base, row)) for row in measurements]
-    data["fitted"]["median_relative_error"] = _rounded(statistics.median(row.relative_error for row in rows))
-    return FitResult(profile_from_dict(data, path), changed, rows, base_rows)
+                      "rows": rows, "median_relative_error": 0.0, "parameters": keys}
+    return data, changed
 
 
 # ---------------------------------------------------------------- the command's one call

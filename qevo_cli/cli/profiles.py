@@ -7,7 +7,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from ..errors import QevoError
 from ..fit import FitResult, run_fit
+from ..fit_models import run_fit_to_run
 from ..policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
 from ..profile_schema import sources_for, value_paths
 from ..profiles import Profile, list_profiles, load_profile
@@ -77,17 +79,23 @@ def show_command(
 @app.command("fit")
 @handle_errors
 def fit_command(
-    measurements: Annotated[Path, typer.Argument(
-        help="CSV of measured layers: kind, macs, weight_bytes, activation_bytes, weight_format, "
-             "activation_format and latency_s (or latency_ms, latency_us); optional layer.")],
     base: Annotated[str, typer.Option("--base", help="Profile to start from: a built-in name or a YAML file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the fitted profile (.yaml).")],
+    measurements: Annotated[Optional[Path], typer.Argument(
+        help="CSV of measured layers: kind, macs, weight_bytes, activation_bytes, weight_format, "
+             "activation_format and latency_s (or latency_ms, latency_us); optional layer.")] = None,
     name: Annotated[Optional[str], typer.Option(
         "--name", help="Name of the fitted profile; defaults to the output file's name.")] = None,
+    from_run: Annotated[Optional[Path], typer.Option(
+        "--from-run", help="Fit to the measured latencies of a search run (--target host or --latency-cmd): one "
+                           "row per policy, predicted as the cost model adds up its layers.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit throughputs, bandwidth and per-op overhead to measured layer latencies; write a new profile."""
-    result = run_fit(measurements, base, output, name)
+    """Fit throughputs, bandwidth and overheads to measured latencies; write a new profile."""
+    if (measurements is None) == (from_run is None):
+        raise QevoError("expected either a CSV of measured layers or --from-run RUN, not both or neither",
+                        field="measurements")
+    result = run_fit_to_run(from_run, base, output, name) if from_run else run_fit(measurements, base, output, name)
     if as_json:
         print_json(result.to_dict())
         return
@@ -133,6 +141,8 @@ def _print_fit(result: FitResult, base: str) -> None:
     for value in result.values:
         table.add_row(value.key, value.before, value.after)
     out.print(table)
-    out.print(f"median relative error per layer over {len(result.rows)} layers: "
+    what, many = ("policy", "policies") if any(v.key == "overhead.per_graph" for v in result.values) \
+        else ("layer", "layers")
+    out.print(f"median relative error per {what} over {len(result.rows)} {many}: "
               f"{result.base_median_relative_error:.1%} with {base}, {result.median_relative_error:.1%} fitted")
     out.print(f"wrote {result.profile.path}")

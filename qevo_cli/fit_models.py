@@ -1,0 +1,163 @@
+"""Fit a profile to whole-model latencies: each measured policy is one row.
+
+A policy's latency is predicted as the cost model adds it up (cost.model_cost): every layer's roofline
+plus the per-op overhead, one per-graph overhead, and the bytes the other ops move (glue) over the
+bandwidth. The fit is fit.py's least squares on log latencies over the same parameters (throughput per
+compute entry used, efficiency per op kind, bandwidth, per-op overhead) plus the per-graph overhead, with
+each model row the sum of its layers. Measurements come from a search whose latency was measured
+(`--target host` or `--latency-cmd`): its run folder holds every policy with its measured latency.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from .cost import model_cost
+from .errors import QevoError
+from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
+from .layers import Layer
+from .policy import Policy
+from .profile_schema import DURATION
+from .profiles import Profile, profile_from_dict
+
+MIN_MODELS = 4
+
+
+@dataclass(frozen=True)
+class ModelMeasurement:
+    label: str
+    policy: Policy
+    latency_s: float
+
+
+def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue) -> tuple[list[Measurement], float]:
+    """One layer row per layer (its kind, MACs, bytes moved and formats) and the glue bytes of the policy."""
+    cost = model_cost(layers, policy, profile, glue=glue)
+    parts = [Measurement(line=i, layer=layer.name, kind=layer.cost_kind, macs=float(layer.macs), bytes=float(c.bytes),
+                         weight_format=policy.choice(layer.name).weight,
+                         activation_format=policy.choice(layer.name).activation, latency_s=1.0)
+             for i, (layer, c) in enumerate(zip(layers, cost.layers))]
+    return parts, float(cost.bytes - sum(c.bytes for c in cost.layers))
+
+
+@dataclass(frozen=True)
+class _ModelDesign:
+    layers: _Design
+    group: np.ndarray          # layer row -> model row
+    glue: np.ndarray
+    measured: np.ndarray
+
+    @classmethod
+    def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, label: str):
+        parts, group, glue_bytes = [], [], []
+        for m, row in enumerate(rows):
+            layer_rows, moved = _parts(layers, row.policy, base, glue)
+            parts += layer_rows
+            group += [m] * len(layer_rows)
+            glue_bytes.append(moved)
+        design = _Design.build(base, parts, label)
+        measured = np.array([row.latency_s for row in rows])
+        # the overheads are scaled by a typical layer's share of a model's time
+        return cls(replace(design, time_scale=float(np.median(measured)) / max(len(layers), 1)), np.array(group),
+                   np.array(glue_bytes), measured)
+
+    def latencies(self, x: np.ndarray) -> np.ndarray:
+        design = self.layers
+        per_layer = design.latencies(x[:-1])
+        bandwidth = math.exp(x[len(design.entries) + len(design.kinds)])
+        return (np.bincount(self.group, per_layer, minlength=len(self.measured)) + self.glue / bandwidth
+                + x[-1] * design.time_scale)
+
+    def residuals(self, x: np.ndarray) -> np.ndarray:
+        predicted = np.maximum(self.latencies(x), 1e-15)
+        prior = math.sqrt(PRIOR_WEIGHT) * (x[:-2] - self.layers.base_logs)
+        return np.concatenate([np.log(predicted) - np.log(self.measured), prior])
+
+
+def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue=None, *,
+                  name: str, measurements_label: str, sha256: str, path: str | None = None) -> FitResult:
+    """Least-squares fit of `base` to measured model latencies; the result is a new, validated profile."""
+    if len(rows) < MIN_MODELS:
+        raise QevoError(f"{len(rows)} measured policies, expected at least {MIN_MODELS}", path=measurements_label)
+    glue = glue or {}
+    design = _ModelDesign.build(base, layers, rows, glue, measurements_label)
+    lower, upper = design.layers.bounds()
+    lower, upper = np.append(lower, 0.0), np.append(upper, np.inf)   # per-graph overhead >= 0
+    start = np.append(design.layers.start_from_base(base), base.per_graph_s / design.layers.time_scale)
+    best = least_squares(design.residuals, np.clip(start, lower, upper), bounds=(lower, upper), x_scale="jac",
+                         xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=4000)
+    values: dict[str, tuple[Any, float]] = design.layers.values(best.x[:-1])
+    values["overhead.per_graph"] = (DURATION, float(best.x[-1]) * design.layers.time_scale)
+    data, changed = fitted_data(base, values, name=name, what=f"{len(rows)} measured model latencies",
+                                measurements_label=measurements_label, sha256=sha256, rows=len(rows))
+    draft = profile_from_dict(data, path)
+
+    def errors(profile: Profile) -> list[RowError]:
+        return [RowError(i, row.label, row.latency_s, model_cost(layers, row.policy, profile, glue=glue).latency_s)
+                for i, row in enumerate(rows)]
+
+    fitted = errors(draft)
+    data["fitted"]["median_relative_error"] = _rounded(statistics.median(r.relative_error for r in fitted))
+    return FitResult(profile_from_dict(data, path), changed, fitted, errors(base))
+
+
+def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeasurement], str]:
+    """The layers, glue and measured policies of a search whose latency was measured, and its label."""
+    from .config import SearchConfig
+    from .genome import build_space
+    from .model import load_model
+    from .profiles import load_profile
+    from .scope import activation_groups
+    from .store import RunStore
+
+    store = RunStore(run_dir, create=False)
+    try:
+        saved = store.read_config()
+        settings = saved.get("settings") if isinstance(saved, dict) else None
+        if not isinstance(settings, dict):
+            raise QevoError("run.yaml has no settings", path=Path(run_dir) / RunStore.RUN_FILE)
+        config = SearchConfig.from_mapping(settings, Path(run_dir) / RunStore.RUN_FILE)
+        profile = load_profile(config.target)
+        if profile.latency_source != "host" and not config.latency_cmd:
+            raise QevoError(f"its latencies come from {profile.name}'s cost model, expected a run whose latency was "
+                            "measured (--target host or --latency-cmd)", path=run_dir)
+        rows = [row for row in store.evaluations() if row["objectives"]["latency"] < 1e9]
+    finally:
+        store.close()
+    model = load_model(config.model) if config.model else None
+    if model is None:
+        from .defaults import DEFAULT_MODEL
+        model = load_model(DEFAULT_MODEL)
+    scope = profile.activation_scope
+    groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
+    space = build_space(model.layers, profile, config.allowed(), groups)
+    measured = [ModelMeasurement(f"#{row['id']}", Policy.from_dict(row["policy"]), row["objectives"]["latency"] / 1e3)
+                for row in rows]
+    digest = hashlib.sha256("".join(sorted(f"{m.policy.key()}{m.latency_s}" for m in measured)).encode()).hexdigest()
+    return model.layers, dict(space.tensors.traffic), measured, digest
+
+
+def run_fit_to_run(run_dir: str | Path, base: str, output: str | Path, name: str | None = None) -> FitResult:
+    """Fit the base profile to a run's measured latencies and write the fitted profile to `output`."""
+    import re
+
+    from .files import atomic_write_text
+    from .fit import profile_name
+    from .profiles import load_profile
+
+    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+        raise QevoError(f"got {name!r}, expected a name of lowercase letters, digits, '.', '_' or '-'", field="--name")
+    if Path(output).is_dir():
+        raise QevoError("is a folder, expected a path for the fitted profile (.yaml)", path=output)
+    layers, glue, rows, digest = run_rows(run_dir)
+    result = fit_to_models(load_profile(base), layers, rows, glue, name=name or profile_name(output),
+                           measurements_label=str(run_dir), sha256=digest, path=str(output))
+    atomic_write_text(output, result.profile.dumps())
+    return result
