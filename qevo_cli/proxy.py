@@ -99,6 +99,10 @@ class ProxyTable:
     tensor_gain: dict[str, float] = field(default_factory=dict)   # tensor -> distortion per unit of noise
     covered: frozenset = frozenset()       # layers whose activations are tensors' (costed there, not here)
     editor: Any = None                     # the evaluator's graph editor: recovered weights and input statistics
+    # time.perf_counter() after which recovered options are no longer computed (gptq takes up to seconds a layer)
+    # but take the median ratio of those of their kind computed before
+    deadline: float | None = None
+    estimated_ratios: int = 0
     _noise: dict = field(default_factory=dict, repr=False)
     _weights: dict = field(default_factory=dict, repr=False)
     _ratios: dict = field(default_factory=dict, repr=False)
@@ -128,6 +132,8 @@ class ProxyTable:
     def _smoothing_ratio(self, layer: Layer, alpha: float) -> float:
         """The layer's input quantization noise at its output, smoothed over plain (smoothing.py)."""
         key = (layer.name, "smoothing", alpha)
+        if key not in self._ratios and self._late():
+            return self._estimated(("smoothing", alpha))
         if key not in self._ratios:
             lows, highs = self.editor.calibrator.input_range(layer)
             scales = self.editor.smoothing_scales(layer, alpha)
@@ -152,6 +158,8 @@ class ProxyTable:
         """The layer's own output error with its weights recovered, over that with them plain."""
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
                choice.bias_correction, choice.smoothed and choice.smoothing)
+        if key not in self._ratios and self._late():
+            return self._estimated(key[1:])
         if key not in self._ratios:
             def error(c: LayerChoice, means: bool = False) -> float:
                 # smoothed weights err against the smoothed input: the same output error
@@ -166,6 +174,15 @@ class ProxyTable:
             self._ratios[key] = error(better, choice.bias_correction and corrects_bias(layer)) / plain \
                 if plain > 0 else 1.0
         return self._ratios[key]
+
+    def _late(self) -> bool:
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
+    def _estimated(self, kind: tuple) -> float:
+        """The median ratio of the layers whose option of this kind was computed (1, no gain, for none)."""
+        self.estimated_ratios += 1
+        same = [ratio for key, ratio in self._ratios.items() if key[1:] == kind]
+        return float(np.median(same)) if same else 1.0
 
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
         """cost of every layer at one table column ("W:int2", "W:int2+r", "A:int16", ...), measured or

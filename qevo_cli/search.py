@@ -195,8 +195,14 @@ class Search:
         axis = next((o for o in self.config.objectives if o != "metric"), "size")
         limits = {k: v for k, v in self.config.budgets().items() if k != "metric"}
         deadline = self.started + SEEDING_SHARE * self.config.time_limit if self.config.time_limit else None
-        return initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis, limits,
-                                  deadline)
+        if table is not None:
+            table.deadline = deadline
+        population = initial_population(self.space, self.config.pop, score, self.profile, self.config.seed, axis,
+                                        limits, deadline)
+        if table is not None and table.estimated_ratios:
+            self.notes.append(f"the time limit left {table.estimated_ratios} recovered or smoothed options of layers "
+                              "uncomputed; they take the median gain of those computed")
+        return population
 
     def _gene_score(self, table) -> Callable[[int, int], float]:
         """Predicted distortion of gene `g` at option `k`, from the proxy."""

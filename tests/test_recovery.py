@@ -333,3 +333,27 @@ def test_smoothing_is_offered_where_it_applies_and_refused_where_it_does_not(tmp
     assert evaluator.evaluate(Policy({"fc1": LayerChoice("int8", "int8", smoothing=0.5)})) > 20
     with pytest.raises(QevoError, match="smoothing applies"):
         evaluator.evaluate(Policy({"fc2": LayerChoice("int8", "int8", smoothing=0.5)}))
+
+
+def test_past_its_deadline_the_proxy_estimates_recovered_options_from_those_computed(tmp_path):
+    """gptq costs up to seconds a layer: once the seeding deadline passes, a recovered option not computed yet
+    takes the median ratio of its kind, computed on other layers, instead of running gptq."""
+    import tiny_models
+    from qevo_cli.data import load_data
+    from qevo_cli.evaluate import Evaluator
+    from qevo_cli.metrics import resolve_metric
+    from qevo_cli.model import load_model
+    from qevo_cli.policy import LayerChoice
+    from qevo_cli.proxy import measure_proxy
+
+    loaded = load_model(tiny_models.save(tiny_models.residual_concat(), tmp_path / "r.onnx"))
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(4).standard_normal((32, 3, 8, 8)).astype(np.float32))
+    evaluator = Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr"))
+    table = measure_proxy(evaluator, ("int4",), ())
+    plain, recovered = LayerChoice("int4", "fp32"), LayerChoice("int4", "fp32", rounding="gptq")
+    first, second = loaded.layer("conv2"), loaded.layer("conv3")
+    ratio = table.cost(first, recovered) / table.cost(first, plain)
+    assert 0 < ratio < 1 and table.estimated_ratios == 0
+    table.deadline = 0.0   # long past
+    assert table.cost(second, recovered) / table.cost(second, plain) == pytest.approx(ratio)
+    assert table.estimated_ratios == 1

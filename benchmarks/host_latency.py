@@ -1,0 +1,147 @@
+"""The cost model against measured latency on this machine: a profile fitted to timed policies, and intel-vnni
+as shipped, each predicting policies the fit has not seen.
+
+    python benchmarks/host_latency.py orientation ppocr-cls ... [--policies 40] [--table]
+
+Per zoo model, --policies policies of the `host` search space (its defaults: int2/int4/int8/fp16 weights,
+int8/fp32 tensors where onnxruntime's CPU quantizer quantizes): fp32, uniform W8A8, and random mixes, each
+timed as `--target host` times it (its exported model in onnxruntime, one thread, median of repeated runs
+on one sample). Run on a quiet machine: nothing else should share the cores. Half the policies (every
+other one) fit a profile from `host` (qevo_cli/fit_models.py); the other half is predicted by the fitted
+profile and by the shipped `intel-vnni`, unfitted, and compared with its measurements: Spearman rank
+correlation and median relative error. Results go to docs/benchmarks/host_latency.json and a plot to
+docs/benchmarks/host_latency.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+OUT = DOCS / "host_latency.json"
+
+
+def measure(name: str, zoo: Path, count: int) -> dict:
+    os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-host-latency-")
+    from scipy.stats import spearmanr
+
+    from qevo_cli.cost import model_cost
+    from qevo_cli.fit_models import ModelMeasurement, fit_to_models
+    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.latency import HostTimer, host_name
+    from qevo_cli.policy import LayerChoice, Policy
+    from qevo_cli.profiles import load_profile, uniform_policy
+    from qevo_cli.scope import activation_groups
+    from qevo_cli.workspace import open_workspace
+
+    model_path, data, calib, metric = test_paths(name, zoo)
+    workspace = open_workspace(model_path, data, calib, metric)
+    evaluator = workspace.evaluator(threads=1)
+    layers = workspace.model.layers
+    host = load_profile("host")
+    space = build_space(layers, host, Allowed(("int2", "int4", "int8", "fp16"), ("int8", "int16", "fp16")),
+                        activation_groups(workspace.model, host.activation_scope))
+    rng = np.random.default_rng(0)
+    policies = [Policy({}), space.with_tensors_at(uniform_policy(host, layers, LayerChoice("int8", "int8"))[0], "int8")]
+    seen = {p.key() for p in policies}
+    while len(policies) < count:
+        # mixes from all-low to all-high: each gene's option drawn around a random level
+        level = rng.uniform(0, 1)
+        row = np.clip(np.round(level * space.upper + rng.normal(0, 0.35, space.n_var) * space.upper), 0, space.upper)
+        policy = space.decode(row.astype(int))
+        if policy.key() not in seen:
+            seen.add(policy.key())
+            policies.append(policy)
+    timer = HostTimer(evaluator)
+    start = time.perf_counter()
+    timings = [timer(policy) for policy in policies]
+    seconds = time.perf_counter() - start
+    glue = dict(space.tensors.traffic)
+    rows = [ModelMeasurement(f"#{i}", p, t.median_ms / 1e3) for i, (p, t) in enumerate(zip(policies, timings))]
+    fit_rows, held_out = rows[0::2], rows[1::2]
+    fitted = fit_to_models(host, layers, fit_rows, glue, name="host-fitted", measurements_label=name,
+                           sha256="0" * 64).profile
+    measured = [r.latency_s * 1e3 for r in held_out]
+    result = {"model": name, "layers": len(layers), "cpu": host_name(), "policies": len(policies),
+              "fit_rows": len(fit_rows), "held_out": len(held_out), "timing_s": seconds,
+              "spread_median": float(np.median([t.spread for t in timings])),
+              "fp32_ms": timings[0].median_ms, "w8a8_ms": timings[1].median_ms, "profiles": {},
+              "fitted_values": {key: value for key, value in fitted.spec.to_dict().items()
+                                if key in ("compute", "efficiency", "memory", "overhead")}}
+    for label, profile in (("host fitted", fitted), ("host as shipped", host), ("intel-vnni as shipped",
+                                                                             load_profile("intel-vnni"))):
+        predicted = [model_cost(layers, r.policy, profile, glue=glue).latency_s * 1e3 for r in held_out]
+        errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
+        result["profiles"][label] = {"spearman": float(spearmanr(measured, predicted).statistic),
+                                     "median_relative_error": float(np.median(errors)), "predicted_ms": predicted}
+    result["measured_ms"] = measured
+    result["summaries"] = [r.policy.summary() for r in held_out]
+    return result
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        for label, marker in (("host fitted", "o"), ("intel-vnni as shipped", "x")):
+            entry = row["profiles"][label]
+            ax.scatter(row["measured_ms"], entry["predicted_ms"], marker=marker, s=18,
+                       label=f"{label} (rho {entry['spearman']:.2f})")
+        low = min(min(row["measured_ms"]), *(min(e["predicted_ms"]) for e in row["profiles"].values()))
+        high = max(max(row["measured_ms"]), *(max(e["predicted_ms"]) for e in row["profiles"].values()))
+        ax.plot([low, high], [low, high], color="grey", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{row['model']} ({row['held_out']} held-out policies)")
+        ax.set_xlabel("measured on this machine, ms")
+        ax.set_ylabel("predicted, ms")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(DOCS / "host_latency.png", dpi=110)
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| model (layers) | policies timed (s) | fp32 / W8A8 ms | spread | fitted host: Spearman, median error | "
+          "host as shipped | intel-vnni as shipped |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        cells = [f"{r['profiles'][k]['spearman']:.2f}, {100 * r['profiles'][k]['median_relative_error']:.0f}%"
+                 for k in ("host fitted", "host as shipped", "intel-vnni as shipped")]
+        print(f"| {r['model']} ({r['layers']}) | {r['policies']} ({r['timing_s']:.0f}) | {r['fp32_ms']:.2f} / "
+              f"{r['w8a8_ms']:.2f} | {100 * r['spread_median']:.1f}% | " + " | ".join(cells) + " |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=["orientation", "ppocr-cls", "magika", "minilm", "ppocr-det",
+                                                     "ppocr-rec"])
+    parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
+    parser.add_argument("--policies", type=int, default=40)
+    parser.add_argument("--table", action="store_true", help="print the table of the saved results")
+    args = parser.parse_args(argv)
+    if args.table:
+        rows = json.loads(OUT.read_text())
+    else:
+        rows = measure_models(args.names, OUT, lambda name: measure(name, args.zoo, args.policies))
+    print_table(rows)
+    plot(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
