@@ -190,6 +190,21 @@ def print_table(names: list[str], tag: str = "") -> None:
             cut = f" ({row['cut_short']} cut short)" if row.get("cut_short") else ""
             print(f"| {name} ({summary['layers']}) | {method} | {row['evaluations']}{cut} | {' | '.join(cells)} | "
                   f"{row['hv_corner_100']:.4f} | {span} | {picked} | {row['wall_s']} |")
+    static_path = OUT / "scope_check.json"
+    static = {r["model"]: r["static"] for r in json.loads(static_path.read_text())} if static_path.exists() else {}
+    print("\n| model | method | fp32 (test) | onnxruntime `quantize_static` W8A8 (test) | most accurate policy at <= 0.6x "
+          "uniform int8 size: size, search / test | loses no more than `quantize_static` |")
+    print("|---|---|---:|---:|---:|---|")
+    for name in names:
+        summary = json.loads((OUT / (f"zoo_search_{name}" + (f"_{tag}" if tag else "") + ".json")).read_text())
+        for method, row in summary["methods"].items():
+            best = row.get("best_at_0.6x")
+            ort = static.get(name)
+            cell = (f"{best['size_mb'] / summary['int8_size_mb']:.2f}x, {best['metric_search']:.2f} / "
+                    f"{best['metric_test']:.2f}") if best else "none measured"
+            holds = "-" if not best or ort is None else "yes" if best["metric_test"] >= ort else "no"
+            print(f"| {name} | {method} | {summary['fp32_test']:.2f} | {'-' if ort is None else f'{ort:.2f}'} | "
+                  f"{cell} | {holds} |")
 
 
 def main(argv=None) -> int:

@@ -96,7 +96,7 @@ class SearchConfig:
             raise QevoError(f"got {self.latency_cmd!r}, expected a command holding {{model}}, the exported model's "
                             "path", field="latency_cmd")
         if isinstance(self.latency_timeout, bool) or not isinstance(self.latency_timeout, (int, float)) \
-                or not self.latency_timeout > 0:
+                or not 0 < self.latency_timeout < float("inf"):
             raise QevoError(f"got {self.latency_timeout!r}, expected a positive number of seconds",
                             field="latency_timeout")
         if self.time_limit is not None and self.time_limit <= 0:

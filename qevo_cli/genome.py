@@ -209,13 +209,14 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
                                   corrections, ranges, smoothings):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
+            smoothing = smoothing if grouped and activation == "int8" else 0.0
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
                                           calibration=calibration if static and not smoothing else "minmax",
                                           rounding=rounding if grouped else "nearest",
                                           bias_correction=correction and grouped,
                                           weight_range=weight_range if grouped else "minmax",
-                                          smoothing=smoothing if grouped and activation == "int8" else 0.0))
+                                          smoothing=smoothing))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

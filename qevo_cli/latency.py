@@ -93,8 +93,10 @@ class HostTimer:
 
     def identity(self) -> dict:
         shapes = {name: list(np.shape(value)) for name, value in sorted(self.feed.items())}
+        from . import __version__
+
         return {"timer": "host", "cpu": host_name(), "cores": os.cpu_count(), "onnxruntime": ort.__version__,
-                "threads": self.threads, "feed": shapes}
+                "threads": self.threads, "feed": shapes, "qevo": __version__}
 
     def __call__(self, policy: Policy) -> Timing:
         model = stored_model(self.evaluator, policy)
@@ -139,7 +141,9 @@ class CommandTimer:
         self.evaluator, self.command, self.timeout = evaluator, command, timeout
 
     def identity(self) -> dict:
-        return {"timer": "command", "command": self.command}
+        from . import __version__
+
+        return {"timer": "command", "command": self.command, "qevo": __version__}
 
     def __call__(self, policy: Policy) -> Timing:
         import shlex
@@ -149,14 +153,28 @@ class CommandTimer:
             path = Path(folder) / "model.onnx"
             onnx.save(model, str(path))
             command = self.command.replace("{model}", shlex.quote(str(path)))
-            process = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, start_new_session=True)   # its own group: a timeout ends it all
-            try:
-                out, err = process.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                raise LatencyFailure(f"the latency command ran past its timeout of {self.timeout:g} s") from None
+            # output to files, not pipes: a helper the command leaves behind (an ssh master) may hold a pipe open
+            with open(Path(folder) / "out", "w+b") as out_file, open(Path(folder) / "err", "w+b") as err_file:
+                process = subprocess.Popen(command, shell=True, stdout=out_file, stderr=err_file,
+                                           start_new_session=True)   # its own group: a timeout ends it all
+                try:
+                    process.wait(timeout=self.timeout)
+                except subprocess.TimeoutExpired:
+                    raise LatencyFailure(f"the latency command ran past its timeout of {self.timeout:g} s") from None
+                finally:
+                    if process.poll() is None:   # timed out, or interrupted (Ctrl-C)
+                        try:
+                            os.killpg(process.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                        try:
+                            process.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                out_file.seek(0)
+                err_file.seek(0)
+                out = out_file.read().decode("utf-8", errors="replace")
+                err = err_file.read().decode("utf-8", errors="replace")
         if process.returncode != 0:
             detail = next((line for line in reversed(err.splitlines()) if line.strip()), "no message")
             raise LatencyFailure(f"the latency command failed with exit code {process.returncode}: {detail.strip()}")
@@ -210,6 +228,16 @@ class MeasuredLatency:
         self.failures: dict[str, str] = {}
         self.timed = 0
 
+    def known(self, policy: Policy) -> Timing | None:
+        """The policy's timing if it was taken before (this run or the cache), without timing it."""
+        key = policy.key()
+        if key not in self.memory:
+            found = self.cache.get(key)
+            if found is None:
+                return None
+            self.memory[key] = found
+        return self.memory[key]
+
     def __call__(self, policy: Policy) -> Timing | None:
         """The policy's timing, or None when it could not be timed (the reason is in `failures`)."""
         key = policy.key()
@@ -223,6 +251,9 @@ class MeasuredLatency:
                 timing = self.timer(policy)
             except LatencyFailure as failure:
                 self.failures[key] = str(failure)
+                return None
+            except Exception as err:   # building or writing this policy's model: it fails, not the search
+                self.failures[key] = f"its model could not be built for timing: {first_line(err)}"
                 return None
             self.cache.put(key, timing)
             self.timed += 1

@@ -65,7 +65,8 @@ class Measurer:
 
     def _race(self, policy: Policy, state) -> Race:
         front, shift, margin, learning = state
-        values = self.costing.values(policy, self.costing.fp32_metric)
+        # predicted costs: a measured latency is timed only once the policy is measured
+        values = self.costing.values(policy, self.costing.fp32_metric, timed=False)
         costs = tuple(values[n] for n in self.costing.objectives if n != "metric")
         return Race(self.race_rows, self.costing.fp32_metric, shift, margin, front, costs, learning)
 

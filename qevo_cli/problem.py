@@ -71,12 +71,15 @@ class Costing:
     def n_constraints(self) -> int:
         return len(self.budgets) + self.timed
 
-    def values(self, policy: Policy, metric: float) -> dict[str, float]:
+    def values(self, policy: Policy, metric: float, timed: bool = True) -> dict[str, float]:
+        """The objectives; `timed=False` predicts a measured latency from the profile instead of timing it (to
+        place a policy before it is measured)."""
         cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes, glue=self.glue)
         latency_ms = cost.latency_s * 1e3
         if self.latency is not None:
-            timing = self.latency(policy)
-            latency_ms = timing.median_ms if timing is not None else UNTIMED
+            timing = self.latency(policy) if timed else self.latency.known(policy)
+            if timing is not None or timed:
+                latency_ms = timing.median_ms if timing is not None else UNTIMED
         return {"metric": self.fp32_metric - metric, "size": cost.weight_bytes / 1e6,
                 "latency": latency_ms, "energy": cost.energy_j * 1e3}
 

@@ -29,6 +29,7 @@ probed ones, and the table says it is incomplete.
 from __future__ import annotations
 
 import math
+from collections import Counter
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Mapping, Sequence
@@ -102,10 +103,17 @@ class ProxyTable:
     # time.perf_counter() after which recovered options are no longer computed (gptq takes up to seconds a layer)
     # but take the median ratio of those of their kind computed before
     deadline: float | None = None
-    estimated_ratios: int = 0
+    covered_readers: dict = field(default_factory=dict)   # tensor -> covered layers reading it
     _noise: dict = field(default_factory=dict, repr=False)
     _weights: dict = field(default_factory=dict, repr=False)
     _ratios: dict = field(default_factory=dict, repr=False)
+    _estimates: dict = field(default_factory=dict, repr=False)
+    _estimated_keys: set = field(default_factory=set, repr=False)
+
+    @property
+    def estimated_ratios(self) -> int:
+        """Options of layers whose ratio the deadline left uncomputed."""
+        return len(self._estimated_keys)
 
     def cost(self, layer: Layer, choice: LayerChoice) -> float:
         """Predicted distortion of this layer alone at `choice` (weights and input activations)."""
@@ -120,20 +128,24 @@ class ProxyTable:
             if weight_part and recovered(choice) and self.editor is not None and supports(layer):
                 weight_part *= self._recovery_ratio(layer, choice)
         activation_part = 0.0
-        own_input = layer.name not in self.covered or choice.smoothed   # a smoothed layer quantizes its own
-        if not layer.weight_only and choice.activation != "fp32" and own_input:
+        if not layer.weight_only and choice.activation != "fp32" and layer.name not in self.covered:
             column = f"A:{choice.activation}"
             activation_part = measured[column] if column in measured else \
                 self.activation_gain.get(layer.name, 0.0) * activation_noise(choice.activation)
             if choice.smoothed and self.editor is not None:
                 activation_part *= self._smoothing_ratio(layer, choice.smoothing)
-        return weight_part + activation_part
+        elif choice.smoothed and self.editor is not None and layer.name in self.covered:
+            # the layer reads its own smoothed copy of a tensor costed as a whole: its share of that tensor's
+            # cost changes by the smoothing ratio
+            share = self.tensor_cost(layer.input, choice.activation) / max(self.covered_readers.get(layer.input, 1), 1)
+            activation_part = share * (self._smoothing_ratio(layer, choice.smoothing) - 1.0)
+        return max(weight_part + activation_part, 0.0)
 
     def _smoothing_ratio(self, layer: Layer, alpha: float) -> float:
         """The layer's input quantization noise at its output, smoothed over plain (smoothing.py)."""
         key = (layer.name, "smoothing", alpha)
         if key not in self._ratios and self._late():
-            return self._estimated(("smoothing", alpha))
+            return self._estimated(key)
         if key not in self._ratios:
             lows, highs = self.editor.calibrator.input_range(layer)
             scales = self.editor.smoothing_scales(layer, alpha)
@@ -159,7 +171,7 @@ class ProxyTable:
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
                choice.bias_correction, choice.smoothed and choice.smoothing)
         if key not in self._ratios and self._late():
-            return self._estimated(key[1:])
+            return self._estimated(key)
         if key not in self._ratios:
             def error(c: LayerChoice, means: bool = False) -> float:
                 # smoothed weights err against the smoothed input: the same output error
@@ -178,11 +190,15 @@ class ProxyTable:
     def _late(self) -> bool:
         return self.deadline is not None and time.perf_counter() >= self.deadline
 
-    def _estimated(self, kind: tuple) -> float:
-        """The median ratio of the layers whose option of this kind was computed (1, no gain, for none)."""
-        self.estimated_ratios += 1
-        same = [ratio for key, ratio in self._ratios.items() if key[1:] == kind]
-        return float(np.median(same)) if same else 1.0
+    def _estimated(self, key: tuple) -> float:
+        """The median ratio of the layers whose option of this kind (the key less its layer) was computed (1, no
+        gain, for none)."""
+        kind = key[1:]
+        if kind not in self._estimates:
+            same = [ratio for known, ratio in self._ratios.items() if known[1:] == kind]
+            self._estimates[kind] = float(np.median(same)) if same else 1.0
+        self._estimated_keys.add(key)
+        return self._estimates[kind]
 
     def column(self, layers: Sequence[Layer], label: str) -> dict[str, float]:
         """cost of every layer at one table column ("W:int2", "W:int2+r", "A:int16", ...), measured or
@@ -339,7 +355,9 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
     probes = counts["probes"]
 
     weights = {layer.name: _weight_array(evaluator, layer) for layer in layers if layer.weight is not None}
+    readers = Counter(layer.input for layer in evaluator.model.layers if layer.name in covered)
     table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, covered=covered, editor=evaluator.editor,
+                       covered_readers=dict(readers),
                        _weights=weights)
     for layer in layers:
         row = measured[layer.name]

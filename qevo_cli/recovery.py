@@ -24,6 +24,7 @@ DAMPING = 0.01       # of the mean diagonal, added to H before inverting it (the
 BLOCK = 128          # columns updated together before the error reaches the rest (lazy batch updates)
 MAX_PATCHES = 8192   # input columns one batch adds to a Conv's Gram matrix (a random subset beyond)
 MEMO_SIZE = 8        # factored Gram matrices and code arrays kept: a layer's formats are asked for together
+MEMO_BYTES = 512e6   # and at most this much of them (a 4096-input layer's factor alone is 134 MB)
 
 
 class _Memo(OrderedDict):
@@ -35,9 +36,13 @@ class _Memo(OrderedDict):
             self.move_to_end(key)
             return self[key]
         value = self[key] = compute()
-        while len(self) > MEMO_SIZE:
+        while len(self) > 1 and (len(self) > MEMO_SIZE or sum(_nbytes(v) for v in self.values()) > MEMO_BYTES):
             self.popitem(last=False)
         return value
+
+
+def _nbytes(value) -> int:
+    return sum(_nbytes(v) for v in value) if isinstance(value, tuple) else value.nbytes
 
 
 _FACTORS, _CODES = _Memo(), _Memo()

@@ -352,6 +352,8 @@ class Search:
         from .latency import CommandTimer, HostTimer, MeasuredLatency
 
         config = self.config
+        if "latency" not in config.objectives and "latency" not in config.budgets():
+            return None   # nothing asks for it: the front's latency stays the profile's model
         if config.latency_cmd:
             timer = CommandTimer(self.evaluator, config.latency_cmd, config.latency_timeout)
         elif self.profile.latency_source == "host":
