@@ -12,8 +12,9 @@ search split; it and uniform W8A8 are then measured on the test split. Every eva
 counted. Results go to docs/benchmarks/scope_zoo.json.
 
 With --recovery the search may also choose, per layer, gptq rounding, bias correction, the output-mse
-weight range and (where the target offers it) smoothing at alpha 0.5; run with and without it at the same
-limit, side by side (--parallel 2), to compare at equal time.
+weight range and (where the target offers it) smoothing at alpha 0.5 (results in scope_zoo_recovery.json);
+run it beside a plain run at the same limit (--out docs/benchmarks/scope_zoo_beside_recovery.json) to
+compare at equal time.
 """
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int, recovery: bo
 
 
 AIMET = OUT.parent / "aimet"
-RECOVERED = OUT.parent / "scope_zoo_recovery.json"   # benchmarks/aimet_amp.py's results, where it was run
+RECOVERED = OUT.parent / "scope_zoo_recovery.json"
+BESIDE = OUT.parent / "scope_zoo_beside_recovery.json"   # the plain runs made beside the recovery runs   # benchmarks/aimet_amp.py's results, where it was run
 
 
 def print_table(rows: list[dict]) -> None:
@@ -113,6 +115,7 @@ def print_table(rows: list[dict]) -> None:
     recovered = {(r["model"], r["target"]): r for r in json.loads(RECOVERED.read_text())} if RECOVERED.exists() else {}
     if recovered:
         static = {r["model"]: r["static"] for r in json.loads((OUT.parent / "scope_check.json").read_text())}
+        rows = json.loads(BESIDE.read_text()) if BESIDE.exists() else rows
         print("\n| model | target | fp32 | onnxruntime `quantize_static` W8A8 | qevo best at <= 0.6x INT8: test, "
               "weights rounded to nearest | with recovery to choose from | its recovered layers | evaluations "
               "(plain / recovery) |")
@@ -162,9 +165,11 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recovery", action="store_true", help="let the search choose recovered weights too")
+    parser.add_argument("--out", type=Path, help="where the results go (default: scope_zoo.json, or "
+                                                 "scope_zoo_recovery.json with --recovery)")
     parser.add_argument("--table", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
-    out = RECOVERED if args.recovery else OUT   # two files: the two runs go side by side
+    out = args.out or (RECOVERED if args.recovery else OUT)   # two files: the two runs go side by side
     saved = json.loads(out.read_text()) if out.exists() else []
     if args.table:
         print_table(saved)
