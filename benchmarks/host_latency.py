@@ -37,6 +37,7 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     from scipy.stats import spearmanr
 
     from qevo_cli.cost import model_cost
+    from qevo_cli.errors import QevoError
     from qevo_cli.fit_models import ModelMeasurement, fit_to_models
     from qevo_cli.genome import Allowed, build_space
     from qevo_cli.latency import HostTimer, host_name
@@ -81,10 +82,17 @@ def measure(name: str, zoo: Path, count: int) -> dict:
                                 if key in ("compute", "efficiency", "memory", "overhead")}}
     for label, profile in (("host fitted", fitted), ("host as shipped", host), ("intel-vnni as shipped",
                                                                              load_profile("intel-vnni"))):
-        predicted = [model_cost(layers, r.policy, profile, glue=glue).latency_s * 1e3 for r in held_out]
-        errors = [abs(p - m) / m for p, m in zip(predicted, measured)]
-        result["profiles"][label] = {"spearman": float(spearmanr(measured, predicted).statistic),
-                                     "median_relative_error": float(np.median(errors)), "predicted_ms": predicted}
+        predicted = []
+        for r in held_out:   # a profile may not offer a policy of host's space (fp16 weights, int8 inputs)
+            try:
+                predicted.append(model_cost(layers, r.policy, profile, glue=glue).latency_s * 1e3)
+            except QevoError:
+                predicted.append(float("nan"))
+        kept = [(p, m) for p, m in zip(predicted, measured) if p == p]
+        errors = [abs(p - m) / m for p, m in kept]
+        result["profiles"][label] = {"spearman": float(spearmanr(*zip(*kept)).statistic) if len(kept) > 2 else None,
+                                     "median_relative_error": float(np.median(errors)) if errors else None,
+                                     "predicted_ms": predicted, "offered": len(kept)}
     result["measured_ms"] = measured
     result["summaries"] = [r.policy.summary() for r in held_out]
     return result
@@ -98,12 +106,15 @@ def plot(rows: list[dict]) -> None:
 
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4), squeeze=False)
     for ax, row in zip(axes[0], rows):
+        values = list(row["measured_ms"])
         for label, marker in (("host fitted", "o"), ("intel-vnni as shipped", "x")):
             entry = row["profiles"][label]
-            ax.scatter(row["measured_ms"], entry["predicted_ms"], marker=marker, s=18,
-                       label=f"{label} (rho {entry['spearman']:.2f})")
-        low = min(min(row["measured_ms"]), *(min(e["predicted_ms"]) for e in row["profiles"].values()))
-        high = max(max(row["measured_ms"]), *(max(e["predicted_ms"]) for e in row["profiles"].values()))
+            pairs = [(m, p) for m, p in zip(row["measured_ms"], entry["predicted_ms"]) if p == p]
+            if not pairs:
+                continue
+            ax.scatter(*zip(*pairs), marker=marker, s=18, label=f"{label} (rho {entry['spearman'] or 0:.2f})")
+            values += [p for _, p in pairs]
+        low, high = min(values), max(values)
         ax.plot([low, high], [low, high], color="grey", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -120,8 +131,10 @@ def print_table(rows: list[dict]) -> None:
           "host as shipped | intel-vnni as shipped |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        cells = [f"{r['profiles'][k]['spearman']:.2f}, {100 * r['profiles'][k]['median_relative_error']:.0f}%"
-                 for k in ("host fitted", "host as shipped", "intel-vnni as shipped")]
+        cells = [f"{e['spearman']:.2f}, {100 * e['median_relative_error']:.0f}%"
+                 + (f" ({e['offered']} offered)" if e.get("offered", r["held_out"]) < r["held_out"] else "")
+                 if e["spearman"] is not None else "-"
+                 for e in (r["profiles"][k] for k in ("host fitted", "host as shipped", "intel-vnni as shipped"))]
         print(f"| {r['model']} ({r['layers']}) | {r['policies']} ({r['timing_s']:.0f}) | {r['fp32_ms']:.2f} / "
               f"{r['w8a8_ms']:.2f} | {100 * r['spread_median']:.1f}% | " + " | ".join(cells) + " |")
 
