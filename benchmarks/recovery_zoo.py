@@ -19,8 +19,6 @@ Results go to docs/benchmarks/recovery_zoo.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
+from zoo.common import per_model_main, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "recovery_zoo.json"
 UNIFORM = {"W4A8": ("int4", "int8"), "W3A8": ("int3", "int8"), "W4A16": ("int4", "int16")}
@@ -107,17 +105,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=["digits", "orientation", "ppocr-cls", "magika", "minilm",
-                                                     "silero-vad", "ppocr-rec", "ppocr-det"])
-    parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
-    parser.add_argument("--table", action="store_true", help="print the table of the saved results")
-    args = parser.parse_args(argv)
-    if args.table:
-        print_table(json.loads(OUT.read_text()))
-        return 0
-    print_table(measure_models(args.names, OUT, lambda name: measure(name, args.zoo)))
-    return 0
+    return per_model_main(__doc__.splitlines()[0], OUT, measure, print_table, argv)
 
 
 if __name__ == "__main__":
