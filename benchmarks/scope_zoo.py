@@ -95,6 +95,9 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int, recovery: bo
                    pick_test=evaluator.evaluate(policy), pick_bits=policy.summary(),
                    # the quantized weights alone (scales included), as AIMET reports a model's size
                    pick_weight_bytes=model_cost(layers, policy, profile).weight_bytes)
+    from qevo_cli import runners
+
+    runners._EVALUATORS.clear()   # one process measures model after model: keep one model's caches at a time
     return row
 
 
