@@ -188,6 +188,9 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         notes.append(f"{profile.name} keeps tensors in none of the allowed activation formats "
                      f"({', '.join(allowed.activation_formats)}); tensors beyond the layers' inputs stay float")
         groups = ()
+    if any(allowed.smoothings) and profile.activation_scope == "all-tensors":
+        notes.append(f"{profile.name} quantizes every tensor: smoothing (a float Mul in front of a layer) is not "
+                     "offered there")
     index = {group.tensor: t for t, group in enumerate(groups)}
     options, reads = [], []
     for layer in layers:

@@ -311,6 +311,7 @@ def test_smoothing_is_offered_where_it_applies_and_refused_where_it_does_not(tmp
                for options in space.options for c in options)
     hexagon = build_space(loaded.layers, load_profile("hexagon"), config.allowed())
     assert {c.smoothing for options in hexagon.options for c in options} == {0.0}
+    assert any("smoothing" in note for note in hexagon.notes)
     for bad in ("1.5", "strong", "0"):
         with pytest.raises(QevoError, match="smoothing"):
             SearchConfig(target="hexagon", smoothing=bad).allowed()
