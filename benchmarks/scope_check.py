@@ -24,8 +24,6 @@ Results go to docs/benchmarks/scope_check.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
+from zoo.common import per_model_main, test_paths  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "scope_check.json"
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")   # the layers onnxruntime's quantizer knows
@@ -137,16 +135,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=["digits", "orientation", "ppocr-cls", "magika"])
-    parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
-    parser.add_argument("--table", action="store_true", help="print the table of the saved results")
-    args = parser.parse_args(argv)
-    if args.table:
-        print_table(json.loads(OUT.read_text()))
-        return 0
-    print_table(measure_models(args.names, OUT, lambda name: check(name, args.zoo), echo=True))
-    return 0
+    return per_model_main(__doc__.splitlines()[0], OUT, check, print_table, argv,
+                          names=["digits", "orientation", "ppocr-cls", "magika"], echo=True)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,16 @@ class SearchConfig:
             raise QevoError(f"bad settings ({err})", path=source) from None
 
     @classmethod
+    def from_run(cls, store, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
+        """The settings a run folder's run.yaml records (`store`: its RunStore), `overrides` on top."""
+        saved = store.read_config()
+        source = store.dir / store.RUN_FILE
+        settings = saved.get("settings") if isinstance(saved, dict) else None
+        if not isinstance(settings, dict):
+            raise QevoError("run.yaml has no settings", path=source)
+        return cls.from_mapping({**settings, **dict(overrides)}, source)
+
+    @classmethod
     def from_file(cls, path: str | Path, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
         path = Path(path)
         try:

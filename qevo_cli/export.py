@@ -45,6 +45,14 @@ def simulated_layers(evaluator: Evaluator, policy: Policy) -> list[str]:
             and not storable(policy.choice(layer.name))]
 
 
+def stored_form(evaluator: Evaluator, policy: Policy) -> tuple[onnx.ModelProto, int]:
+    """The policy's model with its weights stored as the runtime keeps them, and its default opset (raised
+    where storage needs a newer DequantizeLinear)."""
+    editor = evaluator.editor
+    opset = max(default_opset(evaluator.model.proto), editor.required_opset(policy))
+    return editor.build(policy, store=True, base=editor.at_opset(opset)), opset
+
+
 def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_simulated: bool = False,
                 expected: float | None = None) -> ExportReport:
     """Write `policy` as a quantized ONNX model at `output`, load it in onnxruntime and measure it."""
@@ -57,8 +65,7 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_
                         f"({len(simulated)} layer(s) in all); pass --allow-simulated to write them rounded to "
                         "their levels in float", path=output)
     model = evaluator.model
-    opset = max(default_opset(model.proto), evaluator.editor.required_opset(policy))
-    exported = evaluator.editor.build(policy, store=True, base=evaluator.editor.at_opset(opset))
+    exported, opset = stored_form(evaluator, policy)
     stored = [layer.name for layer in model.layers if layer.weight is not None and layer.name not in simulated
               and policy.choice(layer.name).weight != "fp32"]
     output.parent.mkdir(parents=True, exist_ok=True)

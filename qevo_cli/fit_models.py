@@ -111,30 +111,25 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
 def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeasurement], str]:
     """The layers, glue and measured policies of a search whose latency was measured, and its label."""
     from .config import SearchConfig
+    from .defaults import DEFAULT_MODEL
     from .genome import build_space
     from .model import load_model
+    from .problem import UNTIMED
     from .profiles import load_profile
     from .scope import activation_groups
     from .store import RunStore
 
     store = RunStore(run_dir, create=False)
     try:
-        saved = store.read_config()
-        settings = saved.get("settings") if isinstance(saved, dict) else None
-        if not isinstance(settings, dict):
-            raise QevoError("run.yaml has no settings", path=Path(run_dir) / RunStore.RUN_FILE)
-        config = SearchConfig.from_mapping(settings, Path(run_dir) / RunStore.RUN_FILE)
+        config = SearchConfig.from_run(store)
         profile = load_profile(config.target)
         if profile.latency_source != "host" and not config.latency_cmd:
             raise QevoError(f"its latencies come from {profile.name}'s cost model, expected a run whose latency was "
                             "measured (--target host or --latency-cmd)", path=run_dir)
-        rows = [row for row in store.evaluations() if row["objectives"]["latency"] < 1e9]
+        rows = [row for row in store.evaluations() if row["objectives"]["latency"] < UNTIMED]
     finally:
         store.close()
-    model = load_model(config.model) if config.model else None
-    if model is None:
-        from .defaults import DEFAULT_MODEL
-        model = load_model(DEFAULT_MODEL)
+    model = load_model(config.model or DEFAULT_MODEL)
     scope = profile.activation_scope
     groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
     space = build_space(model.layers, profile, config.allowed(), groups)

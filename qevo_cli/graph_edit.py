@@ -30,7 +30,7 @@ from .layers import Layer
 from .model import LoadedModel, convert_opset, default_opset
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .quantize import activation_qparams, quantize_weight, weight_codes
-from .recovery import corrects_bias, output_shift
+from .recovery import corrects_bias, output_shift, weight_matrix
 from .smoothing import divide_node, scaled_grams, scaled_weight, smoothed_range, smoothing_scales, smooths
 from .stored import (BLOCKED_OPSET, DEQUANTIZE_OPSET, MS_DOMAIN, dequantize_nodes, fits_matmul_nbits, matmul_nbits,
                      shared_unpack_constants, storable)
@@ -192,8 +192,6 @@ class GraphEditor:
                             "layers of the top graph", field="smoothing")
         key = (layer.name, alpha)
         if key not in self._scales:
-            from .recovery import weight_matrix
-
             lows, highs = self.calibrator.input_range(layer)
             matrix = weight_matrix(self.weight_values(layer), layer.channel_axis)
             self._scales[key] = smoothing_scales(lows[0], highs[0], matrix, alpha)

@@ -62,16 +62,13 @@ def host_name() -> str:
 
 def stored_model(evaluator, policy: Policy) -> onnx.ModelProto:
     """The policy's model as `qevo export` writes it (weights stored as the runtime keeps them)."""
-    from .export import simulated_layers
-    from .model import default_opset
+    from .export import simulated_layers, stored_form
 
     simulated = simulated_layers(evaluator, policy)
     if simulated:
         raise LatencyFailure(f"layer {simulated[0]!r} uses {policy.choice(simulated[0]).weight} weights, which no "
                              "ONNX type stores, so its model cannot be run as deployed")
-    editor = evaluator.editor
-    opset = max(default_opset(evaluator.model.proto), editor.required_opset(policy))
-    return editor.build(policy, store=True, base=editor.at_opset(opset))
+    return stored_form(evaluator, policy)[0]
 
 
 def one_sample(evaluator) -> dict[str, np.ndarray]:

@@ -331,7 +331,7 @@ class Search:
 
     def _drop_flat_latency(self) -> None:
         """Leave a modelled latency out of the default objectives when it cannot separate policies: the
-        space's extremes, uniform W8A8 and fp32 all within FLAT_SPAN of each other on this target."""
+        space's two extremes and uniform W8A8 all within FLAT_SPAN of each other on this target."""
         config = self.config
         if config.objectives_given or self.latency is not None or "latency" not in config.objectives:
             return
@@ -456,12 +456,7 @@ def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | Non
 def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None):
     """(Search, algorithm or None) for a stopped run: everything checked, nothing run yet."""
     store = RunStore(run_dir, create=False)
-    saved = store.read_config()
-    settings = saved.get("settings") if isinstance(saved, dict) else None
-    if not isinstance(settings, dict):
-        raise QevoError("run.yaml has no settings", path=Path(run_dir) / RunStore.RUN_FILE)
-    settings = {**settings, **(overrides or {})}
-    config = SearchConfig.from_mapping(settings, Path(run_dir) / RunStore.RUN_FILE)
+    config = SearchConfig.from_run(store, overrides or {})
     checkpoint = store.load_checkpoint()
     store.close()
     search = Search(config, run_dir=Path(run_dir), resume=True)

@@ -73,20 +73,21 @@ def measure_models(names, out: Path, measure, echo: bool = False) -> list[dict]:
 ALL_MODELS = ["digits", "orientation", "ppocr-cls", "magika", "minilm", "silero-vad", "ppocr-rec", "ppocr-det"]
 
 
-def per_model_main(description: str, out: Path, measure, print_table, argv=None) -> int:
+def per_model_main(description: str, out: Path, measure, print_table, argv=None, names=ALL_MODELS,
+                   echo: bool = False) -> int:
     """The command line of a benchmark measured model by model: `NAMES... [--zoo DIR] [--table]`, each model's
-    row saved to `out` as it is measured (measure(name, zoo)), then the table printed."""
+    row saved to `out` as it is measured (measure(name, zoo); `echo` prints it too), then the table printed."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("names", nargs="*", default=ALL_MODELS)
+    parser.add_argument("names", nargs="*", default=list(names))
     parser.add_argument("--zoo", type=Path, default=ZOO_DIR)
     parser.add_argument("--table", action="store_true", help="print the table of the saved results")
     args = parser.parse_args(argv)
     if args.table:
         print_table(json.loads(out.read_text()))
         return 0
-    print_table(measure_models(args.names, out, lambda name: measure(name, args.zoo)))
+    print_table(measure_models(args.names, out, lambda name: measure(name, args.zoo), echo))
     return 0
 
 
