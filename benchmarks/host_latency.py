@@ -39,11 +39,10 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     from qevo_cli.cost import model_cost
     from qevo_cli.errors import QevoError
     from qevo_cli.fit_models import ModelMeasurement, fit_to_models
-    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.genome import Allowed, space_for
     from qevo_cli.latency import HostTimer, host_name
     from qevo_cli.policy import LayerChoice, Policy
     from qevo_cli.profiles import load_profile, uniform_policy
-    from qevo_cli.scope import activation_groups
     from qevo_cli.workspace import open_workspace
 
     model_path, data, calib, metric = test_paths(name, zoo)
@@ -51,8 +50,7 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     evaluator = workspace.evaluator(threads=1)
     layers = workspace.model.layers
     host = load_profile("host")
-    space = build_space(layers, host, Allowed(("int2", "int4", "int8", "fp16"), ("int8", "int16", "fp16")),
-                        activation_groups(workspace.model, host.activation_scope))
+    space = space_for(workspace.model, host, Allowed(("int2", "int4", "int8", "fp16"), ("int8", "int16", "fp16")))
     rng = np.random.default_rng(0)
     policies = [Policy({}), space.with_tensors_at(uniform_policy(host, layers, LayerChoice("int8", "int8"))[0], "int8")]
     seen = {p.key() for p in policies}

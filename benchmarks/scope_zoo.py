@@ -37,14 +37,12 @@ BUDGET = 0.6
 def uniform_int8_mb(workspace, profile) -> float:
     """Size of uniform W8A8 on the target, as the search's own reference counts it."""
     from qevo_cli.cost import model_cost
-    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.genome import Allowed, space_for
     from qevo_cli.policy import LayerChoice
     from qevo_cli.profiles import uniform_policy
-    from qevo_cli.scope import activation_groups
 
     model = workspace.model
-    groups = activation_groups(model, profile.activation_scope) if profile.activation_scope != "layer-inputs" else ()
-    space = build_space(model.layers, profile, Allowed(), groups)
+    space = space_for(model, profile, Allowed())
     policy = space.with_tensors_at(uniform_policy(profile, model.layers, LayerChoice("int8", "int8"))[0], "int8")
     return model_cost(model.layers, policy, profile, model.other_bytes, space.tensors.traffic).weight_bytes / 1e6
 

@@ -55,10 +55,9 @@ def _apply(policy, layers, recovered: bool, alpha: float):
 def measure(name: str, zoo: Path) -> dict:
     os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-smoothing-")
     from qevo_cli.export import export_onnx
-    from qevo_cli.genome import Allowed, build_space
+    from qevo_cli.genome import Allowed, space_for
     from qevo_cli.policy import LayerChoice, Policy
     from qevo_cli.profiles import load_profile, uniform_policy
-    from qevo_cli.scope import activation_groups
     from qevo_cli.smoothing import smooths
     from qevo_cli.workspace import open_workspace
 
@@ -80,7 +79,7 @@ def measure(name: str, zoo: Path) -> dict:
                 print(f"[{name}] {label} {recipe}: {score:.2f}", flush=True)
 
     profile = load_profile("arm-neon")
-    space = build_space(layers, profile, Allowed(), activation_groups(test.model, profile.activation_scope))
+    space = space_for(test.model, profile, Allowed())
     w8a8 = space.with_tensors_at(uniform_policy(profile, layers, LayerChoice("int8", "int8"))[0], "int8")
     search_evaluator = None
     if name != "digits":

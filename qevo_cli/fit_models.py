@@ -112,11 +112,10 @@ def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeas
     """The layers, glue and measured policies of a search whose latency was measured, and its label."""
     from .config import SearchConfig
     from .defaults import DEFAULT_MODEL
-    from .genome import build_space
+    from .genome import space_for
     from .model import load_model
     from .problem import UNTIMED
     from .profiles import load_profile
-    from .scope import activation_groups
     from .store import RunStore
 
     store = RunStore(run_dir, create=False)
@@ -130,9 +129,7 @@ def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeas
     finally:
         store.close()
     model = load_model(config.model or DEFAULT_MODEL)
-    scope = profile.activation_scope
-    groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
-    space = build_space(model.layers, profile, config.allowed(), groups)
+    space = space_for(model, profile, config.allowed())
     measured = [ModelMeasurement(f"#{row['id']}", Policy.from_dict(row["policy"]), row["objectives"]["latency"] / 1e3)
                 for row in rows]
     digest = hashlib.sha256("".join(sorted(f"{m.policy.key()}{m.latency_s}" for m in measured)).encode()).hexdigest()

@@ -26,7 +26,7 @@ from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUN
 from .recovery import corrects_bias, supports as recovers
 from .smoothing import smooths
 from .profiles import Profile, supported_choices
-from .scope import TensorGroup
+from .scope import TensorGroup, activation_groups
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,14 @@ class SearchSpace:
 
 def _nearest_format(options: Sequence[str], fmt: str) -> str:
     return min(options, key=lambda o: (abs(activation_bits(o) - activation_bits(fmt)), o != fmt))
+
+
+def space_for(model, profile: Profile, allowed: Allowed) -> "SearchSpace":
+    """The search space of a loaded model on `profile`, with a gene per activation tensor where the target
+    quantizes more than the layers' inputs."""
+    scope = profile.activation_scope
+    groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
+    return build_space(model.layers, profile, allowed, groups)
 
 
 def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,

@@ -37,14 +37,13 @@ from .config import SearchConfig
 from .errors import QevoError
 from .cost import model_cost
 from .front import FLAT_SPAN, HypervolumeScale, closest, non_dominated, relative_span
-from .genome import SearchSpace, build_space
+from .genome import SearchSpace, space_for
 from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem
 from .profiles import load_profile, uniform_policy
 from .fidelity import race_rows as race_rows_for
 from .measurer import Measurer
 from .runners import MeasureTask, WorkspaceSpec, open_runner
-from .scope import activation_groups
 from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .store import EvaluationCache, RunStore
@@ -133,9 +132,7 @@ class Search:
         self.profile = load_profile(config.target)
         self.evaluator = self.spec.evaluator()
         model = self.evaluator.model
-        scope = self.profile.activation_scope
-        groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
-        self.space: SearchSpace = build_space(model.layers, self.profile, config.allowed(), groups)
+        self.space: SearchSpace = space_for(model, self.profile, config.allowed())
         if self.space.n_var == 0:
             raise QevoError("nothing to search: every layer has a single allowed choice on this target "
                             "(allow more formats with --weight-formats / --act-formats)", field="target")
