@@ -8,8 +8,9 @@ measures with one onnxruntime thread. Each gets the same search space (qevo's de
 - qevo: `run_search` with --time-limit (sensitivity proxy, ILP + greedy seeding, racing, NSGA-II);
   qevo-norace: the same with --no-racing, to show what racing buys; qevo-recovery: the same with recovered
   weights to choose from too (--rounding nearest,gptq --bias-correction off,on --weight-range
-  minmax,output-mse), to show what they buy
-  at equal time (`--methods qevo,qevo-recovery --tag recovery`).
+  minmax,output-mse), to show what they buy at equal time (`--methods qevo,qevo-recovery --tag recovery`);
+  qevo-finish: the plain search with --recover-front, which keeps the last 30% of the limit to measure the
+  front's policies again with recovered weights (`--methods qevo,qevo-finish --tag finish`).
 - random: uniformly random policies of the space, measured until the time is up.
 - greedy: the proxy (with the same time share qevo gives it), then AMP's greedy path from the richest policy
   down, its points measured coarse to fine (the ends first, then halves) so it spends its time well.
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo.common import ZOO_DIR, save_json  # noqa: E402
 
-METHODS = ("qevo", "qevo-norace", "random", "greedy", "ilp")   # the default set; qevo-recovery on request
+METHODS = ("qevo", "qevo-norace", "random", "greedy", "ilp")   # the default set; qevo-recovery, qevo-finish on request
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
 
@@ -53,7 +54,7 @@ def run_method(method: str, folder: Path, target: str, limit: float, seed: int) 
     config = SearchConfig(model=str(folder / "model.onnx"), data=str(folder / "search.npz"),
                           calib=str(folder / "calib.npz"), metric=info["metric"], target=target,
                           objectives=("metric", "size"), time_limit=limit, generations=100000, seed=seed,
-                          threads=1, racing=method != "qevo-norace",
+                          threads=1, racing=method != "qevo-norace", recover_front=method == "qevo-finish",
                           rounding=("nearest", "gptq") if method == "qevo-recovery" else ("nearest",),
                           bias_correction=("off", "on") if method == "qevo-recovery" else ("off",),
                           weight_range=("minmax", "output-mse") if method == "qevo-recovery" else ("minmax",),

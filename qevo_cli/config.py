@@ -59,6 +59,7 @@ class SearchConfig:
     out: str | None = None
     threads: int = 1
     racing: bool = True       # measure a data subset first; the rest only where a policy could reach the front
+    recover_front: bool = False   # keep front_recovery.SHARE of the time to measure the front with recovered weights
 
     def __post_init__(self) -> None:
         # whether the user named the objectives: only a default set may lose one the target cannot separate
@@ -101,8 +102,9 @@ class SearchConfig:
                             field="latency_timeout")
         if self.time_limit is not None and self.time_limit <= 0:
             raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
-        if not isinstance(self.racing, bool):
-            raise QevoError(f"got {self.racing!r}, expected true or false", field="racing")
+        for name in ("racing", "recover_front"):
+            if not isinstance(getattr(self, name), bool):
+                raise QevoError(f"got {getattr(self, name)!r}, expected true or false", field=name)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise QevoError(f"got {self.seed!r}, expected a non-negative integer", field="seed")
         if not isinstance(self.dims, dict) or not all(

@@ -120,7 +120,9 @@ class SearchSpace:
             formats[t] = tensors.options[t][int(np.clip(round(float(x[offset])), 0, len(tensors.options[t]) - 1))]
         return self._with_formats(choices, [formats[root] for root in tensors.follows])
 
-    def encode(self, policy: Policy) -> np.ndarray:
+    def encode(self, policy: Policy, recovered: bool = False) -> np.ndarray:
+        """The row of `policy`. With `recovered`, a layer's recovery (rounding, bias correction, the output-mse
+        range) may be one its options lack: the row is then that of the formats it recovers (front_recovery.py)."""
         x = np.zeros(self.n_var, dtype=int)
         for gene, layer_index in enumerate(self.genes):
             layer = self.layers[layer_index]
@@ -128,6 +130,8 @@ class SearchSpace:
             options = self.options[layer_index]
             if self.tensors.reads and self.tensors.reads[layer_index]:   # the activation is the tensors' gene
                 choice = replace(choice, activation=options[0].activation, calibration=options[0].calibration)
+            if recovered and choice not in options:
+                choice = next((option for option in options if _unrecovered(option) == _unrecovered(choice)), choice)
             try:
                 x[gene] = options.index(choice)
             except ValueError:
@@ -172,6 +176,10 @@ class SearchSpace:
                                                        options[i].weight != weight,
                                                        abs(options[i].activation_bits - want.activation_bits),
                                                        options[i].activation != activation))
+
+
+def _unrecovered(choice: LayerChoice) -> LayerChoice:
+    return replace(choice, rounding="nearest", bias_correction=False, weight_range="minmax")
 
 
 def _nearest_format(options: Sequence[str], fmt: str) -> str:

@@ -188,6 +188,12 @@ class Policy:
     def with_layer(self, layer_name: str, choice: LayerChoice) -> "Policy":
         return replace(self, layers={**self.layers, layer_name: choice})
 
+    @property
+    def is_recovered(self) -> bool:
+        """Whether any layer's weights are recovered (gptq rounding, bias correction, the output-mse range)."""
+        return any(c.rounding != "nearest" or c.bias_correction or c.weight_range == "output-mse"
+                   for c in self.layers.values())
+
     def key(self) -> str:
         """Canonical text: equal policies give equal keys (used for caching)."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -195,7 +201,7 @@ class Policy:
     def summary(self) -> str:
         """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f'). With tensors quantized
         where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'. Layers
-        with recovered weights are counted last: 'gptq:2 bc:3'."""
+        with recovered weights are counted last: 'gptq:2 bc:3 omse:2'."""
         counts: dict[str, int] = {}
         def count(tag: str) -> None:
             counts[tag] = counts.get(tag, 0) + 1
@@ -211,6 +217,7 @@ class Policy:
 
         recovered = {"gptq": sum(c.rounding == "gptq" for c in self.layers.values()),
                      "bc": sum(c.bias_correction for c in self.layers.values()),
+                     "omse": sum(c.weight_range == "output-mse" for c in self.layers.values()),
                      "sq": sum(c.smoothed for c in self.layers.values())}
         return " ".join([f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order)] +
                         [f"{tag}:{n}" for tag, n in recovered.items() if n])

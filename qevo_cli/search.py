@@ -36,6 +36,7 @@ from . import __version__
 from .config import SearchConfig
 from .errors import QevoError
 from .cost import model_cost
+from . import front_recovery
 from .front import FLAT_SPAN, HypervolumeScale, closest, non_dominated, relative_span
 from .genome import SearchSpace, space_for
 from .policy import FP32, LayerChoice, Policy
@@ -272,8 +273,8 @@ class Search:
             race_rows = race_rows_for(self.evaluator.data) if config.racing else None
             measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
                                race_rows, tick=self._tick)
-            if config.time_limit:
-                measure.deadline = self.started + config.time_limit
+            if config.time_limit:   # the evolution's share: what --recover-front keeps is for recovering the front
+                measure.deadline = self.started + config.time_limit * _evolution_share(config)
             wide = "int16" in self.space.tensors.options[0] if self.space.tensors.names else False
             self._phase("references", 0, 3 if wide else 2)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
@@ -296,6 +297,7 @@ class Search:
             front = self._write_front(references)
             total = algorithm.termination.terminations[0].n_max_gen if hasattr(algorithm.termination,
                                                                                "terminations") else 0
+            stopped = False
             while algorithm.has_next():
                 measure.generation = algorithm.n_iter or 1
                 generation_started = time.perf_counter()
@@ -312,7 +314,11 @@ class Search:
                                                 else by_generations)
                 self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
                 if self.callback is not None and self.callback(self.progress) is False:
+                    stopped = True
                     break
+            if config.recover_front and not stopped:
+                measure.generation = (algorithm.n_iter or 1) + 1   # racing compares with everything evolved
+                front = self._recover_front(measure, references, front)
             algorithm.problem.measure = None
         if self.latency is not None and self.latency.failures:
             first = next(iter(self.latency.failures.values()))
@@ -321,6 +327,30 @@ class Search:
         self.close()
         self.progress.elapsed_s = time.perf_counter() - self.started
         return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
+
+    def _recover_front(self, measure: Measurer, references: list[dict[str, Any]],
+                       front: dict[str, Any]) -> dict[str, Any]:
+        """Measure the front's policies again with their weights recovered (front_recovery.py), until --time-limit."""
+        config = self.config
+        if config.time_limit:
+            measure.deadline = self.started + config.time_limit
+        axis = next((o for o in config.objectives if o != "metric"), "size")
+        batches = front_recovery.recovery_batches(self.space, front["solutions"], axis)
+        total, done = sum(len(batch) for batch in batches), 0
+        scored_before = self.progress.evaluations
+        for batch in batches:
+            self._phase("recovery", done, total)
+            self.progress.batch_done = self.progress.batch_total = 0
+            measure(batch)
+            done += len(batch)
+            front = self._write_front(references)
+            self._phase("recovery", done, total)
+        scored = self.progress.evaluations - scored_before
+        recovered = sum(Policy.from_dict(s["policy"]).is_recovered for s in front["solutions"])
+        self.notes.append(f"recovering the front: {scored} of {total} recovered policies measured"
+                          f"{' before the time limit' if scored < total else ''}; {recovered} of the "
+                          f"{len(front['solutions'])} front policies have recovered weights")
+        return front
 
     def close(self) -> None:
         self.store.close()
@@ -370,7 +400,7 @@ class Search:
         known = self._membership.get(row["key"])
         if known is None:
             try:
-                self.space.encode(Policy.from_dict(row["policy"]))
+                self.space.encode(Policy.from_dict(row["policy"]), recovered=True)
                 known = True
             except QevoError:
                 known = False
@@ -427,8 +457,13 @@ def _termination_for(config: SearchConfig, generations: int):
     if config.evaluations:
         parts.append(MaximumFunctionCallTermination(config.evaluations))
     if config.time_limit:
-        parts.append(RunningTime(config.time_limit))
+        parts.append(RunningTime(config.time_limit * _evolution_share(config)))
     return TerminationCollection(*parts)
+
+
+def _evolution_share(config: SearchConfig) -> float:
+    """The share of --time-limit the evolution may use."""
+    return 1.0 - front_recovery.SHARE if config.recover_front else 1.0
 
 
 def _set_running_time(algorithm, started_at: float) -> None:

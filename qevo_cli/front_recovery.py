@@ -1,0 +1,63 @@
+"""Recovering the front: evolve on the formats with weights rounded to nearest, then measure the front's policies
+again with their weights recovered.
+
+Recovery offered as per-layer genes (--rounding, --bias-correction, --weight-range) makes every (layer, format)
+the search tries for the first time pay for its gptq codes and output-mse range when it is measured, so on a
+large model the first generations eat the time limit. With --recover-front the evolution runs on rounding to
+nearest for all but SHARE of --time-limit; the rest measures each front policy with each recipe of
+recovery.RECIPES applied to every layer it applies to: one evaluation per front policy and recipe, and
+recovered weights only for the (layer, format) pairs the front uses. A recovered policy competes with the
+others on the front (SearchSpace.encode(..., recovered=True) admits it) and dominates its source where
+recovery pays; where it does not, the source stays.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+from .genome import SearchSpace
+from .policy import Policy
+from .recovery import RECIPES, recovered_choice
+
+SHARE = 0.3   # of --time-limit, kept for recovering the front
+
+
+def recovered_policy(space: SearchSpace, policy: Policy, recipe: str) -> Policy:
+    """`policy` with `recipe` applied to every layer it applies to (formats and tensors unchanged)."""
+    layers = {layer.name: layer for layer in space.layers}
+    return replace(policy, layers={name: recovered_choice(layers[name], choice, recipe) if name in layers else choice
+                                   for name, choice in policy.layers.items()})
+
+
+def spread(rows: Sequence[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
+    """`rows` sorted along objective `axis`, in an order that covers them evenly wherever it is cut short: the
+    middle one, then the middles of the two halves, and so on."""
+    ordered = sorted(rows, key=lambda row: row["objectives"][axis])
+    picked: list[int] = []
+    spans = [(0, len(ordered))]
+    while spans:
+        next_spans = []
+        for low, high in spans:
+            if low >= high:
+                continue
+            middle = (low + high) // 2
+            picked.append(middle)
+            next_spans += [(low, middle), (middle + 1, high)]
+        spans = next_spans
+    return [ordered[i] for i in picked]
+
+
+def recovery_batches(space: SearchSpace, rows: Sequence[dict[str, Any]], axis: str) -> list[list[Policy]]:
+    """Per recipe, the recovered policies of the front's `rows`, spread along `axis`; each policy once, and
+    none that recovery leaves unchanged."""
+    seen = {Policy.from_dict(row["policy"]).key() for row in rows}
+    batches = []
+    for recipe in RECIPES:
+        batch = []
+        for row in spread(rows, axis):
+            variant = recovered_policy(space, Policy.from_dict(row["policy"]), recipe)
+            if variant.key() not in seen:
+                seen.add(variant.key())
+                batch.append(variant)
+        batches.append(batch)
+    return batches
