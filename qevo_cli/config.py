@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +16,7 @@ from .problem import parse_objectives
 DEFAULT_OBJECTIVES = ("metric", "size", "latency")
 
 ALGORITHMS = ("auto", "nsga2", "nsga3")
+MAX_POP = 4096   # a population is measured in full every generation: more is a typo, not a search
 
 
 def _nearest(key: str, known: list[str]) -> list[str]:
@@ -85,14 +87,18 @@ class SearchConfig:
         self.allowed()  # validates the format names
         if self.algorithm not in ALGORITHMS:
             raise QevoError(f"got {self.algorithm!r}, expected one of {', '.join(ALGORITHMS)}", field="algorithm")
-        for name, low in (("pop", 4), ("generations", 1), ("workers", 1), ("threads", 1), ("evaluations", 1)):
+        for name, low, high in (("pop", 4, MAX_POP), ("generations", 1, None), ("workers", 1, 1024),
+                                ("threads", 1, 1024), ("evaluations", 1, None)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-                raise QevoError(f"got {value!r}, expected an integer of at least {low}", field=name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
+                                      or (high is not None and value > high)):
+                within = f"between {low} and {high}" if high is not None else f"of at least {low}"
+                raise QevoError(f"got {value!r}, expected an integer {within}", field=name)
         for name in ("max_drop", "max_size_mb", "max_latency_ms", "max_energy_mj", "time_limit"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise QevoError(f"got {value!r}, expected a number", field=name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise QevoError(f"got {value!r}, expected a finite number", field=name)
         if self.latency_cmd is not None and "{model}" not in self.latency_cmd:
             raise QevoError(f"got {self.latency_cmd!r}, expected a command holding {{model}}, the exported model's "
                             "path", field="latency_cmd")

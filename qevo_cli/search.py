@@ -8,8 +8,8 @@ resumes (`resume_search(dir)`) without measuring anything twice.
 from __future__ import annotations
 
 import platform
-import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -137,16 +137,22 @@ class Search:
         if self.space.n_var == 0:
             raise QevoError("nothing to search: every layer has a single allowed choice on this target "
                             "(allow more formats with --weight-formats / --act-formats)", field="target")
-        self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
-            model.name, self.profile.name)
         self.notes = list(self.space.notes)
         self.latency = self._latency_timer()   # before the run folder exists: a refusal leaves nothing behind
         self._drop_flat_latency()
-        self.store = RunStore(self.run_dir, create=not resume)
-        self.resumed = resume
-        self.cache = EvaluationCache.for_evaluator(self.evaluator)
         self.costing = Costing(self.space, self.profile, model.other_bytes, self.evaluator.fp32_score,
                                config.objectives, config.budgets(), self.latency)
+        self.cache = EvaluationCache.for_evaluator(self.evaluator)   # before the run folder: a bad cache leaves none
+        self.resumed = resume
+        self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
+            model.name, self.profile.name)
+        try:
+            self.store = RunStore(self.run_dir, create=not resume)
+        except BaseException:
+            self.cache.close()
+            if not run_dir and not config.out:
+                self.run_dir.rmdir()   # the name default_run_dir claimed
+            raise
         if self.space.tensors.genes:
             tensors = self.space.tensors
             what = {"all-tensors": "every tensor of the graph",
@@ -157,15 +163,35 @@ class Search:
                               "format); qevo inspect --target lists them")
         self._membership: dict[str, bool] = {}
         self._evaluated: list[dict[str, Any]] = []
-        if not resume:
+        if resume:
+            self.run_id = self.store.read_config().get("run_id")
+            return
+        self.run_id = uuid.uuid4().hex
+        try:
             self.store.write_config(self._resolved_config())
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        """Close a new run that failed before measuring anything and remove what it wrote (only that: --out
+        may name a folder holding other files)."""
+        self.close()
+        for name in (RunStore.RUN_FILE, RunStore.FRONT_FILE, RunStore.CHECKPOINT_FILE, RunStore.DB_FILE,
+                     RunStore.DB_FILE + "-wal", RunStore.DB_FILE + "-shm"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        try:
+            self.run_dir.rmdir()   # only when empty
+        except OSError:
+            pass
 
     def _resolved_config(self) -> dict[str, Any]:
         model = self.evaluator.model
-        return {"qevo_run": 1, "settings": self.config.to_dict(),
+        calib = self.evaluator.calibrator.calib
+        return {"qevo_run": 1, "run_id": self.run_id, "settings": self.config.to_dict(),
                 "resolved": {"model": str(model.path), "model_digest": model.digest,
                              "data": str(self.evaluator.data.path), "data_digest": self.evaluator.data.digest,
-                             "calib": str(self.evaluator.calibrator.calib.path), "metric": self.evaluator.metric.name,
+                             "calib": str(calib.path), "calib_digest": calib.digest, "metric": self.evaluator.metric.name,
                              "target": self.profile.name, "target_origin": self.profile.origin,
                              "search_space_size": self.space.size, "genes": self.space.n_var},
                 "versions": {"qevo": __version__, "pymoo": pymoo.__version__, "onnxruntime": onnxruntime.__version__,
@@ -263,8 +289,7 @@ class Search:
             # a new run that failed before measuring anything (an unreachable Dask scheduler, say)
             # leaves no empty run directory behind
             if algorithm is None and not self.resumed and self.store.count() == 0:
-                self.close()
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self._discard()
             raise
 
     def _run(self, algorithm=None) -> SearchResult:
@@ -312,7 +337,7 @@ class Search:
                 by_time = (config.time_limit - self.progress.elapsed_s) if config.time_limit else None
                 self.progress.remaining_s = max(0.0, min(by_generations, by_time) if by_time is not None
                                                 else by_generations)
-                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress})
+                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress, "run_id": self.run_id})
                 if self.callback is not None and self.callback(self.progress) is False:
                     stopped = True
                     break
@@ -488,10 +513,19 @@ def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | Non
 def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None):
     """(Search, algorithm or None) for a stopped run: everything checked, nothing run yet."""
     store = RunStore(run_dir, create=False)
-    config = SearchConfig.from_run(store, overrides or {})
-    checkpoint = store.load_checkpoint()
-    store.close()
+    try:
+        saved = store.read_config()
+        config = SearchConfig.from_run(store, overrides or {})
+        checkpoint = store.load_checkpoint()
+        _check_store(store, saved, checkpoint)
+    finally:
+        store.close()
     search = Search(config, run_dir=Path(run_dir), resume=True)
+    try:
+        _check_inputs(search, saved)
+    except QevoError:
+        search.close()
+        raise
     if checkpoint is None:
         return search, None
     search.progress = checkpoint["progress"]
@@ -505,3 +539,35 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
                         "same settings; start a new run", path=Path(run_dir) / RunStore.RUN_FILE, field="genes")
     _set_running_time(algorithm, time.time() - search.progress.elapsed_s)   # --time-limit counts running time only
     return search, algorithm
+
+
+def _check_store(store: RunStore, saved: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
+    """A checkpoint belongs to its run folder and its evaluations: one copied from another run, or a store that
+    lost what the checkpoint counts, would resume into a front that silently replaces the good one."""
+    if checkpoint is None:
+        return
+    run_id = saved.get("run_id")
+    if run_id is not None and checkpoint.get("run_id") != run_id:
+        raise QevoError(f"the checkpoint belongs to another run (run {checkpoint.get('run_id')!r}, this folder's "
+                        f"run.yaml says {run_id!r}); start a new run", path=store.dir / RunStore.CHECKPOINT_FILE,
+                        field="run_id")
+    progress = checkpoint.get("progress")
+    counted = (getattr(progress, "measured", 0) or 0) + (getattr(progress, "cache_hits", 0) or 0)
+    held = store.count()
+    if counted and held == 0:
+        raise QevoError(f"holds no evaluations, but the checkpoint counts {counted}: the store was deleted or "
+                        f"emptied; the front is left as it was and nothing is resumed", path=store.dir / RunStore.DB_FILE)
+
+
+def _check_inputs(search: "Search", saved: dict[str, Any]) -> None:
+    """The model, data and calibration set must be the ones the run started with: a resume that measured
+    another model would mix two models' metrics in one front."""
+    resolved = saved.get("resolved") if isinstance(saved.get("resolved"), dict) else {}
+    evaluator = search.evaluator
+    for name, digest, path in (("model", evaluator.model.digest, evaluator.model.path),
+                               ("data", evaluator.data.digest, evaluator.data.path),
+                               ("calib", evaluator.calibrator.calib.digest, evaluator.calibrator.calib.path)):
+        recorded = resolved.get(f"{name}_digest")
+        if recorded is not None and recorded != digest:
+            raise QevoError(f"changed since the run started (run.yaml records digest {str(recorded)[:12]}, the file "
+                            f"now has {digest[:12]}); restore it or start a new run", path=path, field=name)

@@ -116,6 +116,9 @@ class RunStore:
                 raise QevoError(f"cannot write the run directory ({err.strerror})", path=self.dir) from None
         elif not (self.dir / self.RUN_FILE).is_file():
             raise QevoError(f"not a qevo run directory (no {self.RUN_FILE})", path=self.dir)
+        elif not (self.dir / self.DB_FILE).is_file():   # connecting would create an empty one
+            raise QevoError("is missing: the run's evaluations are gone; nothing is changed",
+                            path=self.dir / self.DB_FILE)
         try:
             self._db = _connect(self.dir / self.DB_FILE)
             self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (

@@ -206,6 +206,10 @@ def test_default_run_directories_are_unique(tmp_path, monkeypatch):
     (["--seed", "-1"], "seed: got -1, expected a non-negative integer"),
     (["--time-limit", "-5"], "time_limit: got -5.0, expected a positive number"),
     (["--objectives", "metric,speed"], "got 'speed', expected a comma-separated list"),
+    (["--max-drop", "nan"], "max_drop: got nan, expected a finite number"),
+    (["--time-limit", "nan"], "time_limit: got nan, expected a finite number"),
+    (["--max-size-mb", "inf"], "max_size_mb: got inf, expected a finite number"),
+    (["--pop", "100000"], "pop: got 100000, expected an integer between 4 and 4096"),
 ])
 def test_bad_search_flags(tmp_path, args, message):
     result = CliRunner().invoke(app, ["search", "--target", "arm-neon", "--out", str(tmp_path / "r"), *args])
@@ -248,3 +252,96 @@ def test_resume_refuses_a_checkpoint_of_another_search_space(tmp_path):
     result = CliRunner().invoke(app, ["search", "--resume", str(run), "--generations", "3"])
     assert result.exit_code == 2 and "genes" in result.stderr and "start a new run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _stopped_run(tmp_path, name="run"):
+    """A run of copies of the default model and data, stopped after its first generation."""
+    import shutil
+
+    from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+
+    for source, target in ((DEFAULT_MODEL, "model.onnx"), (DEFAULT_DATA, "data.npz"), (DEFAULT_CALIB, "calib.npz")):
+        if not (tmp_path / target).exists():
+            shutil.copy(source, tmp_path / target)
+    run = tmp_path / name
+    run_search(SearchConfig(out=str(run), model=str(tmp_path / "model.onnx"), data=str(tmp_path / "data.npz"),
+                            calib=str(tmp_path / "calib.npz"), **{**SMALL, "generations": 1}))
+    return run
+
+
+def _resume(run):
+    return CliRunner().invoke(app, ["search", "--resume", str(run), "--generations", "3"])
+
+
+@pytest.mark.parametrize("changed", ["model", "data"])
+def test_resume_refuses_a_model_or_data_changed_since_the_run_started(tmp_path, changed):
+    import onnx
+    from onnx import numpy_helper
+
+    run = _stopped_run(tmp_path)
+    front = (run / "front.json").read_bytes()
+    if changed == "model":
+        model = onnx.load(tmp_path / "model.onnx")
+        weight = model.graph.initializer[0]
+        weight.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weight), weight.name))
+        onnx.save(model, tmp_path / "model.onnx")
+    else:
+        data = dict(np.load(tmp_path / "data.npz"))
+        labels = next(k for k in data if k != "x" and data[k].ndim == 1)
+        data[labels] = np.roll(data[labels], 1)
+        np.savez(tmp_path / "data.npz", **data)
+    result = _resume(run)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{changed}.npz" in result.stderr or f"{changed}.onnx" in result.stderr
+    assert "changed since the run started" in result.stderr
+    assert (run / "front.json").read_bytes() == front
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied", "foreign checkpoint"])
+def test_resume_refuses_a_store_that_lost_its_evaluations(tmp_path, damage):
+    import shutil
+    import sqlite3
+
+    run = _stopped_run(tmp_path)
+    front = (run / "front.json").read_bytes()
+    if damage == "deleted":
+        for path in run.glob("evaluations.sqlite*"):
+            path.unlink()
+        message = "evaluations.sqlite: is missing"
+    elif damage == "emptied":
+        with sqlite3.connect(run / "evaluations.sqlite") as db:
+            db.execute("DELETE FROM evaluation")
+        message = "holds no evaluations, but the checkpoint counts"
+    else:
+        other = _stopped_run(tmp_path, "other")
+        shutil.copy(other / "checkpoint.pkl", run / "checkpoint.pkl")
+        message = "the checkpoint belongs to another run"
+    result = _resume(run)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+    assert (run / "front.json").read_bytes() == front
+
+
+@pytest.mark.parametrize("out", ["new", "existing folder with a file of the user's", "default"])
+def test_a_search_that_fails_to_start_leaves_no_half_made_run(tmp_path, monkeypatch, out):
+    """The cache folder is a file: exit 2 with one line, and nothing the search made is left behind (the
+    user's own files stay), so the same command works once the cause is fixed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    if out.startswith("existing"):
+        run.mkdir()
+        (run / "notes.txt").write_text("mine")
+    args = ["search", "--target", "arm-neon", "--weight-formats", "int4,int8", "--act-formats", "int8",
+            "--pop", "6", "--generations", "1", "--quiet"] + ([] if out == "default" else ["--out", str(run)])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "cannot open the evaluation cache" in result.stderr
+    assert "Traceback" not in result.output
+    if out == "new":
+        assert not run.exists()
+    elif out == "default":
+        assert not (tmp_path / "qevo-runs").exists() or not any((tmp_path / "qevo-runs").iterdir())
+    else:
+        assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache-dir"))
+    assert CliRunner().invoke(app, args).exit_code == 0
