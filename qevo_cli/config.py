@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import QevoError, first_line
+from .files import read_text
 from .genome import Allowed
 from .problem import parse_objectives
 
@@ -174,10 +175,9 @@ class SearchConfig:
     @classmethod
     def from_file(cls, path: str | Path, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
         path = Path(path)
+        text = read_text(path, "a YAML config")
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise QevoError(f"cannot read config ({err.strerror})", path=path) from None
+            data = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
         return cls.from_mapping(data, path, overrides)

@@ -113,6 +113,8 @@ def load_data(path: str | Path, model: LoadedModel, batch_size: int | None = Non
     if count == 0:
         raise QevoError("no samples (axis 0 is empty)", path=path)
     if labels is not None:
+        if labels.ndim == 0:
+            raise QevoError("a single value, expected one label per sample (axis 0)", path=path, field=LABELS_KEY)
         if len(labels) != count:
             raise QevoError(f"{len(labels)} labels for {count} samples", path=path, field=LABELS_KEY)
         if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):

@@ -79,6 +79,9 @@ class Evaluator:
         self.editor = GraphEditor(model, self.calibrator)
         self._base_bytes = model.proto.SerializeToString()
         self.reference = self._run(self._base_bytes)
+        problem = metric.check_labels(data.labels, self.reference) if data.labels is not None else None
+        if problem:
+            raise QevoError(problem, path=data.path, field="labels")
         self.fp32_score = self.metric(self.reference, data.labels, self.reference)
 
     # -- public --------------------------------------------------------------------------------

@@ -47,3 +47,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """A UTF-8 text file's content; a missing, unreadable or non-UTF-8 file is one QevoError naming `what`."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise QevoError(f"not UTF-8 text (byte {err.start}), expected {what}", path=path) from None
+    except OSError as err:
+        raise QevoError(f"cannot read {what} ({err.strerror or err})", path=path) from None

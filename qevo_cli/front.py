@@ -8,7 +8,57 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 
+FRONT_VERSION = 1   # of front.json
+OBJECTIVE_NAMES = ("metric", "size", "latency", "energy")
 FLAT_SPAN = 0.01   # an objective whose values span less than this share of their largest cannot rank policies
+
+
+def check_front(front: Any, path) -> dict[str, Any]:
+    """`front` (a front.json read as JSON) if it has the shape every reader relies on, else one QevoError
+    naming the first field that does not."""
+    from .errors import QevoError
+    from .policy import Policy
+
+    def fail(field: str, message: str):
+        raise QevoError(message, path=path, field=field)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+    if not isinstance(front, dict):
+        fail("", "expected a JSON object")
+    if front.get("version") != FRONT_VERSION:
+        fail("version", f"got {front.get('version')!r}, expected {FRONT_VERSION}")
+    for key in ("model", "target", "metric"):
+        if not isinstance(front.get(key), str):
+            fail(key, f"got {front.get(key)!r}, expected a string")
+    objectives = front.get("objectives")
+    if not isinstance(objectives, list) or not objectives or not all(o in OBJECTIVE_NAMES for o in objectives):
+        fail("objectives", f"got {objectives!r}, expected a list of {', '.join(OBJECTIVE_NAMES)}")
+    if not number(front.get("fp32_metric")):
+        fail("fp32_metric", f"got {front.get('fp32_metric')!r}, expected a number")
+    for group in ("references", "solutions"):
+        rows = front.get(group)
+        if not isinstance(rows, list):
+            fail(group, f"got {type(rows).__name__}, expected a list")
+        for i, row in enumerate(rows):
+            where = f"{group}[{i}]"
+            if not isinstance(row, dict):
+                fail(where, f"got {type(row).__name__}, expected an object")
+            values = row.get("objectives")
+            if not isinstance(values, dict) or not all(number(values.get(o)) for o in objectives):
+                fail(f"{where}.objectives", f"got {values!r}, expected a number for each of {', '.join(objectives)}")
+            if not number(row.get("metric")):
+                fail(f"{where}.metric", f"got {row.get('metric')!r}, expected a number")
+            if "policy" not in row:
+                fail(f"{where}.policy", "missing")
+            try:
+                Policy.from_dict(row["policy"])
+            except QevoError as err:
+                fail(f"{where}.policy" + (f".{err.field}" if err.field else ""), str(err).rpartition(": ")[2])
+            if group == "solutions" and (isinstance(row.get("id"), bool) or not isinstance(row.get("id"), int)):
+                fail(f"{where}.id", f"got {row.get('id')!r}, expected an integer")
+    return front
 
 
 def relative_span(values: Sequence[float]) -> float:

@@ -32,6 +32,8 @@ class Metric:
     needs_labels: bool
     unit: str          # "%" for accuracy-like metrics, "dB", "" otherwise
     identity: str      # content key for caches: built-in name, or name plus source hash
+    # what is wrong with the labels for this metric given the fp32 outputs, or None
+    check_labels: Callable[[np.ndarray, list[np.ndarray]], str | None] = lambda labels, reference: None
 
     def __call__(self, outputs, labels, reference) -> float:
         return float(self.fn(outputs, labels, reference))
@@ -66,6 +68,21 @@ def _top1(output: np.ndarray) -> np.ndarray:
 def _accuracy(outputs, labels, reference):
     predicted = _top1(outputs[0])
     return 100.0 * float(np.mean(predicted == np.asarray(labels).reshape(len(predicted))))
+
+
+def _class_labels(labels, reference) -> str | None:
+    """Top-1 accuracy compares one class index per sample with the first output's argmax."""
+    labels = np.asarray(labels)
+    count = len(reference[0])
+    if labels.ndim != 1 and labels.shape != (count, 1):
+        return f"shape {list(labels.shape)}, expected one class index per sample ([{count}]) for accuracy"
+    if labels.dtype.kind not in "iub" and not (labels.dtype.kind == "f" and np.all(labels == np.round(labels))):
+        return f"dtype {labels.dtype}, expected integer class indices for accuracy"
+    classes = int(np.prod(reference[0].shape[1:])) if reference[0].ndim > 1 else None
+    if classes is not None and labels.size and (labels.min() < 0 or labels.max() >= classes):
+        return (f"class indices from {labels.min():g} to {labels.max():g}, expected 0 to {classes - 1} "
+                f"(the model's first output has {classes} classes)")
+    return None
 
 
 def _agreement(outputs, labels, reference):
@@ -103,7 +120,8 @@ def _cosine(outputs, labels, reference):
 
 
 BUILTIN = {
-    "accuracy": Metric("accuracy", _accuracy, needs_labels=True, unit="%", identity="accuracy"),
+    "accuracy": Metric("accuracy", _accuracy, needs_labels=True, unit="%", identity="accuracy",
+                       check_labels=_class_labels),
     "agreement": Metric("agreement", _agreement, needs_labels=False, unit="%", identity="agreement"),
     "sqnr": Metric("sqnr", _sqnr, needs_labels=False, unit="dB", identity="sqnr"),
     "cosine": Metric("cosine", _cosine, needs_labels=False, unit="", identity="cosine"),

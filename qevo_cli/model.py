@@ -157,8 +157,9 @@ def _read(path: Path) -> onnx.ModelProto:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
         try:
             onnx.load_external_data_for_model(proto, str(path.parent))
-        except (OSError, ValueError) as err:
-            raise QevoError(f"cannot read external weight data ({err})", path=path) from None
+        except Exception as err:  # OSError, ValueError or onnx's ValidationError for a missing file
+            raise QevoError(f"cannot read external weight data ({first_line(err, type(err).__name__)})",
+                            path=path) from None
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as err:

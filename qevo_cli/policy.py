@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .errors import QevoError, first_line
+from .files import read_text
 
 POLICY_VERSION = 1
 
@@ -267,10 +268,7 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise QevoError(f"cannot read policy file ({err.strerror})", path=path) from None
+        text = read_text(path, "a policy file")
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QevoError
+from .front import check_front
 from .store import RunStore
 
 RUNS_DIR = Path("qevo-runs")
@@ -26,8 +27,4 @@ def load_front(run_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
     path = directory / RunStore.FRONT_FILE
     if not path.is_file():
         raise QevoError(f"not a qevo run directory (no {RunStore.FRONT_FILE})", path=directory)
-    front = RunStore.read_front_file(path)
-    missing = {"version", "objectives", "solutions", "references"} - set(front)
-    if missing:
-        raise QevoError(f"missing keys {', '.join(sorted(missing))}", path=path)
-    return directory, front
+    return directory, check_front(RunStore.read_front_file(path), path)

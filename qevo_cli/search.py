@@ -37,7 +37,7 @@ from .config import SearchConfig
 from .errors import QevoError
 from .cost import model_cost
 from . import front_recovery
-from .front import FLAT_SPAN, HypervolumeScale, closest, non_dominated, relative_span
+from .front import FLAT_SPAN, FRONT_VERSION, HypervolumeScale, closest, non_dominated, relative_span
 from .genome import SearchSpace, space_for
 from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem
@@ -49,7 +49,6 @@ from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .store import EvaluationCache, RunStore
 
-FRONT_VERSION = 1
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
 SEEDING_SHARE = 0.35       # of --time-limit, by which the ILP sweep stops adding budgets
 

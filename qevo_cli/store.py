@@ -20,8 +20,8 @@ from typing import Any, Iterable
 import yaml
 
 from .defaults import cache_dir
-from .errors import QevoError
-from .files import atomic_write_bytes, atomic_write_text
+from .errors import QevoError, first_line
+from .files import atomic_write_bytes, atomic_write_text, read_text
 
 EVALUATION_VERSION = 2   # bump when a change to the simulator changes measured metrics
 
@@ -102,11 +102,14 @@ class RunStore:
     def __init__(self, directory: str | Path, create: bool = True):
         self.dir = Path(directory)
         if create:
-            if self.dir.exists() and not self.dir.is_dir():
-                raise QevoError("exists and is not a directory", path=self.dir)
-            if (self.dir / self.RUN_FILE).exists() or (self.dir / self.DB_FILE).exists():
-                raise QevoError("already holds a run; continue it with --resume or choose another --out",
-                                path=self.dir)
+            try:
+                if self.dir.exists() and not self.dir.is_dir():
+                    raise QevoError("exists and is not a directory", path=self.dir)
+                if (self.dir / self.RUN_FILE).exists() or (self.dir / self.DB_FILE).exists():
+                    raise QevoError("already holds a run; continue it with --resume or choose another --out",
+                                    path=self.dir)
+            except OSError as err:   # a name too long for the file system, say
+                raise QevoError(f"cannot use this run directory ({err.strerror})", path=self.dir) from None
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 probe = self.dir / ".write-test"
@@ -138,10 +141,11 @@ class RunStore:
 
     def read_config(self) -> dict[str, Any]:
         path = self.dir / self.RUN_FILE
+        text = read_text(path, "a qevo run.yaml")
         try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise QevoError(f"cannot read ({err})", path=path) from None
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
         if not isinstance(data, dict):
             raise QevoError("expected a mapping", path=path)
         return data
@@ -151,9 +155,10 @@ class RunStore:
 
     @staticmethod
     def read_front_file(path: Path) -> dict[str, Any]:
+        text = read_text(path, "a qevo front.json")
         try:
-            front = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
+            front = json.loads(text)
+        except ValueError as err:
             raise QevoError(f"cannot read the front ({err})", path=path) from None
         if not isinstance(front, dict):
             raise QevoError("expected a JSON object", path=path)

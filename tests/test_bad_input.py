@@ -33,6 +33,32 @@ def _nan():
     return images
 
 
+def _external_data_gone(path):
+    import onnx
+
+    onnx.save(onnx.load(DEFAULT_MODEL), path, save_as_external_data=True, location="ext.bin", size_threshold=0)
+    (path.parent / "ext.bin").unlink()
+    return path
+
+
+def _latin1(path, text):
+    path.write_bytes(text.encode("latin-1"))
+    return path
+
+
+def _damaged_front(run, tmp, change):
+    """A copy of a finished run whose front.json is changed by `change(front)`."""
+    import json
+    import shutil
+
+    copy = tmp / "damaged"
+    shutil.copytree(run, copy)
+    front = json.loads((copy / "front.json").read_text())
+    change(front)
+    (copy / "front.json").write_text(json.dumps(front))
+    return copy
+
+
 def _profile(path, text):
     path.write_text(text)
     return path
@@ -49,6 +75,7 @@ MODELS = {
     "empty model": (lambda t: _write(t / "e.onnx", b""), "model file is empty"),
     "not onnx": (lambda t: _write(t / "x.onnx", b"plain text, not a model\n" * 30), "not an ONNX model"),
     "truncated onnx": (lambda t: _write(t / "t.onnx", DEFAULT_MODEL.read_bytes()[:4000]), "truncated"),
+    "missing external data": (lambda t: _external_data_gone(t / "ext.onnx"), "cannot read external weight data"),
     "no quantizable layer": (lambda t: tiny_models.save(tiny_models.no_quantizable_layer(), t / "r.onnx"),
                              "no quantizable layer"),
 }
@@ -62,6 +89,16 @@ DATA = {
     "label count": (lambda t: _data(t / "d.npz", image=_images(), labels=np.zeros(5, np.int64)),
                     "5 labels for 8 samples"),
     "not npz": (lambda t: _write(t / "d.npz", b"garbage"), "not a readable .npz"),
+    "one label for all": (lambda t: _data(t / "d.npz", image=_images(), labels=np.array(3)),
+                          "labels: a single value, expected one label per sample"),
+    "2-D labels for accuracy": (lambda t: _data(t / "d.npz", image=_images(), labels=np.zeros((8, 2), np.int64)),
+                                "labels: shape [8, 2], expected one class index per sample"),
+    "string labels": (lambda t: _data(t / "d.npz", image=_images(), labels=np.array(["cat"] * 8)),
+                      "expected integer class indices"),
+    "fractional labels": (lambda t: _data(t / "d.npz", image=_images(), labels=np.full(8, 0.5)),
+                          "expected integer class indices"),
+    "labels out of range": (lambda t: _data(t / "d.npz", image=_images(), labels=np.full(8, 10)),
+                            "class indices from 10 to 10, expected 0 to 9"),
 }
 COMMANDS = {
     "inspect": lambda model, data: ["inspect", model, "--sensitivity", "--metric", "accuracy"]
@@ -141,6 +178,19 @@ OTHER = {
     "policy for another model": (lambda t: ["evaluate", "--policy", _profile(
         t / "other.yaml", yaml.safe_dump({"version": 1, "layers": {"encoder.0": {"weight": "int8"}}}))],
         "policy names layer 'encoder.0'"),
+    "config not UTF-8": (lambda t: ["search", "--config", _latin1(t / "c.yaml", "target: arm-neon\nout: caf\xe9\n")],
+                         "c.yaml: not UTF-8 text"),
+    "policy not UTF-8": (lambda t: ["evaluate", "--policy", _latin1(t / "p.yaml", "version: 1\nlayers: {}\n# \xe9\n")],
+                         "p.yaml: not UTF-8 text"),
+    "run folder name too long": (lambda t: ["search", "--target", "arm-neon", "--out", t / ("r" * 300)],
+                                 "cannot use this run directory"),
+    "front without a policy": (lambda t: ["pareto", "show", "{damaged:solutions.0.policy}"],
+                               "solutions[0].policy: missing"),
+    "front of another version": (lambda t: ["export", "{damaged:version}", t / "p.yaml"], "version: got 99, expected 1"),
+    "front whose solutions are text": (lambda t: ["pareto", "show", "{damaged:solutions}"],
+                                       "solutions: got str, expected a list"),
+    "front with a text objective": (lambda t: ["export", "{damaged:solutions.0.objectives}", t / "p.yaml"],
+                                    "solutions[0].objectives: got"),
     "bad fit measurements": (lambda t: ["profiles", "fit", _profile(t / "m.csv", "a,b\n1,2\n"), "--base", "hexagon",
                                         "-o", t / "fitted.yaml"], "m.csv"),
 }
@@ -155,10 +205,21 @@ def finished_run(tmp_path_factory):
                                    generations=1, out=str(root / "run"))).run_dir
 
 
+DAMAGE = {"solutions.0.policy": lambda f: f["solutions"][0].pop("policy"),
+          "version": lambda f: f.update(version=99),
+          "solutions": lambda f: f.update(solutions="none"),
+          "solutions.0.objectives": lambda f: f["solutions"][0]["objectives"].update(size="small")}
+
+
+def _damage(run, tmp, what):
+    return str(_damaged_front(run, tmp, DAMAGE[what]))
+
+
 @pytest.mark.parametrize("case", list(OTHER))
 def test_other_mistakes(tmp_path, case, finished_run):
     make, expected = OTHER[case]
     args = [str(a).replace("{rundir}", str(finished_run)) for a in make(tmp_path)]
+    args = [_damage(finished_run, tmp_path, a[9:-1]) if a.startswith("{damaged:") else a for a in args]
     before = {p.name for p in tmp_path.iterdir()}
     result = runner.invoke(app, args)
     _check(result, expected, tmp_path, before)
