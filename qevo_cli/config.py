@@ -7,10 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from .errors import QevoError, first_line
-from .files import read_text
+from .errors import QevoError
+from .files import load_yaml, read_text
 from .genome import Allowed
 from .problem import parse_objectives
 
@@ -175,11 +173,7 @@ class SearchConfig:
     @classmethod
     def from_file(cls, path: str | Path, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
         path = Path(path)
-        text = read_text(path, "a YAML config")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
+        data = load_yaml(read_text(path, "a YAML config"), path)
         return cls.from_mapping(data, path, overrides)
 
 

@@ -27,7 +27,7 @@ def check_front(front: Any, path) -> dict[str, Any]:
 
     if not isinstance(front, dict):
         fail("", "expected a JSON object")
-    if front.get("version") != FRONT_VERSION:
+    if front.get("version") != FRONT_VERSION or isinstance(front.get("version"), bool):
         fail("version", f"got {front.get('version')!r}, expected {FRONT_VERSION}")
     for key in ("model", "target", "metric"):
         if not isinstance(front.get(key), str):

@@ -71,7 +71,8 @@ def _by_weights(F: np.ndarray, objectives: list[str], text: str) -> int:
         raise QevoError(f"got {text!r}, expected comma-separated numbers", field="--pick weights") from None
     if len(stated) == len(OBJECTIVES):
         stated = [stated[OBJECTIVES.index(name)] for name in objectives]   # ACC,SIZE,LAT,ENERGY order
-    if len(stated) != len(objectives) or any(w < 0 for w in stated) or sum(stated) <= 0:
+    if len(stated) != len(objectives) or not all(np.isfinite(stated)) or any(w < 0 for w in stated) \
+            or sum(stated) <= 0:
         raise QevoError(f"expected {len(objectives)} non-negative weights for {', '.join(objectives)} "
                         f"(or 4 for metric, size, latency, energy)", field="--pick weights")
     weights = np.array(stated) / sum(stated)
@@ -96,7 +97,9 @@ def _by_rule(solutions, objectives: list[str], text: str) -> dict[str, Any]:
             try:
                 limits[FILTERS[key]] = float(value)
             except ValueError:
-                raise QevoError(f"{key}={value}: expected a number", field="--pick") from None
+                limits[FILTERS[key]] = float("nan")
+            if not np.isfinite(limits[FILTERS[key]]):
+                raise QevoError(f"{key}={value}: expected a finite number", field="--pick")
         else:
             raise QevoError(f"got {text!r}, expected knee, weights=..., an id, or a rule like "
                             "max-drop=1.0,min=latency", field="--pick")

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .errors import QevoError, first_line
-from .files import read_text
+from .files import load_yaml, read_text
 
 POLICY_VERSION = 1
 
@@ -238,7 +238,7 @@ class Policy:
             if not isinstance(data, Mapping):
                 raise QevoError("expected a mapping with 'version' and 'layers'")
             version = data.get("version")
-            if version != POLICY_VERSION:
+            if version != POLICY_VERSION or isinstance(version, bool):   # True == 1 in Python
                 raise QevoError(f"got {version!r}, expected {POLICY_VERSION}", field="version")
             layers = data.get("layers")
             if not isinstance(layers, Mapping):
@@ -269,9 +269,22 @@ class Policy:
     def load(cls, path: str | Path) -> "Policy":
         path = Path(path)
         text = read_text(path, "a policy file")
+        if path.suffix != ".json":
+            return cls.from_dict(load_yaml(text, path), path=str(path))
         try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise QevoError(f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({first_line(err)})",
-                            path=path) from None
+            data = json.loads(text, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as err:
+            raise QevoError(f"not valid JSON ({first_line(err)})", path=path) from None
+        except QevoError as err:   # a key given twice
+            raise QevoError(f"not valid JSON ({err})", path=path) from None
         return cls.from_dict(data, path=str(path))
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique (json keeps the last of a repeated key silently)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise QevoError(f"duplicate key {key!r}")
+        data[key] = value
+    return data

@@ -42,6 +42,7 @@ class Quantity:
     display: tuple[str, ...]       # units considered when writing, largest first
     allow_zero: bool = False
     preferred: str | None = None   # unit written whenever the number stays readable in it
+    plausible: tuple[float, float] = (0.0, math.inf)   # in the base unit: outside it is a typo, not a chip
 
     def parse(self, value: Any) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -61,6 +62,10 @@ class Quantity:
         if not math.isfinite(number) or number < 0 or (number == 0 and not self.allow_zero):
             bound = "zero or more" if self.allow_zero else "above zero"
             raise ValueError(f"got {_short(value)}, expected {self.what} {bound}, such as '{self.example}'")
+        low, high = self.plausible
+        if number and not low <= number <= high:
+            raise ValueError(f"got {_short(value)}, expected {self.what} between {self.format(low)} and "
+                             f"{self.format(high)}")
         return number
 
     def format(self, value: float) -> str:
@@ -100,12 +105,13 @@ _BIG = {"P": 15, "T": 12, "G": 9, "M": 6, "k": 3, "": 0}
 _SMALL = {"": 0, "m": -3, "u": -6, "µ": -6, "n": -9, "p": -12, "f": -15}
 
 THROUGHPUT = Quantity("a throughput in MAC/s (1 MAC = 2 ops)", "45 TMAC/s", _scaled("MAC/s", _BIG),
-                      tuple(p + "MAC/s" for p in _BIG))
+                      tuple(p + "MAC/s" for p in _BIG), plausible=(1e3, 1e18))
 BANDWIDTH = Quantity("a bandwidth", "136 GB/s",
                      {**_scaled("B/s", _BIG), **{p + "iB/s": Decimal(1024) ** n
                                                  for n, p in enumerate(("K", "M", "G", "T"), 1)}},
-                     tuple(p + "B/s" for p in _BIG))
-DURATION = Quantity("a duration", "300 us", _scaled("s", _SMALL), ("s", "ms", "us", "ns"), allow_zero=True)
+                     tuple(p + "B/s" for p in _BIG), plausible=(1e3, 1e16))
+DURATION = Quantity("a duration", "300 us", _scaled("s", _SMALL), ("s", "ms", "us", "ns"), allow_zero=True,
+                    plausible=(1e-15, 3600.0))
 ENERGY_PER_MAC = Quantity("an energy per MAC", "0.2 pJ/MAC", _scaled("J/MAC", _SMALL),
                           ("J/MAC", "mJ/MAC", "uJ/MAC", "nJ/MAC", "pJ/MAC", "fJ/MAC"), preferred="pJ/MAC")
 ENERGY_PER_BYTE = Quantity("an energy per byte", "160 pJ/B", _scaled("J/B", _SMALL),

@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 from pydantic import ValidationError
 
-from .errors import QevoError, first_line
+from .errors import QevoError
+from .files import load_yaml
 from .layers import KINDS, Layer
 from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, tensor_order
 from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
@@ -26,8 +26,6 @@ from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consiste
 
 FLOAT_FORMATS = ("fp32", "fp16")
 BUILTIN_DIR = "hardware_profiles"
-# libyaml when present: ten times faster, and a search may load profiles often.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # ---------------------------------------------------------------- the compiled profile
@@ -282,16 +280,7 @@ def profile_from_dict(data: Any, path: str | None = None) -> Profile:
 
 
 def parse_profile(text: str, path: str | None = None) -> Profile:
-    try:
-        data = yaml.load(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or first_line(error)
-        raise QevoError(f"not valid YAML{where} ({problem})", path=path) from None
-    except (RecursionError, ValueError, OverflowError) as error:
-        raise QevoError(f"not valid YAML ({type(error).__name__})", path=path) from None
-    return profile_from_dict(data, path)
+    return profile_from_dict(load_yaml(text, path), path)
 
 
 def read_profile(path: str | Path) -> Profile:

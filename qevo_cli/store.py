@@ -20,8 +20,8 @@ from typing import Any, Iterable
 import yaml
 
 from .defaults import cache_dir
-from .errors import QevoError, first_line
-from .files import atomic_write_bytes, atomic_write_text, read_text
+from .errors import QevoError
+from .files import atomic_write_bytes, atomic_write_text, load_yaml, read_text
 
 EVALUATION_VERSION = 2   # bump when a change to the simulator changes measured metrics
 
@@ -141,11 +141,7 @@ class RunStore:
 
     def read_config(self) -> dict[str, Any]:
         path = self.dir / self.RUN_FILE
-        text = read_text(path, "a qevo run.yaml")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise QevoError(f"not valid YAML ({first_line(err)})", path=path) from None
+        data = load_yaml(read_text(path, "a qevo run.yaml"), path)
         if not isinstance(data, dict):
             raise QevoError("expected a mapping", path=path)
         return data

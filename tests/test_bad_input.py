@@ -191,6 +191,27 @@ OTHER = {
                                        "solutions: got str, expected a list"),
     "front with a text objective": (lambda t: ["export", "{damaged:solutions.0.objectives}", t / "p.yaml"],
                                     "solutions[0].objectives: got"),
+    "option of the wrong type": (lambda t: ["search", "--target", "arm-neon", "--pop", "many"],
+                                 "error: qevo search: Invalid value for '--pop'"),
+    "unknown option": (lambda t: ["export", "{rundir}", t / "p.yaml", "--target", "tpu-v9"],
+                       "error: qevo export: No such option: --target"),
+    "config key given twice": (lambda t: ["search", "--config", _profile(t / "c.yaml", "target: arm-neon\npop: 8\npop: 9\n")],
+                               "c.yaml: not valid YAML at line 3, column 1 (duplicate key 'pop')"),
+    "policy layer named twice": (lambda t: ["evaluate", "--policy", _profile(
+        t / "p.yaml", "version: 1\nlayers:\n  fc: {weight: int8}\n  fc: {weight: int4}\n")], "duplicate key 'fc'"),
+    "policy layer named twice (JSON)": (lambda t: ["evaluate", "--policy", _profile(
+        t / "p.json", '{"version": 1, "layers": {"fc": {"weight": "int8"}, "fc": {}}}')], "duplicate key 'fc'"),
+    "policy version true": (lambda t: ["evaluate", "--policy", _profile(t / "p.yaml", "version: true\nlayers: {}\n")],
+                            "version: got True, expected 1"),
+    "pick weights that are not numbers": (lambda t: ["export", "{rundir}", t / "p.yaml", "--pick", "weights=nan,1,1,1"],
+                                          "non-negative weights"),
+    "pick limit that is not a number": (lambda t: ["export", "{rundir}", t / "p.yaml", "--pick",
+                                                   "max-drop=nan,min=size"], "max-drop=nan: expected a finite number"),
+    "plot that is not a png": (lambda t: ["pareto", "show", "{rundir}", "--plot", t / "front.txt"],
+                               "--plot: got .txt, expected a .png file"),
+    "implausible profile throughput": (lambda t: ["profiles", "show", _profile(t / "slow.yaml", __import__(
+        "qevo_cli.profiles").profiles.load_profile("arm-neon").dumps().replace("89.6 GMAC/s", "1e-300 MAC/s"))],
+        "expected a throughput in MAC/s (1 MAC = 2 ops) between 1 kMAC/s"),
     "bad fit measurements": (lambda t: ["profiles", "fit", _profile(t / "m.csv", "a,b\n1,2\n"), "--base", "hexagon",
                                         "-o", t / "fitted.yaml"], "m.csv"),
 }

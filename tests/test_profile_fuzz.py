@@ -98,11 +98,14 @@ def test_an_unsupported_format_never_computes_faster_than_its_fallback(profile, 
 # ---------------------------------------------------------------- YAML round trip
 
 positive = st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False)
+# what a profile accepts: a throughput or bandwidth of 1e-300 per second is a typo, not a chip
+throughputs = st.floats(min_value=1e3, max_value=1e18, allow_nan=False, allow_infinity=False)
+durations = st.floats(min_value=1e-15, max_value=3600.0, allow_nan=False, allow_infinity=False)
 
 
 @PROPERTY
-@given(name=st.sampled_from(sorted(PROFILES)), throughput=positive, bandwidth=positive, per_op=positive,
-       energy=positive, efficiency=st.floats(min_value=1e-9, max_value=1.0))
+@given(name=st.sampled_from(sorted(PROFILES)), throughput=throughputs, bandwidth=st.floats(1e3, 1e16),
+       per_op=durations, energy=positive, efficiency=st.floats(min_value=1e-9, max_value=1.0))
 def test_a_profile_survives_yaml_round_trip(name, throughput, bandwidth, per_op, energy, efficiency):
     data = copy.deepcopy(PROFILES[name].to_dict())
     first = next(iter(data["compute"]))

@@ -43,6 +43,8 @@ def show(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Show a run's Pareto front in human units, with the references and the knee marked."""
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise QevoError(f"got {plot.suffix or 'no suffix'}, expected a .png file", path=plot, field="--plot")
     directory, front = load_front(run_dir)
     objectives = front["objectives"]
     if sort is not None and sort not in objectives:
