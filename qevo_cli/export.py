@@ -9,7 +9,6 @@ writes those weights rounded to their levels in float.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import onnxruntime as ort
 
 from .errors import QevoError, first_line
 from .evaluate import Evaluator, run_session
-from .files import publish
+from .files import publish, temporary_beside
 from .stored import storable
 from .model import default_opset
 from .policy import Policy
@@ -69,8 +68,7 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_
     stored = [layer.name for layer in model.layers if layer.weight is not None and layer.name not in simulated
               and policy.choice(layer.name).weight != "fp32"]
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temporary_beside(output)
     try:
         onnx.save(exported, tmp)
         onnx.checker.check_model(tmp)

@@ -27,16 +27,24 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def temporary_beside(path: Path) -> str:
+    """A new empty temporary file in `path`'s folder, named after it (shortened: a 255-character name is legal
+    and its temporary name must be too)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over `path`."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = temporary_beside(path)
     except OSError as err:
         raise QevoError(f"cannot write here ({err.strerror})", path=path) from None
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

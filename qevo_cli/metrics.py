@@ -7,11 +7,13 @@ over the whole evaluation set (model output order, batches joined on axis 0).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,6 +88,10 @@ def _class_labels(labels, reference) -> str | None:
 
 
 def _agreement(outputs, labels, reference):
+    if np.asarray(reference[0]).ndim == 1 and np.asarray(reference[0]).dtype.kind == "f":
+        raise QevoError("agreement compares top-1 classes, and the model's first output is one float per sample; "
+                        "expected class scores [N, classes] or class indices (use --metric sqnr or cosine)",
+                        field="metric")
     return 100.0 * float(np.mean(_top1(outputs[0]) == _top1(reference[0])))
 
 
@@ -161,8 +167,10 @@ def resolve_metric(spec: str) -> Metric:
 
     def call_user(outputs, labels, reference):
         try:
-            value = fn(outputs, labels)
-        except Exception as err:  # report the user's failure as theirs, in one line
+            # what the metric prints goes to stderr: stdout may be --json's
+            with contextlib.redirect_stdout(sys.stderr):
+                value = fn(outputs, labels)
+        except (Exception, SystemExit) as err:  # report the user's failure as theirs, in one line
             raise QevoError(f"metric {spec} raised {type(err).__name__}: {err}", field="--metric") from None
         try:
             value = float(value)

@@ -176,3 +176,56 @@ def test_inspect_with_target_costs_each_layer():
     assert table.exit_code == 0 and "W4A8 us" in table.stdout and "model size" in table.stdout
     bad = invoke("inspect", "--target", "no-such-target")
     assert bad.exit_code == 2 and "unknown profile 'no-such-target'" in bad.stderr
+
+
+METRICS = '''
+import numpy as np
+def exits(outputs, labels):
+    raise SystemExit(0)
+def noisy(outputs, labels):
+    print("computing my metric")
+    return float(np.mean(np.argmax(outputs[0], 1) == labels))
+'''
+
+
+def test_a_custom_metric_that_exits_is_an_error_and_one_that_prints_keeps_json_clean(tmp_path):
+    (tmp_path / "mine.py").write_text(METRICS)
+    common = ["search", "--target", "arm-neon", "--weight-formats", "int4,int8", "--act-formats", "int8", "--pop", "6",
+              "--generations", "1"]
+    exits = runner.invoke(app, [*common, "--metric", f"{tmp_path / 'mine.py'}:exits", "--out", str(tmp_path / "a")])
+    assert exits.exit_code == 2 and "raised SystemExit" in exits.stderr and not (tmp_path / "a").exists()
+    noisy = runner.invoke(app, [*common, "--metric", f"{tmp_path / 'mine.py'}:noisy", "--json",
+                                "--out", str(tmp_path / "b")])
+    assert noisy.exit_code == 0 and json.loads(noisy.stdout)["front_size"] >= 1
+    assert "computing my metric" in noisy.stderr
+
+
+def test_agreement_refuses_a_one_float_per_sample_output(tmp_path):
+    """Top-1 agreement of a regression output would compare exact floats (fp32 100%, every variant 0%)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 1)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+                               helper.make_node("Flatten", ["h"], ["f"], axis=0),
+                               helper.make_node("Squeeze", ["f"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])], [w])
+    model = tiny_models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "r.onnx")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(1).standard_normal((16, 4)).astype(np.float32))
+    (tmp_path / "p.yaml").write_text(Policy({"fc": LayerChoice("int8", "int8")}).dumps())
+    result = runner.invoke(app, ["evaluate", str(model), "--data", str(tmp_path / "d.npz"), "--metric", "agreement",
+                                 "--policy", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2 and "one float per sample" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_export_name_of_255_characters_is_written(tmp_path):
+    from qevo_cli.config import SearchConfig
+    from qevo_cli.search import run_search
+
+    run = run_search(SearchConfig(target="arm-neon", weight_formats="int4,int8", act_formats="int8", pop=6,
+                                  generations=1, out=str(tmp_path / "run"))).run_dir
+    for suffix in (".yaml", ".onnx"):
+        name = tmp_path / ("p" * (255 - len(suffix)) + suffix)
+        result = runner.invoke(app, ["export", str(run), str(name)])
+        assert result.exit_code == 0, result.output
+        assert name.is_file() and not list(tmp_path.glob(".*.tmp"))
