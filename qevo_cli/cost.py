@@ -4,6 +4,8 @@ Per layer (the roofline):
     compute_s = MACs / (throughput of the compute path x efficiency of the op kind)
     memory_s  = bytes moved / bandwidth
     latency   = max(compute_s, memory_s) + per-op overhead
+                + conversions (profiles with a `conversion` block: integer weights dequantized at every
+                  run, activations converted into and out of a float kernel, each one more op)
     energy    = MACs x energy per MAC (compute path) + bytes moved x energy per byte
 Bytes moved are the weights at their stored bit width (with their scales) plus the input
 and output activations at the layer's activation bit width; an embedding moves only the rows
@@ -134,7 +136,7 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
         layer=layer.name,
-        latency_s=slower + profile.per_op_s,
+        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, run, profile),
         energy_j=layer.macs * run.joules_per_mac + moved * profile.joules_per_byte,
         bytes=moved,
         weight_bytes=w_bytes,
@@ -145,6 +147,23 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
         compute=run.label,
         native=run.native,
     )
+
+
+def conversion_elements(layer: Layer, choice: LayerChoice, run) -> tuple[int, int, int]:
+    """(weight elements dequantized at every run, activation elements converted into or out of a float kernel,
+    conversion ops) for one layer at `choice` running as `run`."""
+    weights = layer.params if layer.weight is not None and choice.weight_is_int and run.float_weights else 0
+    static = choice.activation in ("int8", "int16") and not layer.weight_only
+    activations = layer.input_elems + layer.output_elems if static and run.float_activations else 0
+    return weights, activations, (1 if weights else 0) + (2 if activations else 0)
+
+
+def conversion_latency(layer: Layer, choice: LayerChoice, run, profile: Profile) -> float:
+    """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
+    if not (profile.weight_conversion_s or profile.activation_conversion_s):
+        return 0.0
+    weights, activations, ops = conversion_elements(layer, choice, run)
+    return weights * profile.weight_conversion_s + activations * profile.activation_conversion_s + ops * profile.per_op_s
 
 
 def glue_bytes(accessed_elements: int, fmt: str, profile: Profile) -> int:

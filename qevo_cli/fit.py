@@ -162,7 +162,8 @@ def _measurement(cells: dict[str, str], line: int, latency_column: str, path: Pa
 # ---------------------------------------------------------------- fitting
 
 def predict(profile: Profile, row: Measurement) -> float:
-    run = profile.compute_path_for(row.weight_format, row.activation_format, has_weight=row.kind != "act_matmul")
+    run = profile.compute_path_for(row.weight_format, row.activation_format, has_weight=row.kind != "act_matmul",
+                                   kind=row.kind)
     return roofline_latency(row.macs, row.bytes, run.rate[row.kind], profile.bandwidth, profile.per_op_s)
 
 
@@ -269,7 +270,8 @@ class _Design:
 def _compute_labels(base: Profile, measurements: Sequence[Measurement], label: str) -> list[str]:
     labels = []
     for row in measurements:
-        run = base.compute_path_for(row.weight_format, row.activation_format, has_weight=row.kind != "act_matmul")
+        run = base.compute_path_for(row.weight_format, row.activation_format, has_weight=row.kind != "act_matmul",
+                                    kind=row.kind)
         if run is None:
             reason = (base.reason(row.weight_format, row.activation_format)
                       or f"{base.name} does not offer {row.activation_format} activations for a MatMul of two activations")
@@ -310,10 +312,14 @@ def fitted_data(base: Profile, values: dict, *, name: str, what: str, measuremen
     changed = []
     for key, (quantity, value) in values.items():
         value = _rounded(value)
+        if quantity is not None and quantity.allow_zero and value < quantity.plausible[0]:
+            value = 0.0   # a fitted duration of 1e-39 s is none
         if key.startswith("efficiency."):
             value = min(value, 1.0)
         text: Any = quantity.format(value) if quantity else value
         section, *middle, leaf = key.split(".")
+        if section == "conversion" and section not in data:   # a base without conversions gains them
+            data[section] = {"weight": "0 s", "activation": "0 s"}
         holder = data[section]
         for part in middle:
             holder = holder[part]

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .cost import model_cost
+from .cost import conversion_elements, model_cost
 from .errors import QevoError
 from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
 from .layers import Layer
@@ -49,35 +49,55 @@ def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue) -> t
 
 @dataclass(frozen=True)
 class _ModelDesign:
+    """x = [the layer design's parameters (fit._Design, per-op overhead last), per-graph overhead,
+    weight conversion, activation conversion], each overhead and conversion scaled to be near 1."""
+
     layers: _Design
     group: np.ndarray          # layer row -> model row
     glue: np.ndarray
+    conversions: np.ndarray    # per model row: weight elements, activation elements, conversion ops
+    conversion_scale: np.ndarray
     measured: np.ndarray
 
     @classmethod
     def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, label: str):
-        parts, group, glue_bytes = [], [], []
+        parts, group, glue_bytes, conversions = [], [], [], []
         for m, row in enumerate(rows):
             layer_rows, moved = _parts(layers, row.policy, base, glue)
             parts += layer_rows
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
+            conversions.append(np.sum([conversion_elements(layer, row.policy.choice(layer.name),
+                                                           base.compute_path(layer, row.policy.choice(layer.name)))
+                                       for layer in layers], axis=0))
         design = _Design.build(base, parts, label)
         measured = np.array([row.latency_s for row in rows])
-        # the overheads are scaled by a typical layer's share of a model's time
-        return cls(replace(design, time_scale=float(np.median(measured)) / max(len(layers), 1)), np.array(group),
-                   np.array(glue_bytes), measured)
+        conversions = np.array(conversions, dtype=float).reshape(len(rows), 3)
+        typical = float(np.median(measured))
+        # the overheads are scaled by a typical layer's share of a model's time, a conversion so that the
+        # most converting policy's conversions at 1 take a typical model's time
+        return cls(replace(design, time_scale=typical / max(len(layers), 1)), np.array(group),
+                   np.array(glue_bytes), conversions, typical / np.maximum(conversions[:, :2].max(axis=0), 1.0),
+                   measured)
+
+    @property
+    def size(self) -> int:
+        return len(self.layers.base_logs) + 4   # + per-op, per-graph, two conversions
 
     def latencies(self, x: np.ndarray) -> np.ndarray:
         design = self.layers
-        per_layer = design.latencies(x[:-1])
+        d = len(design.base_logs) + 1
+        per_layer = design.latencies(x[:d])
         bandwidth = math.exp(x[len(design.entries) + len(design.kinds)])
+        weights, activations, ops = self.conversions.T
+        converted = (weights * x[d + 1] * self.conversion_scale[0] + activations * x[d + 2] * self.conversion_scale[1]
+                     + ops * x[d - 1] * design.time_scale)
         return (np.bincount(self.group, per_layer, minlength=len(self.measured)) + self.glue / bandwidth
-                + x[-1] * design.time_scale)
+                + x[d] * design.time_scale + converted)
 
     def residuals(self, x: np.ndarray) -> np.ndarray:
         predicted = np.maximum(self.latencies(x), 1e-15)
-        prior = math.sqrt(PRIOR_WEIGHT) * (x[:-2] - self.layers.base_logs)
+        prior = math.sqrt(PRIOR_WEIGHT) * (x[:len(self.layers.base_logs)] - self.layers.base_logs)
         return np.concatenate([np.log(predicted) - np.log(self.measured), prior])
 
 
@@ -89,12 +109,19 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     glue = glue or {}
     design = _ModelDesign.build(base, layers, rows, glue, measurements_label)
     lower, upper = design.layers.bounds()
-    lower, upper = np.append(lower, 0.0), np.append(upper, np.inf)   # per-graph overhead >= 0
-    start = np.append(design.layers.start_from_base(base), base.per_graph_s / design.layers.time_scale)
+    lower, upper = np.append(lower, [0.0] * 3), np.append(upper, [np.inf] * 3)   # overhead, conversions >= 0
+    start = np.append(design.layers.start_from_base(base),
+                      [base.per_graph_s / design.layers.time_scale,
+                       base.weight_conversion_s / design.conversion_scale[0],
+                       base.activation_conversion_s / design.conversion_scale[1]])
     best = least_squares(design.residuals, np.clip(start, lower, upper), bounds=(lower, upper), x_scale="jac",
                          xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=4000)
-    values: dict[str, tuple[Any, float]] = design.layers.values(best.x[:-1])
-    values["overhead.per_graph"] = (DURATION, float(best.x[-1]) * design.layers.time_scale)
+    d = len(design.layers.base_logs) + 1
+    values: dict[str, tuple[Any, float]] = design.layers.values(best.x[:d])
+    values["overhead.per_graph"] = (DURATION, float(best.x[d]) * design.layers.time_scale)
+    if base.spec.conversion is not None or design.conversions[:, :2].any():
+        values["conversion.weight"] = (DURATION, float(best.x[d + 1] * design.conversion_scale[0]))
+        values["conversion.activation"] = (DURATION, float(best.x[d + 2] * design.conversion_scale[1]))
     data, changed = fitted_data(base, values, name=name, what=f"{len(rows)} measured model latencies",
                                 measurements_label=measurements_label, sha256=sha256, rows=len(rows))
     draft = profile_from_dict(data, path)

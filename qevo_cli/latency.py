@@ -36,6 +36,8 @@ WARMUP_RUNS = 3
 MIN_RUNS, MAX_RUNS = 15, 200
 MIN_SECONDS, MAX_SECONDS = 0.3, 5.0
 COMMAND_TIMEOUT_S = 120.0
+REFERENCE_EVERY_S = 20.0   # how often HostTimer times the fp32 model again to follow the machine's drift
+REFERENCE_KEY = "the fp32 model, as the drift baseline"
 
 
 class LatencyFailure(Exception):
@@ -47,6 +49,7 @@ class Timing:
     median_ms: float
     spread: float        # interquartile range over the median (0 for one reading, such as a command's)
     runs: int
+    drift: float = 1.0   # the factor the machine's drift correction applied (HostTimer)
 
 
 def host_name() -> str:
@@ -82,11 +85,20 @@ def one_sample(evaluator) -> dict[str, np.ndarray]:
 
 
 class HostTimer:
-    """Times policies on the machine qevo runs on, with onnxruntime's CPU execution provider."""
+    """Times policies on the machine qevo runs on, with onnxruntime's CPU execution provider.
+
+    A shared or virtual machine drifts: the same model timed minutes apart may take twice as long. So
+    every REFERENCE_EVERY_S the fp32 model is timed again, and each policy's time is scaled by the
+    reference's time then against `baseline_ms` (its first time, or the one the cache kept): policies
+    timed at different moments stay comparable."""
 
     def __init__(self, evaluator, threads: int = 1):
         self.evaluator, self.threads = evaluator, threads
         self.feed = one_sample(evaluator)
+        self.baseline_ms: float | None = None
+        self._reference = None
+        self._reference_ms = 0.0
+        self._reference_at = -math.inf
 
     def identity(self) -> dict:
         shapes = {name: list(np.shape(value)) for name, value in sorted(self.feed.items())}
@@ -96,28 +108,48 @@ class HostTimer:
                 "threads": self.threads, "feed": shapes, "qevo": __version__}
 
     def __call__(self, policy: Policy) -> Timing:
-        model = stored_model(self.evaluator, policy)
+        try:
+            session = self._session(stored_model(self.evaluator, policy))
+            timing = summarise(self._time(session))
+        except LatencyFailure:
+            raise
+        except Exception as err:  # onnxruntime raises a family of pybind11 error types
+            raise LatencyFailure(f"onnxruntime could not run the policy's model: {first_line(err)}") from None
+        drift = self._drift()
+        return Timing(timing.median_ms * drift, timing.spread, timing.runs, drift)
+
+    def _session(self, model: onnx.ModelProto):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            for _ in range(WARMUP_RUNS):
-                session.run(None, self.feed)
-            times: list[float] = []
-            started = time.perf_counter()
-            while len(times) < MAX_RUNS and (len(times) < MIN_RUNS or time.perf_counter() - started < MIN_SECONDS):
-                begin = time.perf_counter()
-                session.run(None, self.feed)
-                times.append(time.perf_counter() - begin)
-                if time.perf_counter() - started > MAX_SECONDS and len(times) >= 3:
-                    break
-        except Exception as err:  # onnxruntime raises a family of pybind11 error types
-            raise LatencyFailure(f"onnxruntime could not run the policy's model: {first_line(err)}") from None
-        return summarise(times)
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def _time(self, session) -> list[float]:
+        for _ in range(WARMUP_RUNS):
+            session.run(None, self.feed)
+        times: list[float] = []
+        started = time.perf_counter()
+        while len(times) < MAX_RUNS and (len(times) < MIN_RUNS or time.perf_counter() - started < MIN_SECONDS):
+            begin = time.perf_counter()
+            session.run(None, self.feed)
+            times.append(time.perf_counter() - begin)
+            if time.perf_counter() - started > MAX_SECONDS and len(times) >= 3:
+                break
+        return times
+
+    def _drift(self) -> float:
+        """baseline / the reference's time now (timed again when the last timing is old)."""
+        if self._reference is None:
+            self._reference = self._session(stored_model(self.evaluator, Policy({})))
+        if time.perf_counter() - self._reference_at >= REFERENCE_EVERY_S:
+            self._reference_ms = summarise(self._time(self._reference)).median_ms
+            self._reference_at = time.perf_counter()
+            if self.baseline_ms is None:
+                self.baseline_ms = self._reference_ms
+        return self.baseline_ms / self._reference_ms
 
 
 def summarise(times_s: list[float]) -> Timing:
@@ -224,6 +256,9 @@ class MeasuredLatency:
         self.memory: dict[str, Timing] = {}
         self.failures: dict[str, str] = {}
         self.timed = 0
+        if hasattr(timer, "baseline_ms"):   # timings cached by earlier runs were scaled to this baseline
+            baseline = self.cache.get(REFERENCE_KEY)
+            timer.baseline_ms = baseline.median_ms if baseline else None
 
     def known(self, policy: Policy) -> Timing | None:
         """The policy's timing if it was taken before (this run or the cache), without timing it."""
@@ -253,6 +288,8 @@ class MeasuredLatency:
                 self.failures[key] = f"its model could not be built for timing: {first_line(err)}"
                 return None
             self.cache.put(key, timing)
+            if getattr(self.timer, "baseline_ms", None) is not None and self.cache.get(REFERENCE_KEY) is None:
+                self.cache.put(REFERENCE_KEY, Timing(self.timer.baseline_ms, 0.0, 1))
             self.timed += 1
         self.memory[key] = timing
         return timing

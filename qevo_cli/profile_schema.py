@@ -237,6 +237,9 @@ class ComputeEntry(_Strict):
     throughput: _quantity(THROUGHPUT)
     energy_per_mac: _quantity(ENERGY_PER_MAC)
     efficiency: Optional[EfficiencyOverride] = None
+    # the op kinds the target has kernels of this entry for (all when absent); the others run as the
+    # format's fallback does (a CPU with a weight-only int4 MatMul kernel and no such Conv)
+    kinds: Optional[list[Kind]] = None
 
 
 class Fallback(_Strict):
@@ -270,6 +273,15 @@ class Memory(_Strict):
 class Overhead(_Strict):
     per_op: _quantity(DURATION)
     per_graph: _quantity(DURATION)
+
+
+class Conversion(_Strict):
+    """Time per element the roofline does not see: converting between integer and float where a float kernel
+    meets integer data (a runtime that dequantizes weights at every run, Quantize / DequantizeLinear between
+    a float op and quantized tensors). Each conversion also counts one op of overhead."""
+
+    weight: _quantity(DURATION)       # per weight element an integer weight is dequantized, at every run
+    activation: _quantity(DURATION)   # per activation element converted into or out of a float kernel
 
 
 class Sparsity(_Strict):
@@ -310,6 +322,7 @@ class ProfileSpec(_Strict):
     limits: list[Limit] = []
     memory: Memory
     overhead: Overhead
+    conversion: Optional[Conversion] = None
     sparsity: list[Sparsity] = []
 
     @model_validator(mode="before")
@@ -394,6 +407,8 @@ def value_paths(spec: ProfileSpec) -> dict[str, str]:
         paths[f"compute.{key}.energy_per_mac"] = ENERGY_PER_MAC.format(entry.energy_per_mac)
         for kind, value in (entry.efficiency.model_dump(exclude_none=True) if entry.efficiency else {}).items():
             paths[f"compute.{key}.efficiency.{kind}"] = f"{value:g}"
+        if entry.kinds is not None:
+            paths[f"compute.{key}.kinds"] = ", ".join(entry.kinds)
     for kind in KINDS:
         paths[f"efficiency.{kind}"] = f"{getattr(spec.efficiency, kind):g}"
     for side in ("weight", "activation"):
@@ -407,6 +422,9 @@ def value_paths(spec: ProfileSpec) -> dict[str, str]:
     paths["memory.energy_per_byte"] = ENERGY_PER_BYTE.format(spec.memory.energy_per_byte)
     paths["overhead.per_op"] = DURATION.format(spec.overhead.per_op)
     paths["overhead.per_graph"] = DURATION.format(spec.overhead.per_graph)
+    if spec.conversion is not None:
+        paths["conversion.weight"] = DURATION.format(spec.conversion.weight)
+        paths["conversion.activation"] = DURATION.format(spec.conversion.activation)
     for index, sparsity in enumerate(spec.sparsity):
         paths[f"sparsity.{index}"] = f"{sparsity.pattern} x{sparsity.speedup:g}"
     return paths

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -38,12 +38,28 @@ class ComputePath:
     rate: dict[str, float]        # op kind -> MAC/s reached (throughput x efficiency)
     joules_per_mac: float
     native: bool                  # False when stored formats are unpacked or dequantized
+    by_kind: dict[str, "ComputePath"] | None = None   # op kind -> how it runs instead (ComputeEntry.kinds)
+
+    def for_kind(self, kind: str) -> "ComputePath":
+        return self.by_kind.get(kind, self) if self.by_kind else self
+
+    @property
+    def float_weights(self) -> bool:
+        """Whether the kernel reads float weights: integer weights are dequantized for it."""
+        return self.label.split("/")[0] in FLOAT_FORMATS
+
+    @property
+    def float_activations(self) -> bool:
+        """Whether the kernel computes on float activations (float weights mean float arithmetic): integer
+        activations are converted into and out of it."""
+        return self.float_weights or self.label.split("/")[1] in FLOAT_FORMATS
 
 
 class Profile:
     """A validated profile, compiled for fast cost lookups. Treat as immutable."""
 
     __slots__ = ("spec", "path", "name", "chip", "activation_scope", "latency_source", "bandwidth", "joules_per_byte", "per_op_s", "per_graph_s",
+                 "weight_conversion_s", "activation_conversion_s",
                  "has_limits", "builtin", "_runs", "_runs_without_weight", "_reasons", "_limits")
 
     def __init__(self, spec: ProfileSpec, path: str | None = None, builtin: bool = False):
@@ -58,6 +74,9 @@ class Profile:
         self.joules_per_byte = spec.memory.energy_per_byte
         self.per_op_s = spec.overhead.per_op
         self.per_graph_s = spec.overhead.per_graph
+        conversion = spec.conversion
+        self.weight_conversion_s = conversion.weight if conversion else 0.0
+        self.activation_conversion_s = conversion.activation if conversion else 0.0
         self._runs, self._reasons = _compile_runs(spec)
         self._runs_without_weight = {a: _run_without_weight(spec, self._runs, a) for a in ACTIVATION_FORMATS}
         self._limits = tuple(spec.limits)
@@ -65,15 +84,15 @@ class Profile:
 
     def compute_path(self, layer: Layer, choice: LayerChoice) -> ComputePath | None:
         """How `choice` runs for `layer`, ignoring per-layer limits; None when not offered."""
-        if layer.weight is None:
-            return self._runs_without_weight[choice.activation]
-        return self._runs[(choice.weight, choice.activation)]
+        run = self._runs_without_weight[choice.activation] if layer.weight is None \
+            else self._runs[(choice.weight, choice.activation)]
+        return run.for_kind(layer.cost_kind) if run is not None and run.by_kind else run
 
-    def compute_path_for(self, weight: str, activation: str, has_weight: bool = True) -> ComputePath | None:
-        """Same as `compute_path`, from format names alone."""
-        if not has_weight:
-            return self._runs_without_weight.get(activation)
-        return self._runs.get((weight, activation))
+    def compute_path_for(self, weight: str, activation: str, has_weight: bool = True,
+                         kind: str | None = None) -> ComputePath | None:
+        """Same as `compute_path`, from format names (and the op kind, where entries are limited to kinds)."""
+        run = self._runs.get((weight, activation)) if has_weight else self._runs_without_weight.get(activation)
+        return run.for_kind(kind) if run is not None and kind is not None else run
 
     def reason(self, weight: str, activation: str) -> str | None:
         """Why the target cannot run this pair on any layer, or None when it can run it."""
@@ -193,6 +212,26 @@ def _compile_runs(spec: ProfileSpec) -> tuple[dict, dict]:
 
 
 def _resolve(spec: ProfileSpec, entries: dict[str, ComputePath], weight: str, activation: str) -> ComputePath | None:
+    """The entry that runs (weight, activation): the entries for all op kinds, through the fallbacks; then, for
+    the kinds an entry of exactly these formats is limited to, that entry."""
+    run = _resolve_all_kinds(spec, entries, weight, activation)
+    activation = "int8" if activation == "dynamic-int8" else activation
+    keys = (f"{weight}/{activation}",
+            f"{_follow(spec.fallback.weight, weight)}/{_follow(spec.fallback.activation, activation)}")
+    key = next((key for key in keys if key in spec.compute and spec.compute[key].kinds is not None), None)
+    if key is None:
+        return run
+    exact, entry = spec.compute[key], entries[key]
+    if run is None:   # the other kinds have no way to run it
+        raise QevoError(f"{weight}/{activation} runs only on {', '.join(exact.kinds)} layers and the fallbacks give "
+                        "the other kinds no entry, expected a fallback path for them too (or no kinds)",
+                        field=f"compute.{weight}/{activation}.kinds")
+    return replace(run, by_kind={kind: entry for kind in exact.kinds})
+
+
+def _resolve_all_kinds(spec: ProfileSpec, entries: dict[str, ComputePath], weight: str,
+                       activation: str) -> ComputePath | None:
+    entries = {key: path for key, path in entries.items() if spec.compute[key].kinds is None}
     compute_weight = _follow(spec.fallback.weight, weight)
     compute_activation = _follow(spec.fallback.activation, "int8" if activation == "dynamic-int8" else activation)
     run = entries.get(f"{compute_weight}/{compute_activation}")

@@ -53,6 +53,29 @@ def test_host_latency_of_uniform_int8_is_below_fp32_where_integer_kernels_apply(
     assert all(t.runs >= 3 and t.spread >= 0 for t in fp32 + quantized)
 
 
+def test_host_timings_follow_the_machines_drift_through_the_reference_model(tmp_path):
+    """When the machine slows down, the fp32 reference timed again shows it, and the policy's time is scaled
+    back to the baseline's speed. The clock is simulated (the reference takes 2 ms, the policy 5 ms, then
+    both three times as long): a real one on a shared machine is what this corrects, not a test."""
+    import math
+
+    from qevo_cli.latency import HostTimer
+
+    loaded = load_model(_conv_model(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(1).standard_normal((4, 64, 32, 32)).astype(np.float32))
+    timer = HostTimer(Evaluator(loaded, load_data(tmp_path / "d.npz", loaded), resolve_metric("sqnr")))
+    policy = Policy({layer.name: LayerChoice("int8", "fp32") for layer in loaded.layers})
+    slowdown = [1.0]
+    timer._time = lambda session: [slowdown[0] * (0.002 if session is timer._reference else 0.005)] * 15
+    steady = timer(policy)
+    assert steady.drift == 1.0 and steady.median_ms == pytest.approx(5.0) and timer.baseline_ms == pytest.approx(2.0)
+    slowdown[0] = 3.0
+    assert timer(policy).median_ms == pytest.approx(15.0)   # until the reference is due again (REFERENCE_EVERY_S)
+    timer._reference_at = -math.inf   # now it is due
+    slowed = timer(policy)
+    assert slowed.drift == pytest.approx(1 / 3) and slowed.median_ms == pytest.approx(5.0)
+
+
 SLEEPER = """
 import os, sys, time
 size = os.path.getsize(sys.argv[1])
