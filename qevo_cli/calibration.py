@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 import onnx
@@ -26,7 +25,7 @@ from onnxruntime.quantization.calibrate import HistogramCollector
 from .data import Dataset
 from .defaults import cache_dir
 from .errors import QevoError
-from .files import atomic_write_text
+from .files import atomic_write_text, temporary_beside
 from .model import LoadedModel
 from .quantize import mse_activation_range
 
@@ -129,8 +128,8 @@ class ActivationCalibrator:
         folder.mkdir(parents=True, exist_ok=True)
         for name, stats in computed.items():
             target = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".npz")
-            handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-            with os.fdopen(handle, "wb") as out:
+            temporary = temporary_beside(target)
+            with open(temporary, "wb") as out:
                 np.savez(out, **{f"{tag}{i}": value for tag, values in zip(STATS, stats)
                                  for i, value in enumerate(values)})
             os.replace(temporary, target)

@@ -1,6 +1,7 @@
 """Writing files so that they are complete or absent, never half-written."""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -29,10 +30,26 @@ def publish(tmp: str | Path, path: str | Path) -> None:
 
 def temporary_beside(path: Path) -> str:
     """A new empty temporary file in `path`'s folder, named after it (shortened: a 255-character name is legal
-    and its temporary name must be too)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    and its temporary name must be too) and after this process. A process killed with SIGKILL cannot remove
+    its temporary file: the next write of the same file removes those of processes no longer running."""
+    stem = f".{path.name[:100]}."
+    for stale in path.parent.glob(f"{glob.escape(stem)}*.tmp"):
+        pid = stale.name[len(stem):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{stem}{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     return tmp
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # running, under another user
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from pymoo.parallelization.dask import DaskParallelization
-
 from .errors import QevoError
 from .evaluate import Evaluator
 from .policy import Policy
@@ -103,12 +101,38 @@ def open_runner(workers: int = 1, dask_address: str | None = None) -> Iterator[R
         except (OSError, TimeoutError) as err:
             raise QevoError(f"cannot reach the Dask scheduler at {dask_address} ({err})", field="--dask") from None
         try:
-            yield DaskParallelization(client)
+            yield lambda f, items: _dask_map(client, f, items)
         finally:
             client.close()
     elif workers > 1:
         # spawn, not fork: onnxruntime's thread pools do not survive a fork
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_die_with_parent,
+                                                       initargs=(os.getpid(),)) as pool:
             yield lambda f, items: pool.imap(f, items)
     else:
         yield _serial
+
+
+def _dask_map(client, f, items) -> Iterator:
+    """Results in input order, each as soon as it and those before it are done (so the caller stores them as
+    they finish); what is left is cancelled when the caller stops early."""
+    futures = client.map(f, list(items), pure=False)
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        client.cancel(futures)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker ends with the search that started it: a search killed with SIGKILL leaves no orphan to print a
+    BrokenPipeError traceback when it hands back its result (Linux's PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:   # the parent died before the request took effect
+        os._exit(1)
