@@ -75,8 +75,9 @@ def test_most_recent_run_is_the_default(run_dir, monkeypatch):
 
 def test_pick_rules_are_deterministic_and_respected(run_dir):
     front = json.loads((run_dir / "front.json").read_text())
+    shuffled = {**front, "solutions": list(reversed(front["solutions"]))}
     for rule in ("knee", "weights=1,1,1", "weights=0.2,0.6,0.2,0", "max-drop=1.0,min=latency"):
-        assert pick(front, rule)["id"] == pick(front, rule)["id"]
+        assert pick(front, rule)["id"] == pick(shuffled, rule)["id"]   # whatever order front.json lists them in
     within = pick(front, "max-drop=1.0,min=size")
     assert within["objectives"]["metric"] <= 1.0
     assert within["objectives"]["size"] == min(s["objectives"]["size"] for s in front["solutions"]
@@ -217,10 +218,22 @@ def test_export_refuses_unstorable_formats_unless_simulated(run_dir, tmp_path):
 
 
 def test_export_tolerance_sets_exit_code(run_dir, tmp_path):
+    import shutil
+
     result = runner.invoke(app, ["export", str(run_dir), str(tmp_path / "m.onnx"), "--tolerance", "0", "--json"])
     report = json.loads(result.stdout)
-    assert result.exit_code == (0 if report["difference"] == 0 else 4)
-    assert (tmp_path / "m.onnx").exists()      # complete either way: the user decides what to do with it
+    assert result.exit_code == 0 and report["difference"] == 0   # the export measures exactly what was searched
+    # a front whose recorded metric the file does not reproduce (edited by hand here): exit 4, file kept
+    edited = tmp_path / "edited"
+    shutil.copytree(run_dir, edited)
+    front = json.loads((edited / "front.json").read_text())
+    solution = next(s for s in front["solutions"] if s["id"] == report["id"])
+    solution["metric"] += 5.0
+    (edited / "front.json").write_text(json.dumps(front))
+    result = runner.invoke(app, ["export", str(edited), str(tmp_path / "e.onnx"), "--pick", str(report["id"]),
+                                 "--tolerance", "0.5", "--json"])
+    assert result.exit_code == 4 and json.loads(result.stdout)["difference"] == pytest.approx(-5.0)
+    assert (tmp_path / "e.onnx").exists()      # complete either way: the user decides what to do with it
 
 
 def test_export_of_a_mix_of_formats_measures_the_same():
