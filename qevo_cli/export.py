@@ -83,3 +83,74 @@ def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_
     finally:
         Path(tmp).unlink(missing_ok=True)
     return ExportReport(output, measured, expected, simulated, stored, opset, size)
+
+
+OUTPUT_TYPES = (".yaml", ".yml", ".json", ".onnx")
+
+
+def export_choice(run_dir: str | Path | None, rule: str, output: str | Path, allow_simulated: bool = False,
+                  tolerance_percent: float = 0.5) -> dict:
+    """Pick one policy of a run's front by `rule` (pick.py) and write it: a policy file (.yaml, .json) with its
+    objectives, model and target, or a quantized model (.onnx) loaded and measured again. Returns what was
+    written and, for a model, what it measured against the search (`within_tolerance`)."""
+    from .metrics import tolerance_in_metric_units
+    from .pick import pick
+    from .runs import load_front
+
+    output = Path(output)
+    if output.suffix not in OUTPUT_TYPES:
+        raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml, .json or .onnx",
+                        path=output)
+    directory, front = load_front(run_dir)
+    if not front.get("feasible", True) and not rule.isdigit():
+        raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
+    solution = pick(front, rule)
+    result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": rule,
+              "objectives": solution["objectives"], "metric": solution["metric"]}
+    if output.suffix != ".onnx":
+        _write_policy(front, solution, output)
+        return result
+    report = export_onnx(_run_evaluator(directory, front), Policy.from_dict(solution["policy"]), output,
+                         allow_simulated=allow_simulated, expected=solution["metric"])
+    allowed = tolerance_in_metric_units(tolerance_percent, front.get("fp32_metric", 0.0))
+    result.update({"measured_metric": report.measured, "difference": report.difference,
+                   "tolerance_percent": tolerance_percent, "tolerance": allowed,
+                   "within_tolerance": abs(report.difference) <= allowed, "opset": report.opset,
+                   "file_bytes": report.file_bytes, "simulated_layers": report.simulated_layers,
+                   "stored_layers": report.stored_layers})
+    return result
+
+
+def _write_policy(front: dict, solution: dict, output: Path) -> None:
+    import json
+
+    import yaml
+
+    from .files import atomic_write_text
+
+    data = {"version": solution["policy"]["version"], "model": front["model"], "target": front["target"],
+            "metric": front["metric"],
+            "objectives": {name: solution["objectives"][name] for name in front["objectives"]},
+            "layers": solution["policy"]["layers"]}
+    # the tensors' formats and their runtime's rules, on a target that quantizes more than layer inputs
+    data.update({key: solution["policy"][key] for key in ("tensors", "scope") if key in solution["policy"]})
+    data["objectives"]["measured_metric"] = solution["metric"]
+    text = json.dumps(data, indent=2) + "\n" if output.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    atomic_write_text(output, text)
+
+
+def _run_evaluator(directory: Path, front: dict) -> Evaluator:
+    """The evaluator of the run's model, data and metric, as run.yaml records them."""
+    from .config import SearchConfig
+    from .runners import WorkspaceSpec
+    from .store import RunStore
+
+    store = RunStore(directory, create=False)
+    try:
+        config = SearchConfig.from_run(store)
+    finally:
+        store.close()
+    evaluator = WorkspaceSpec.of(config).evaluator()
+    if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
+        raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
+    return evaluator

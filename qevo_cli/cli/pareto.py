@@ -1,7 +1,6 @@
 """`qevo pareto show` and `qevo export`: look at a front, choose from it, write the choice."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -10,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import QevoError
-from ..files import atomic_write_text
+from ..export import export_choice
 from ..front import flat_objectives
 from ..pick import pick
 from ..plot import save_png, terminal_plot
@@ -97,22 +96,6 @@ def show(
         out.print(f"plot written to {plot}")
 
 
-def _export_policy(front: dict[str, Any], solution: dict[str, Any], output: Path) -> None:
-    data = {"version": solution["policy"]["version"], "model": front["model"], "target": front["target"],
-            "metric": front["metric"],
-            "objectives": {name: solution["objectives"][name] for name in front["objectives"]},
-            "layers": solution["policy"]["layers"]}
-    # the tensors' formats and their runtime's rules, on a target that quantizes more than layer inputs
-    data.update({key: solution["policy"][key] for key in ("tensors", "scope") if key in solution["policy"]})
-    data["objectives"]["measured_metric"] = solution["metric"]
-    if output.suffix == ".json":
-        atomic_write_text(output, json.dumps(data, indent=2) + "\n")
-    else:
-        import yaml
-
-        atomic_write_text(output, yaml.safe_dump(data, sort_keys=False))
-
-
 EXIT_MISMATCH = 4
 
 
@@ -139,29 +122,13 @@ def export(
     if len(paths) not in (1, 2):
         raise QevoError("expected [RUN_DIR] OUTPUT", field="paths")
     run_dir, output = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
-    if output.suffix not in (".yaml", ".yml", ".json", ".onnx"):
-        raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml, .json or .onnx",
-                        path=output)
-    directory, front = load_front(run_dir)
-    if not front.get("feasible", True) and not pick_rule.isdigit():
-        raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
-    solution = pick(front, pick_rule)
-    result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": pick_rule,
-              "objectives": solution["objectives"], "metric": solution["metric"]}
     if output.suffix == ".onnx":
         from ..evaluate import verbose_runtime
-        from ..metrics import tolerance_in_metric_units
 
         verbose_runtime(verbose)
-        report = _export_model(directory, front, solution, output, allow_simulated)
-        allowed = tolerance_in_metric_units(tolerance, front.get("fp32_metric", 0.0))
-        result.update({"measured_metric": report.measured, "difference": report.difference,
-                       "tolerance_percent": tolerance, "tolerance": allowed,
-                       "within_tolerance": abs(report.difference) <= allowed, "opset": report.opset,
-                       "file_bytes": report.file_bytes, "simulated_layers": report.simulated_layers,
-                       "stored_layers": report.stored_layers})
-    else:
-        _export_policy(front, solution, output)
+    result = export_choice(run_dir, pick_rule, output, allow_simulated, tolerance)
+    _, front = load_front(result["run_dir"])
+    solution = next(s for s in front["solutions"] if s["id"] == result["id"])
     unit = front.get("metric_unit", "")
     if json_output:
         print_json(result)
@@ -179,20 +146,3 @@ def export(
                    f"the search said {metric_value(solution['metric'], unit)}: more than --tolerance {tolerance}% of "
                    "the fp32 metric apart", err=True)
         raise typer.Exit(EXIT_MISMATCH)
-
-
-def _export_model(directory: Path, front: dict[str, Any], solution: dict[str, Any], output: Path,
-                  allow_simulated: bool):
-    from ..config import SearchConfig
-    from ..export import export_onnx
-    from ..runners import WorkspaceSpec
-    from ..store import RunStore
-
-    store = RunStore(directory, create=False)
-    settings = store.read_config().get("settings", {})
-    store.close()
-    evaluator = WorkspaceSpec.of(SearchConfig.from_mapping(settings, directory / RunStore.RUN_FILE)).evaluator()
-    if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
-        raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
-    return export_onnx(evaluator, Policy.from_dict(solution["policy"]), output, allow_simulated=allow_simulated,
-                       expected=solution["metric"])
