@@ -3,7 +3,7 @@
 `run_search(config)` opens the workspace, builds the space, seeds the population,
 and runs pymoo generation by generation. After each generation it checkpoints the
 algorithm, records every evaluated policy and rewrites front.json, so a killed run
-resumes (`resume_search(dir)`) without measuring anything twice.
+resumes (resume.py) without measuring anything twice.
 """
 from __future__ import annotations
 
@@ -19,24 +19,14 @@ import numpy as np
 import onnx
 import onnxruntime
 import pymoo
-from pymoo.algorithms.moo.nsga2 import NSGA2, binary_tournament
-from pymoo.algorithms.moo.nsga3 import NSGA3, comp_by_cv_then_random
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
-from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.selection.tournament import TournamentSelection
-from pymoo.termination.collection import TerminationCollection
-from pymoo.termination.max_eval import MaximumFunctionCallTermination
-from pymoo.termination.max_gen import MaximumGenerationTermination
-from pymoo.core.termination import Termination
-from pymoo.util.display.multi import MultiObjectiveOutput
-from pymoo.util.ref_dirs import get_reference_directions
 
 from . import __version__
 from .config import SearchConfig
 from .errors import QevoError
 from .cost import model_cost
 from . import front_recovery
+from . import algorithm
+from .algorithm import evolution_share, make_algorithm, set_running_time, termination_for
 from .front import FLAT_SPAN, FRONT_VERSION, HypervolumeScale, closest, non_dominated, relative_span
 from .genome import SearchSpace, space_for
 from .policy import FP32, LayerChoice, Policy
@@ -97,24 +87,6 @@ def default_run_dir(model_name: str, target: str) -> Path:
         except FileExistsError:
             continue
     raise QevoError("cannot find a free run directory name", path=base)
-
-
-def _by_violation_then_random(pop, P, random_state=None, **kwargs):
-    """NSGA-III's tournament, as a module-level function so checkpoints pickle."""
-    return comp_by_cv_then_random(pop, P, random_state=random_state, **kwargs)
-
-
-def make_algorithm(kind: str, n_obj: int, pop_size: int, sampling: np.ndarray):
-    """A fresh algorithm with fresh operators: pymoo's integer recipe (SBX and PM with rounding)."""
-    common = dict(pop_size=pop_size, sampling=sampling, eliminate_duplicates=True, output=MultiObjectiveOutput(),
-                  crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
-                  mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()))
-    if kind == "nsga3" or (kind == "auto" and n_obj >= 4):
-        partitions = max(p for p in range(1, 13)
-                         if p == 1 or len(get_reference_directions("das-dennis", n_obj, n_partitions=p)) <= pop_size)
-        ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
-        return NSGA3(ref_dirs=ref_dirs, selection=TournamentSelection(func_comp=_by_violation_then_random), **common)
-    return NSGA2(selection=TournamentSelection(func_comp=binary_tournament), **common)
 
 
 class Search:
@@ -298,7 +270,7 @@ class Search:
             measure = Measurer(self.store, self.cache, self.costing, MeasureTask(self.spec), runner, self.progress,
                                race_rows, tick=self._tick)
             if config.time_limit:   # the evolution's share: what --recover-front keeps is for recovering the front
-                measure.deadline = self.started + config.time_limit * _evolution_share(config)
+                measure.deadline = self.started + config.time_limit * evolution_share(config)
             wide = "int16" in self.space.tensors.options[0] if self.space.tensors.names else False
             self._phase("references", 0, 3 if wide else 2)
             references = [self._reference("fp32", Policy({l.name: FP32 for l in self.space.layers}), measure),
@@ -312,10 +284,10 @@ class Search:
                 algorithm = make_algorithm(config.algorithm, len(config.objectives), config.pop, sampling)
                 problem = QuantizationProblem(self.space, self.costing)
                 generations = 1 if self.space.size <= config.pop else config.generations
-                algorithm.setup(problem, termination=_termination_for(config, generations), seed=config.seed,
+                algorithm.setup(problem, termination=termination_for(config, generations), seed=config.seed,
                                 verbose=False)
                 # --time-limit counts from the start of the command: references and sensitivity included
-                _set_running_time(algorithm, time.time() - (time.perf_counter() - self.started))
+                set_running_time(algorithm, time.time() - (time.perf_counter() - self.started))
             algorithm.problem.measure = measure
             algorithm.problem.costing = self.costing   # a resumed run's own timer
             front = self._write_front(references)
@@ -463,110 +435,10 @@ class Search:
         return front
 
 
-class RunningTime(Termination):
-    """--time-limit over the whole command, not from pymoo's first generation: `started_at` is the epoch time
-    the search (or, on resume, its first run less the time already spent) started."""
-
-    def __init__(self, limit: float):
-        super().__init__()
-        self.limit = limit
-        self.started_at = time.time()
-
-    def _update(self, algorithm):
-        return (time.time() - self.started_at) / self.limit
-
-
-def _termination_for(config: SearchConfig, generations: int):
-    parts = [MaximumGenerationTermination(generations)]
-    if config.evaluations:
-        parts.append(MaximumFunctionCallTermination(config.evaluations))
-    if config.time_limit:
-        parts.append(RunningTime(config.time_limit * _evolution_share(config)))
-    return TerminationCollection(*parts)
-
-
-def _evolution_share(config: SearchConfig) -> float:
-    """The share of --time-limit the evolution may use."""
-    return 1.0 - front_recovery.SHARE if config.recover_front else 1.0
-
-
-def _set_running_time(algorithm, started_at: float) -> None:
-    for part in getattr(algorithm.termination, "terminations", ()):
-        if isinstance(part, RunningTime):
-            part.started_at = started_at
-
-
 def run_search(config: SearchConfig, callback: Callable[[Progress], Any] | None = None) -> SearchResult:
     """Run a new search; `callback(progress)` after each generation may return False to stop."""
     return Search(config, callback=callback).run()
 
 
-def resume_search(run_dir: str | Path, callback: Callable[[Progress], Any] | None = None,
-                  overrides: dict[str, Any] | None = None) -> SearchResult:
-    """Continue a run that stopped, from its last checkpoint, without measuring stored policies again."""
-    search, algorithm = prepare_resume(run_dir, overrides)
-    search.callback = callback
-    return search.run(algorithm=algorithm)
-
-
-def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None):
-    """(Search, algorithm or None) for a stopped run: everything checked, nothing run yet."""
-    store = RunStore(run_dir, create=False)
-    try:
-        saved = store.read_config()
-        config = SearchConfig.from_run(store, overrides or {})
-        checkpoint = store.load_checkpoint()
-        _check_store(store, saved, checkpoint)
-    finally:
-        store.close()
-    search = Search(config, run_dir=Path(run_dir), resume=True)
-    try:
-        _check_inputs(search, saved)
-    except QevoError:
-        search.close()
-        raise
-    if checkpoint is None:
-        return search, None
-    search.progress = checkpoint["progress"]
-    search.progress.measured_now = 0
-    search.started -= search.progress.elapsed_s
-    algorithm = checkpoint["algorithm"]
-    genes = getattr(getattr(algorithm, "problem", None), "n_var", search.space.n_var)
-    if genes != search.space.n_var:   # a run from a qevo that built another space (say, before tensor genes)
-        search.close()
-        raise QevoError(f"the run's checkpoint has {genes} genes and this qevo builds {search.space.n_var} for the "
-                        "same settings; start a new run", path=Path(run_dir) / RunStore.RUN_FILE, field="genes")
-    _set_running_time(algorithm, time.time() - search.progress.elapsed_s)   # --time-limit counts running time only
-    return search, algorithm
-
-
-def _check_store(store: RunStore, saved: dict[str, Any], checkpoint: dict[str, Any] | None) -> None:
-    """A checkpoint belongs to its run folder and its evaluations: one copied from another run, or a store that
-    lost what the checkpoint counts, would resume into a front that silently replaces the good one."""
-    if checkpoint is None:
-        return
-    run_id = saved.get("run_id")
-    if run_id is not None and checkpoint.get("run_id") != run_id:
-        raise QevoError(f"the checkpoint belongs to another run (run {checkpoint.get('run_id')!r}, this folder's "
-                        f"run.yaml says {run_id!r}); start a new run", path=store.dir / RunStore.CHECKPOINT_FILE,
-                        field="run_id")
-    progress = checkpoint.get("progress")
-    counted = (getattr(progress, "measured", 0) or 0) + (getattr(progress, "cache_hits", 0) or 0)
-    held = store.count()
-    if counted and held == 0:
-        raise QevoError(f"holds no evaluations, but the checkpoint counts {counted}: the store was deleted or "
-                        f"emptied; the front is left as it was and nothing is resumed", path=store.dir / RunStore.DB_FILE)
-
-
-def _check_inputs(search: "Search", saved: dict[str, Any]) -> None:
-    """The model, data and calibration set must be the ones the run started with: a resume that measured
-    another model would mix two models' metrics in one front."""
-    resolved = saved.get("resolved") if isinstance(saved.get("resolved"), dict) else {}
-    evaluator = search.evaluator
-    for name, digest, path in (("model", evaluator.model.digest, evaluator.model.path),
-                               ("data", evaluator.data.digest, evaluator.data.path),
-                               ("calib", evaluator.calibrator.calib.digest, evaluator.calibrator.calib.path)):
-        recorded = resolved.get(f"{name}_digest")
-        if recorded is not None and recorded != digest:
-            raise QevoError(f"changed since the run started (run.yaml records digest {str(recorded)[:12]}, the file "
-                            f"now has {digest[:12]}); restore it or start a new run", path=path, field=name)
+# checkpoints written before algorithm.py existed name these here
+RunningTime, _by_violation_then_random = algorithm.RunningTime, algorithm._by_violation_then_random

@@ -9,6 +9,7 @@ share the cache at once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
@@ -105,7 +106,7 @@ class RunStore:
             try:
                 if self.dir.exists() and not self.dir.is_dir():
                     raise QevoError("exists and is not a directory", path=self.dir)
-                if (self.dir / self.RUN_FILE).exists() or (self.dir / self.DB_FILE).exists():
+                if self._holds_a_run():
                     raise QevoError("already holds a run; continue it with --resume or choose another --out",
                                     path=self.dir)
             except OSError as err:   # a name too long for the file system, say
@@ -119,7 +120,7 @@ class RunStore:
                 raise QevoError(f"cannot write the run directory ({err.strerror})", path=self.dir) from None
         elif not (self.dir / self.RUN_FILE).is_file():
             raise QevoError(f"not a qevo run directory (no {self.RUN_FILE})", path=self.dir)
-        elif not (self.dir / self.DB_FILE).is_file():   # connecting would create an empty one
+        elif not (self.dir / self.DB_FILE).is_file() and self._measured_something():
             raise QevoError("is missing: the run's evaluations are gone; nothing is changed",
                             path=self.dir / self.DB_FILE)
         try:
@@ -134,6 +135,23 @@ class RunStore:
             self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()
         except sqlite3.Error as err:
             raise QevoError(f"cannot open the evaluation store ({err})", path=self.dir / self.DB_FILE) from None
+
+    def _measured_something(self) -> bool:
+        """Whether a run got as far as a front or a checkpoint (a search killed before that has nothing to lose,
+        and its folder may be started again or resumed)."""
+        return (self.dir / self.FRONT_FILE).exists() or (self.dir / self.CHECKPOINT_FILE).exists()
+
+    def _holds_a_run(self) -> bool:
+        if self._measured_something():
+            return True
+        database = self.dir / self.DB_FILE
+        if not database.exists():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+                return db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0] > 0
+        except sqlite3.Error as err:   # a store without the table was never written to
+            return "no such table" not in str(err)
 
     # -- configuration, front, checkpoint -----------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:

@@ -67,7 +67,8 @@ def test_proxy_orders_layers_like_the_full_table(default_evaluator):
 def test_a_run_keeps_its_probes_so_a_resume_repeats_none(tmp_path, monkeypatch):
     """Killed during the sensitivity phase, then resumed with the shared cache gone: no probe is repeated."""
     from qevo_cli.config import SearchConfig
-    from qevo_cli.search import Search, prepare_resume
+    from qevo_cli.resume import prepare_resume
+    from qevo_cli.search import Search
 
     settings = SearchConfig(target="arm-neon", weight_formats=("int2", "int4", "int8"), act_formats=("int8", "int16"),
                             out=str(tmp_path / "run"))

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from qevo_cli.cli import app
 from qevo_cli.config import SearchConfig
 from qevo_cli.errors import QevoError
-from qevo_cli.search import make_algorithm, resume_search, run_search
+from qevo_cli.algorithm import make_algorithm
+from qevo_cli.resume import resume_search
+from qevo_cli.search import run_search
 from qevo_cli.store import RunStore
 
 SMALL = dict(target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8", pop=10, generations=3, seed=3)
@@ -346,3 +348,15 @@ def test_a_search_that_fails_to_start_leaves_no_half_made_run(tmp_path, monkeypa
         assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
     monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "cache-dir"))
     assert CliRunner().invoke(app, args).exit_code == 0
+
+
+def test_a_search_killed_before_it_measured_anything_can_be_started_again(tmp_path):
+    """SIGKILL between creating the store and writing the first front leaves run.yaml and an empty store:
+    nothing is lost by starting over, so the same command works (a run with a front or a checkpoint is kept)."""
+    run = tmp_path / "run"
+    RunStore(run).write_config({"qevo_run": 1, "settings": {}})   # what such a kill leaves
+    result = CliRunner().invoke(app, ["search", "--target", "arm-neon", "--weight-formats", "int4,int8",
+                                      "--act-formats", "int8", "--pop", "6", "--generations", "1", "--quiet",
+                                      "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert RunStore(run, create=False).count() > 0

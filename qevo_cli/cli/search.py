@@ -10,7 +10,8 @@ from rich.table import Table
 
 from ..config import SearchConfig
 from ..policy import Policy
-from ..search import Search, SearchResult, prepare_resume
+from ..resume import prepare_resume
+from ..search import Search, SearchResult
 from ..units import human, metric_label, metric_value
 from ..workspace import parse_dims
 from .common import err, handle_errors, out, print_json
