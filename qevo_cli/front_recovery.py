@@ -31,7 +31,8 @@ def recovered_policy(space: SearchSpace, policy: Policy, recipe: str) -> Policy:
 
 def spread(rows: Sequence[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
     """`rows` sorted along objective `axis`, in an order that covers them evenly wherever it is cut short: the
-    middle one, then the middles of the two halves, and so on."""
+    middle one, then the middles of the two halves, and so on. Middle first, unlike the seeding's
+    coarse_to_fine (ends first): a front's ends, near int8 or collapsed, gain least from recovery."""
     ordered = sorted(rows, key=lambda row: row["objectives"][axis])
     picked: list[int] = []
     spans = [(0, len(ordered))]
