@@ -25,7 +25,7 @@ from .errors import QevoError
 from .layers import KINDS
 from .policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
 from .files import atomic_write_text
-from .profile_schema import BANDWIDTH, DURATION, THROUGHPUT
+from .quantities import BANDWIDTH, DURATION, THROUGHPUT
 from .profiles import Profile, load_profile, profile_from_dict
 
 REQUIRED_COLUMNS = ("kind", "macs", "weight_bytes", "activation_bytes", "weight_format", "activation_format")

@@ -24,7 +24,7 @@ from .errors import QevoError
 from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
 from .layers import Layer
 from .policy import Policy
-from .profile_schema import DURATION
+from .quantities import DURATION
 from .profiles import Profile, profile_from_dict
 
 MIN_MODELS = 4
