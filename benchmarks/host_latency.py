@@ -71,15 +71,20 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     fit_rows, held_out = rows[0::2], rows[1::2]
     fitted = fit_to_models(host, layers, fit_rows, glue, name="host-fitted", measurements_label=name,
                            sha256="0" * 64).profile
+    plain = roofline_only(host)
+    fitted_plain = fit_to_models(plain, layers, fit_rows, glue, name="host-roofline-fitted",
+                                 measurements_label=name, sha256="0" * 64).profile
     measured = [r.latency_s * 1e3 for r in held_out]
     result = {"model": name, "layers": len(layers), "cpu": host_name(), "policies": len(policies),
               "fit_rows": len(fit_rows), "held_out": len(held_out), "timing_s": seconds,
               "spread_median": float(np.median([t.spread for t in timings])),
+              # the factors HostTimer's drift correction applied (the fp32 model timed again every 20 s)
+              "drift_range": [float(min(t.drift for t in timings)), float(max(t.drift for t in timings))],
               "fp32_ms": timings[0].median_ms, "w8a8_ms": timings[1].median_ms, "profiles": {},
               "fitted_values": {key: value for key, value in fitted.spec.to_dict().items()
-                                if key in ("compute", "efficiency", "memory", "overhead")}}
-    for label, profile in (("host fitted", fitted), ("host as shipped", host), ("intel-vnni as shipped",
-                                                                             load_profile("intel-vnni"))):
+                                if key in ("compute", "efficiency", "memory", "overhead", "conversion")}}
+    for label, profile in (("host fitted", fitted), ("host fitted, roofline only", fitted_plain),
+                           ("host as shipped", host), ("intel-vnni as shipped", load_profile("intel-vnni"))):
         predicted = []
         for r in held_out:   # a profile may not offer a policy of host's space (fp16 weights, int8 inputs)
             try:
@@ -94,6 +99,24 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     result["measured_ms"] = measured
     result["summaries"] = [r.policy.summary() for r in held_out]
     return result
+
+
+def roofline_only(host):
+    """`host` without what the roofline cannot express (conversions, kernels limited to op kinds, int2 unpacked
+    to int8): the profile as it was before those schema terms, to show what they buy."""
+    from qevo_cli.profiles import profile_from_dict
+
+    data = host.spec.to_dict()
+    data.pop("conversion", None)
+    removed = [key for key, entry in data["compute"].items() if "kinds" in entry]
+    for key in removed:
+        del data["compute"][key]
+    data["fallback"]["weight"]["int2"] = "fp32"
+    for source in data["sources"]:
+        source["used_for"] = [k for k in source.get("used_for", [])
+                              if k != "conversion" and not any(k.startswith(f"compute.{r}") for r in removed)]
+    data["name"] = "host-roofline"
+    return profile_from_dict(data)
 
 
 def plot(rows: list[dict]) -> None:
@@ -125,16 +148,19 @@ def plot(rows: list[dict]) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| model (layers) | policies timed (s) | fp32 / W8A8 ms | spread | fitted host: Spearman, median error | "
-          "host as shipped | intel-vnni as shipped |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    labels = ("host fitted", "host fitted, roofline only", "host as shipped", "intel-vnni as shipped")
+    print("| model (layers) | policies timed (s) | fp32 / W8A8 ms | spread | drift corrected | fitted host: Spearman, "
+          "median error | fitted without conversions | host as shipped | intel-vnni as shipped |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         cells = [f"{e['spearman']:.2f}, {100 * e['median_relative_error']:.0f}%"
                  + (f" ({e['offered']} offered)" if e.get("offered", r["held_out"]) < r["held_out"] else "")
                  if e["spearman"] is not None else "-"
-                 for e in (r["profiles"][k] for k in ("host fitted", "host as shipped", "intel-vnni as shipped"))]
+                 for e in (r["profiles"].get(k, {"spearman": None}) for k in labels)]
+        low, high = r.get("drift_range", (1.0, 1.0))
         print(f"| {r['model']} ({r['layers']}) | {r['policies']} ({r['timing_s']:.0f}) | {r['fp32_ms']:.2f} / "
-              f"{r['w8a8_ms']:.2f} | {100 * r['spread_median']:.1f}% | " + " | ".join(cells) + " |")
+              f"{r['w8a8_ms']:.2f} | {100 * r['spread_median']:.1f}% | x{low:.2f} to x{high:.2f} | "
+              + " | ".join(cells) + " |")
 
 
 def main(argv=None) -> int:
