@@ -283,12 +283,12 @@ def _name_nodes(graph: onnx.GraphProto, originals: dict[str, tuple[str, ...]] | 
             seen.add(name)
 
 
-_ONNX_TO_NUMPY = {k: np.dtype(v) for k, v in {
-    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT16: np.int16,
-    onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.UINT16: np.uint16,
-    onnx.TensorProto.UINT32: np.uint32, onnx.TensorProto.UINT64: np.uint64, onnx.TensorProto.BOOL: np.bool_,
-}.items()}
+def _numpy_dtype(elem_type: int) -> np.dtype:
+    """The numpy type of an ONNX element type (float32 for one that has none, such as undefined)."""
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        return np.dtype(np.float32)
 
 
 def _name_unknown_dims(graph: onnx.GraphProto) -> int:
@@ -310,7 +310,7 @@ def _input_specs(proto: onnx.ModelProto) -> list[InputSpec]:
         if value.name in initializer_names:
             continue  # old exporters list initializers as inputs too
         tensor_type = value.type.tensor_type
-        dtype = _ONNX_TO_NUMPY.get(tensor_type.elem_type, np.dtype(np.float32))
+        dtype = _numpy_dtype(tensor_type.elem_type)
         shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                       for d in tensor_type.shape.dim)
         specs.append(InputSpec(value.name, dtype, shape))
