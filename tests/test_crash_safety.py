@@ -31,28 +31,36 @@ def _front(run_dir):
     return {(json.dumps(s["policy"], sort_keys=True), round(s["metric"], 9)) for s in front["solutions"]}
 
 
-def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
-    rng = random.Random(7)
-    run_dir = tmp_path / "killed"
-    process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+def _kill_and_resume(settings, run_dir, cache, rng, kills, pause):
+    """Start a search, SIGKILL it `kills` times at random moments (`pause` seconds apart at most), resuming after
+    each kill, and let the last one finish. After every kill the stored evaluations must hold everything
+    stored before. Returns the stderr of each killed process."""
     stored: dict = {}
-    for _ in range(4):
-        time.sleep(rng.uniform(0.8, 2.5))
+    process = _start([*settings, "--out", str(run_dir)], cache)
+    errors = []
+    while len(errors) < kills:
+        time.sleep(rng.uniform(*pause))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        errors.append(process.communicate(timeout=60)[1])   # returns once every writer of its stderr has gone
         if not (run_dir / "run.yaml").exists():   # killed before the run existed: start it again
-            process = _start([*SETTINGS, "--out", str(run_dir)], tmp_path / "cache")
+            process = _start([*settings, "--out", str(run_dir)], cache)
             continue
         now = _keys(run_dir)
         assert stored.items() <= now.items(), "a stored evaluation was lost or changed"
         stored = now
-        process = _start(["--resume", str(run_dir), "--quiet"], tmp_path / "cache")
+        process = _start(["--resume", str(run_dir), "--quiet"], cache)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
+    assert stored.items() <= _keys(run_dir).items()
+    return errors
+
+
+def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
+    run_dir = tmp_path / "killed"
+    _kill_and_resume(SETTINGS, run_dir, tmp_path / "cache", random.Random(7), kills=4, pause=(0.8, 2.5))
     final = _keys(run_dir)
-    assert stored.items() <= final.items()
     whole = _start([*SETTINGS, "--out", str(tmp_path / "whole")], tmp_path / "cache-whole")
     whole.communicate(timeout=300)
     assert whole.returncode == 0
@@ -111,28 +119,9 @@ def test_sigkill_at_random_points_of_a_two_worker_search_and_of_an_export(tmp_pa
     rng = random.Random(3)
     settings = [*SETTINGS, "--workers", "2", "--generations", "5"]
     run_dir = tmp_path / "killed"
-    stored: dict = {}
-    process = _start([*settings, "--out", str(run_dir)], tmp_path / "cache")
-    kills = 0
-    while kills < 10 and process.poll() is None:
-        time.sleep(rng.uniform(0.3, 2.0))
-        if process.poll() is not None:
-            break
-        process.send_signal(signal.SIGKILL)
-        _, err = process.communicate(timeout=60)   # returns once every writer of its stderr has gone
-        kills += 1
-        assert "Traceback" not in err, err
-        if not (run_dir / "run.yaml").exists():
-            process = _start([*settings, "--out", str(run_dir)], tmp_path / "cache")
-            continue
-        now = _keys(run_dir)
-        assert stored.items() <= now.items(), "a stored evaluation was lost or changed"
-        stored = now
-        process = _start(["--resume", str(run_dir), "--quiet"], tmp_path / "cache")
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    assert kills >= 5, "the search ended before it could be killed often enough"
-    assert stored.items() <= _keys(run_dir).items()
+    errors = _kill_and_resume(settings, run_dir, tmp_path / "cache", rng, kills=10, pause=(0.3, 2.0))
+    assert len(errors) >= 5, "the search ended before it could be killed often enough"
+    assert not [err for err in errors if "Traceback" in err], errors
     _no_stray_temporaries(run_dir)
     whole = _start([*settings, "--out", str(tmp_path / "whole")], tmp_path / "cache-whole")
     assert whole.communicate(timeout=300) and whole.returncode == 0
