@@ -98,6 +98,9 @@ def measure(name: str, zoo: Path, count: int) -> dict:
                                      "predicted_ms": predicted, "offered": len(kept)}
     result["measured_ms"] = measured
     result["summaries"] = [r.policy.summary() for r in held_out]
+    # every timed policy, so other fits can be tried on the same timings (fit rows first, then held out)
+    result["timed"] = [{"policy": r.policy.to_dict(), "ms": r.latency_s * 1e3, "fit": i % 2 == 0}
+                       for i, r in enumerate(rows)]
     return result
 
 
