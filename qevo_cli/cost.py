@@ -119,12 +119,16 @@ def activation_bytes(layer: Layer, choice: LayerChoice) -> int:
     return -(-(layer.input_elems + layer.output_elems) * bits // 8)
 
 
-def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost:
-    """Latency, energy and bytes of one layer at one choice on one target."""
+def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_format: str | None = None) -> LayerCost:
+    """Latency, energy and bytes of one layer at one choice on one target. `output_format`: the format of the
+    tensor the layer writes, where the target quantizes it (a tensor gene); on a profile that models
+    conversions, an integer kernel needs its output quantized too, else it runs unfused in float."""
     run = profile.compute_path(layer, choice)
     if run is None or (profile.has_limits and not profile.offers(layer, choice)):
         raise QevoError(f"{profile.why_not(layer, choice)}, expected a choice the target offers "
                         f"(see qevo profiles show {profile.name})", field=f"layers.{layer.name}")
+    if unfused(run, output_format, profile):
+        run = profile.compute_path_for(FLOAT_RUN, FLOAT_RUN, kind=layer.cost_kind)
     w_bytes = weight_bytes(layer, choice)
     a_bytes = activation_bytes(layer, choice)
     moved = w_bytes + a_bytes
@@ -136,7 +140,7 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
         layer=layer.name,
-        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, run, profile),
+        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, profile, output_format),
         energy_j=layer.macs * run.joules_per_mac + moved * profile.joules_per_byte,
         bytes=moved,
         weight_bytes=w_bytes,
@@ -149,20 +153,36 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile) -> LayerCost
     )
 
 
-def conversion_elements(layer: Layer, choice: LayerChoice, run) -> tuple[int, int, int]:
+FLOAT_RUN = "fp32"   # what an integer kernel left unfused computes in
+
+
+def unfused(run, output_format: str | None, profile: Profile) -> bool:
+    """An integer kernel whose output tensor stays float: onnxruntime fuses DequantizeLinear -> op ->
+    QuantizeLinear only, so the op runs in float on dequantized inputs (profiles that model conversions)."""
+    return (output_format is not None and output_format not in ("int8", "int16") and profile.models_conversions
+            and not run.float_weights and not run.float_activations)
+
+
+def conversion_elements(layer: Layer, choice: LayerChoice, run, output_format: str | None = None,
+                        profile: Profile | None = None) -> tuple[int, int, int]:
     """(weight elements dequantized at every run, activation elements converted into or out of a float kernel,
-    conversion ops) for one layer at `choice` running as `run`."""
+    conversion ops) for one layer at `choice` running as `run` (before an unfused kernel's float path: pass
+    `output_format` and `profile`)."""
+    if profile is not None and unfused(run, output_format, profile):   # its inputs are dequantized for float
+        weights = layer.params if layer.weight is not None and choice.weight_is_int else 0
+        return weights, layer.input_elems, (1 if weights else 0) + 1
     weights = layer.params if layer.weight is not None and choice.weight_is_int and run.float_weights else 0
     static = choice.activation in ("int8", "int16") and not layer.weight_only
     activations = layer.input_elems + layer.output_elems if static and run.float_activations else 0
     return weights, activations, (1 if weights else 0) + (2 if activations else 0)
 
 
-def conversion_latency(layer: Layer, choice: LayerChoice, run, profile: Profile) -> float:
+def conversion_latency(layer: Layer, choice: LayerChoice, profile: Profile, output_format: str | None = None) -> float:
     """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
-    if not (profile.weight_conversion_s or profile.activation_conversion_s):
+    if not profile.models_conversions:
         return 0.0
-    weights, activations, ops = conversion_elements(layer, choice, run)
+    weights, activations, ops = conversion_elements(layer, choice, profile.compute_path(layer, choice),
+                                                    output_format, profile)
     return weights * profile.weight_conversion_s + activations * profile.activation_conversion_s + ops * profile.per_op_s
 
 
@@ -173,15 +193,18 @@ def glue_bytes(accessed_elements: int, fmt: str, profile: Profile) -> int:
 
 
 def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0,
-               glue: Mapping[str, int] = {}) -> ModelCost:
+               glue: Mapping[str, int] = {}, outputs: Mapping[str, str] = {}) -> ModelCost:
     """Totals over the layers at the policy's choices, plus the per-graph overhead.
 
     `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes);
     given it, the size is the exported file's: the nodes each quantized layer adds are counted too.
     `glue` maps the tensors of a target that quantizes every tensor to the elements the other ops read and
     write in them; those ops are memory-bound, so they add the bytes they move at the tensor's format.
+    `outputs` maps a layer to the tensor its output is quantized as (TensorGenes.outputs), for `layer_cost`.
     """
-    costs = [layer_cost(layer, policy.choice(layer.name), profile) for layer in layers]
+    costs = [layer_cost(layer, policy.choice(layer.name), profile,
+                        policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None)
+             for layer in layers]
     added = 0
     if other_bytes:
         added = sum(node_bytes(layer, policy.choice(layer.name), policy.tensors) for layer in layers)

@@ -37,12 +37,14 @@ class ModelMeasurement:
     latency_s: float
 
 
-def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue) -> tuple[list[Measurement], float]:
+def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue,
+           outputs) -> tuple[list[Measurement], float]:
     """One layer row per layer (its kind, MACs, bytes moved and formats) and the glue bytes of the policy."""
-    cost = model_cost(layers, policy, profile, glue=glue)
+    cost = model_cost(layers, policy, profile, glue=glue, outputs=outputs)
+    # each row is costed on the compute entry it ran on (an unfused integer kernel runs the float one)
     parts = [Measurement(line=i, layer=layer.name, kind=layer.cost_kind, macs=float(layer.macs), bytes=float(c.bytes),
-                         weight_format=policy.choice(layer.name).weight,
-                         activation_format=policy.choice(layer.name).activation, latency_s=1.0)
+                         weight_format=c.compute.split("/")[0], activation_format=c.compute.split("/")[1],
+                         latency_s=1.0)
              for i, (layer, c) in enumerate(zip(layers, cost.layers))]
     return parts, float(cost.bytes - sum(c.bytes for c in cost.layers))
 
@@ -60,16 +62,18 @@ class _ModelDesign:
     measured: np.ndarray
 
     @classmethod
-    def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, label: str):
+    def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, outputs,
+              label: str):
         parts, group, glue_bytes, conversions = [], [], [], []
         for m, row in enumerate(rows):
-            layer_rows, moved = _parts(layers, row.policy, base, glue)
+            layer_rows, moved = _parts(layers, row.policy, base, glue, outputs)
             parts += layer_rows
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
-            conversions.append(np.sum([conversion_elements(layer, row.policy.choice(layer.name),
-                                                           base.compute_path(layer, row.policy.choice(layer.name)))
-                                       for layer in layers], axis=0))
+            conversions.append(np.sum([conversion_elements(
+                layer, row.policy.choice(layer.name), base.compute_path(layer, row.policy.choice(layer.name)),
+                row.policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None, base)
+                for layer in layers], axis=0))
         design = _Design.build(base, parts, label)
         measured = np.array([row.latency_s for row in rows])
         conversions = np.array(conversions, dtype=float).reshape(len(rows), 3)
@@ -102,12 +106,13 @@ class _ModelDesign:
 
 
 def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue=None, *,
-                  name: str, measurements_label: str, sha256: str, path: str | None = None) -> FitResult:
+                  name: str, measurements_label: str, sha256: str, path: str | None = None,
+                  outputs=None) -> FitResult:
     """Least-squares fit of `base` to measured model latencies; the result is a new, validated profile."""
     if len(rows) < MIN_MODELS:
         raise QevoError(f"{len(rows)} measured policies, expected at least {MIN_MODELS}", path=measurements_label)
-    glue = glue or {}
-    design = _ModelDesign.build(base, layers, rows, glue, measurements_label)
+    glue, outputs = glue or {}, outputs or {}
+    design = _ModelDesign.build(base, layers, rows, glue, outputs, measurements_label)
     lower, upper = design.layers.bounds()
     lower, upper = np.append(lower, [0.0] * 3), np.append(upper, [np.inf] * 3)   # overhead, conversions >= 0
     start = np.append(design.layers.start_from_base(base),
@@ -127,7 +132,8 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     draft = profile_from_dict(data, path)
 
     def errors(profile: Profile) -> list[RowError]:
-        return [RowError(i, row.label, row.latency_s, model_cost(layers, row.policy, profile, glue=glue).latency_s)
+        return [RowError(i, row.label, row.latency_s,
+                         model_cost(layers, row.policy, profile, glue=glue, outputs=outputs).latency_s)
                 for i, row in enumerate(rows)]
 
     fitted = errors(draft)
@@ -135,8 +141,9 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     return FitResult(profile_from_dict(data, path), changed, fitted, errors(base))
 
 
-def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeasurement], str]:
-    """The layers, glue and measured policies of a search whose latency was measured, and its label."""
+def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], tuple[dict, dict], list[ModelMeasurement], str]:
+    """The layers, (glue, outputs) of its tensors (cost.model_cost), the measured policies of a search whose
+    latency was measured, and a digest of them."""
     from .config import SearchConfig
     from .defaults import DEFAULT_MODEL
     from .genome import space_for
@@ -160,7 +167,7 @@ def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], dict, list[ModelMeas
     measured = [ModelMeasurement(f"#{row['id']}", Policy.from_dict(row["policy"]), row["objectives"]["latency"] / 1e3)
                 for row in rows]
     digest = hashlib.sha256("".join(sorted(f"{m.policy.key()}{m.latency_s}" for m in measured)).encode()).hexdigest()
-    return model.layers, dict(space.tensors.traffic), measured, digest
+    return model.layers, (dict(space.tensors.traffic), space.tensors.outputs), measured, digest
 
 
 def run_fit_to_run(run_dir: str | Path, base: str, output: str | Path, name: str | None = None) -> FitResult:
@@ -175,8 +182,8 @@ def run_fit_to_run(run_dir: str | Path, base: str, output: str | Path, name: str
         raise QevoError(f"got {name!r}, expected a name of lowercase letters, digits, '.', '_' or '-'", field="--name")
     if Path(output).is_dir():
         raise QevoError("is a folder, expected a path for the fitted profile (.yaml)", path=output)
-    layers, glue, rows, digest = run_rows(run_dir)
+    layers, (glue, outputs), rows, digest = run_rows(run_dir)
     result = fit_to_models(load_profile(base), layers, rows, glue, name=name or profile_name(output),
-                           measurements_label=str(run_dir), sha256=digest, path=str(output))
+                           measurements_label=str(run_dir), sha256=digest, path=str(output), outputs=outputs)
     atomic_write_text(output, result.profile.dumps())
     return result

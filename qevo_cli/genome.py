@@ -26,7 +26,7 @@ from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUN
 from .recovery import corrects_bias, supports as recovers
 from .smoothing import smooths
 from .profiles import Profile, supported_choices
-from .scope import TensorGroup, activation_groups
+from .scope import TensorGroup, activation_groups, output_tensors
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,16 @@ class TensorGenes:
     glue: tuple[int, ...] = ()                   # per tensor, elements the other ops read and write in it
     follows: tuple[int, ...] = ()                # per tensor, the tensor whose format it keeps (itself if none)
     scope: str = "all-tensors"                   # the runtime's rules they follow (policy.TENSOR_SCOPES)
+    writes: tuple[tuple[str, str], ...] = ()     # (layer, the tensor its output is quantized as)
 
     @property
     def traffic(self) -> dict[str, int]:
         return dict(zip(self.names, self.glue))
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Layer name -> the tensor its output is quantized as (cost.model_cost's `outputs`)."""
+        return dict(self.writes)
 
     def members(self, root: int) -> list[int]:
         """The tensors that take the format of tensor `root` (itself included)."""
@@ -191,7 +197,11 @@ def space_for(model, profile: Profile, allowed: Allowed) -> "SearchSpace":
     quantizes more than the layers' inputs."""
     scope = profile.activation_scope
     groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
-    return build_space(model.layers, profile, allowed, groups)
+    space = build_space(model.layers, profile, allowed, groups)
+    if not space.tensors.names:
+        return space
+    writes = tuple(output_tensors(model, list(groups)).items())
+    return replace(space, tensors=replace(space.tensors, writes=writes))
 
 
 def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,

@@ -59,7 +59,7 @@ class Profile:
     """A validated profile, compiled for fast cost lookups. Treat as immutable."""
 
     __slots__ = ("spec", "path", "name", "chip", "activation_scope", "latency_source", "bandwidth", "joules_per_byte", "per_op_s", "per_graph_s",
-                 "weight_conversion_s", "activation_conversion_s",
+                 "weight_conversion_s", "activation_conversion_s", "models_conversions",
                  "has_limits", "builtin", "_runs", "_runs_without_weight", "_reasons", "_limits")
 
     def __init__(self, spec: ProfileSpec, path: str | None = None, builtin: bool = False):
@@ -77,6 +77,7 @@ class Profile:
         conversion = spec.conversion
         self.weight_conversion_s = conversion.weight if conversion else 0.0
         self.activation_conversion_s = conversion.activation if conversion else 0.0
+        self.models_conversions = conversion is not None
         self._runs, self._reasons = _compile_runs(spec)
         self._runs_without_weight = {a: _run_without_weight(spec, self._runs, a) for a in ACTIVATION_FORMATS}
         self._limits = tuple(spec.limits)

@@ -77,6 +77,26 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
     return groups
 
 
+FOLDED = ("Relu", "Clip")   # onnxruntime's quantizer folds these into the range of the output before them
+
+
+def output_tensors(model: LoadedModel, groups: list[TensorGroup]) -> dict[str, str]:
+    """Layer name -> the tensor of `groups` its output is quantized as: its own output, or that of the one
+    Relu / Clip after it (folded into the layer by onnxruntime). Layers whose output is none are left out."""
+    names = {group.tensor for group in groups}
+    readers = readers_of(model.proto.graph)
+    found = {}
+    for layer in model.layers:
+        if layer.subgraph:
+            continue
+        tensor, after = layer.output, readers.get(layer.output, [])
+        if tensor not in names and len(after) == 1 and after[0].op_type in FOLDED:
+            tensor = after[0].output[0]
+        if tensor in names:
+            found[layer.name] = tensor
+    return found
+
+
 def placement(model: LoadedModel, scope: str) -> Placement:
     """Where onnxruntime's quantizer puts Q/DQ on the model for a target with `scope` (once per model)."""
     if scope not in model._placements:
