@@ -30,6 +30,7 @@ from zoo.common import ZOO_DIR, measure_models, test_paths  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 OUT = DOCS / "host_latency.json"
+POINTS = DOCS / "host_latency_points.json"   # every timing, for other fits (.gitignore: *_points.json)
 
 
 def measure(name: str, zoo: Path, count: int) -> dict:
@@ -100,9 +101,11 @@ def measure(name: str, zoo: Path, count: int) -> dict:
                                      "predicted_ms": predicted, "offered": len(kept)}
     result["measured_ms"] = measured
     result["summaries"] = [r.policy.summary() for r in held_out]
-    # every timed policy, so other fits can be tried on the same timings (fit rows first, then held out)
-    result["timed"] = [{"policy": r.policy.to_dict(), "ms": r.latency_s * 1e3, "fit": i < 2 or i % 2 == 0}
-                       for i, r in enumerate(rows)]
+    # every timed policy, so other fits can be tried on the same timings (kept beside, not in git)
+    timed = json.loads(POINTS.read_text()) if POINTS.exists() else {}
+    timed[name] = [{"policy": r.policy.to_dict(), "ms": r.latency_s * 1e3, "fit": i < 2 or i % 2 == 0}
+                   for i, r in enumerate(rows)]
+    POINTS.write_text(json.dumps(timed))
     return result
 
 
