@@ -293,3 +293,21 @@ class MeasuredLatency:
             self.timed += 1
         self.memory[key] = timing
         return timing
+
+
+def measured_latency(config, profile, evaluator) -> tuple[MeasuredLatency | None, str | None]:
+    """The measured latency a search's settings ask for (--latency-cmd, or a profile timed on this machine)
+    and a note saying so; (None, None) when latency stays the profile's model."""
+    if "latency" not in config.objectives and "latency" not in config.budgets():
+        return None, None   # nothing asks for it: the front's latency stays the profile's model
+    if config.latency_cmd:
+        timer = CommandTimer(evaluator, config.latency_cmd, config.latency_timeout)
+    elif profile.latency_source == "host":
+        if config.workers > 1 or config.dask:
+            raise QevoError(f"{profile.name} times each policy on this machine, which evaluations running "
+                            "beside it would disturb: run it with --workers 1 and without --dask", field="--workers")
+        timer = HostTimer(evaluator)
+    else:
+        return None, None
+    where = "by --latency-cmd" if config.latency_cmd else f"on this machine: {timer.identity()['cpu']}"
+    return MeasuredLatency(timer, evaluator.model.digest), f"latency is measured ({where}); energy stays the profile's model"

@@ -1,6 +1,7 @@
 """Finding and reading finished runs."""
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,18 @@ def load_front(run_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
     if not path.is_file():
         raise QevoError(f"not a qevo run directory (no {RunStore.FRONT_FILE})", path=directory)
     return directory, check_front(RunStore.read_front_file(path), path)
+
+
+def default_run_dir(model_name: str, target: str) -> Path:
+    """qevo-runs/<model>-<target>-<time>, with a suffix when that name is taken (claimed with mkdir,
+    so searches started in the same second each get their own)."""
+    base = RUNS_DIR / f"{model_name}-{Path(target).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise QevoError("cannot find a free run directory name", path=base)

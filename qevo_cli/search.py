@@ -11,7 +11,6 @@ import platform
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +36,7 @@ from .measurer import Measurer
 from .runners import MeasureTask, WorkspaceSpec, open_runner
 from .seeding import initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
+from .runs import default_run_dir
 from .store import EvaluationCache, RunStore
 
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
@@ -72,21 +72,6 @@ class SearchResult:
     progress: Progress
     feasible: bool
     notes: list[str] = field(default_factory=list)
-
-
-def default_run_dir(model_name: str, target: str) -> Path:
-    """qevo-runs/<model>-<target>-<time>, with a suffix when that name is taken (claimed with mkdir,
-    so searches started in the same second each get their own)."""
-    base = Path("qevo-runs") / f"{model_name}-{Path(target).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 1000):
-        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise QevoError("cannot find a free run directory name", path=base)
 
 
 class Search:
@@ -372,24 +357,12 @@ class Search:
 
     def _latency_timer(self):
         """The timer of a measured latency (--latency-cmd, or a profile timed on this machine), else None."""
-        from .latency import CommandTimer, HostTimer, MeasuredLatency
+        from .latency import measured_latency
 
-        config = self.config
-        if "latency" not in config.objectives and "latency" not in config.budgets():
-            return None   # nothing asks for it: the front's latency stays the profile's model
-        if config.latency_cmd:
-            timer = CommandTimer(self.evaluator, config.latency_cmd, config.latency_timeout)
-        elif self.profile.latency_source == "host":
-            if config.workers > 1 or config.dask:
-                raise QevoError(f"{self.profile.name} times each policy on this machine, which evaluations running "
-                                "beside it would disturb: run it with --workers 1 and without --dask",
-                                field="--workers")
-            timer = HostTimer(self.evaluator)
-        else:
-            return None
-        where = "by --latency-cmd" if config.latency_cmd else f"on this machine: {timer.identity()['cpu']}"
-        self.notes.append(f"latency is measured ({where}); energy stays the profile's model")
-        return MeasuredLatency(timer, self.evaluator.model.digest)
+        timer, note = measured_latency(self.config, self.profile, self.evaluator)
+        if note:
+            self.notes.append(note)
+        return timer
 
     def _in_space(self, row: dict[str, Any]) -> bool:
         """References such as fp32 are stored too, but only policies of the search space make the front."""

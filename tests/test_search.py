@@ -201,7 +201,7 @@ def test_a_run_directory_is_never_mixed_with_another_run(tmp_path):
 
 
 def test_default_run_directories_are_unique(tmp_path, monkeypatch):
-    from qevo_cli.search import default_run_dir
+    from qevo_cli.runs import default_run_dir
     monkeypatch.chdir(tmp_path)
     names = {default_run_dir("model", "hexagon") for _ in range(3)}
     assert len(names) == 3 and all(path.is_dir() for path in names)
