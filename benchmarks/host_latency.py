@@ -67,16 +67,16 @@ def measure(name: str, zoo: Path, count: int) -> dict:
     start = time.perf_counter()
     timings = [timer(policy) for policy in policies]
     seconds = time.perf_counter() - start
-    glue, outputs = dict(space.tensors.traffic), space.tensors.outputs
+    glue, outputs, converted = dict(space.tensors.traffic), space.tensors.outputs, space.tensors.converted
     rows = [ModelMeasurement(f"#{i}", p, t.median_ms / 1e3) for i, (p, t) in enumerate(zip(policies, timings))]
     # fp32 and uniform W8A8 are what anyone fitting a profile times first: both fit it, and so does every other
     # random mix; the rest is predicted
     fit_rows, held_out = rows[:2] + rows[2::2], rows[3::2]
     fitted = fit_to_models(host, layers, fit_rows, glue, name="host-fitted", measurements_label=name,
-                           sha256="0" * 64, outputs=outputs).profile
+                           sha256="0" * 64, outputs=outputs, converted=converted).profile
     plain = roofline_only(host)
     fitted_plain = fit_to_models(plain, layers, fit_rows, glue, name="host-roofline-fitted",
-                                 measurements_label=name, sha256="0" * 64, outputs=outputs).profile
+                                 measurements_label=name, sha256="0" * 64, outputs=outputs, converted=converted).profile
     measured = [r.latency_s * 1e3 for r in held_out]
     result = {"model": name, "layers": len(layers), "cpu": host_name(), "policies": len(policies),
               "fit_rows": len(fit_rows), "held_out": len(held_out), "timing_s": seconds,
@@ -91,7 +91,7 @@ def measure(name: str, zoo: Path, count: int) -> dict:
         predicted = []
         for r in held_out:   # a profile may not offer a policy of host's space (fp16 weights, int8 inputs)
             try:
-                predicted.append(model_cost(layers, r.policy, profile, glue=glue, outputs=outputs).latency_s * 1e3)
+                predicted.append(model_cost(layers, r.policy, profile, glue=glue, outputs=outputs, converted=converted).latency_s * 1e3)
             except QevoError:
                 predicted.append(float("nan"))
         kept = [(p, m) for p, m in zip(predicted, measured) if p == p]

@@ -177,6 +177,17 @@ def conversion_elements(layer: Layer, choice: LayerChoice, run, output_format: s
     return weights, activations, (1 if weights else 0) + (2 if activations else 0)
 
 
+def tensor_conversions(policy: Policy, converted: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """(elements converted, conversion ops) of the tensors `policy` holds as integers, each converted once per
+    float op that reads or writes it (`converted`: TensorGenes.converted)."""
+    elements = ops = 0
+    for name, (size, accesses) in converted.items():
+        if policy.tensors.get(name, "fp32") in ("int8", "int16"):
+            elements += size * accesses
+            ops += accesses
+    return elements, ops
+
+
 def conversion_latency(layer: Layer, choice: LayerChoice, profile: Profile, output_format: str | None = None) -> float:
     """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
     if not profile.models_conversions:
@@ -193,14 +204,17 @@ def glue_bytes(accessed_elements: int, fmt: str, profile: Profile) -> int:
 
 
 def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_bytes: int = 0,
-               glue: Mapping[str, int] = {}, outputs: Mapping[str, str] = {}) -> ModelCost:
+               glue: Mapping[str, int] = {}, outputs: Mapping[str, str] = {},
+               converted: Mapping[str, tuple[int, int]] = {}) -> ModelCost:
     """Totals over the layers at the policy's choices, plus the per-graph overhead.
 
     `other_bytes` is what the model file holds besides the quantizable weights (LoadedModel.other_bytes);
     given it, the size is the exported file's: the nodes each quantized layer adds are counted too.
     `glue` maps the tensors of a target that quantizes every tensor to the elements the other ops read and
     write in them; those ops are memory-bound, so they add the bytes they move at the tensor's format.
-    `outputs` maps a layer to the tensor its output is quantized as (TensorGenes.outputs), for `layer_cost`.
+    `outputs` maps a layer to the tensor its output is quantized as (TensorGenes.outputs), for `layer_cost`;
+    `converted` a tensor to its elements and the float ops around it (TensorGenes.converted), each of which
+    converts it when it is held as integers (profiles that model conversions).
     """
     costs = [layer_cost(layer, policy.choice(layer.name), profile,
                         policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None)
@@ -210,8 +224,12 @@ def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_
         added = sum(node_bytes(layer, policy.choice(layer.name), policy.tensors) for layer in layers)
         added += sum(tensor_node_bytes(fmt) for fmt in policy.tensors.values())
     moved = sum(glue_bytes(elements, policy.tensors.get(name, "fp32"), profile) for name, elements in glue.items())
+    converting = 0.0
+    if profile.models_conversions and converted:
+        elements, ops = tensor_conversions(policy, converted)
+        converting = elements * profile.activation_conversion_s + ops * profile.per_op_s
     return ModelCost(
-        latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s + moved / profile.bandwidth,
+        latency_s=sum(cost.latency_s for cost in costs) + profile.per_graph_s + moved / profile.bandwidth + converting,
         energy_j=sum(cost.energy_j for cost in costs) + moved * profile.joules_per_byte,
         bytes=sum(cost.bytes for cost in costs) + moved,
         weight_bytes=sum(cost.weight_bytes for cost in costs) + other_bytes + added,

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .cost import conversion_elements, model_cost
+from .cost import conversion_elements, model_cost, tensor_conversions
 from .errors import QevoError
 from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
 from .layers import Layer
@@ -63,20 +63,24 @@ class _ModelDesign:
 
     @classmethod
     def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, outputs,
-              label: str):
+              converted, label: str):
         parts, group, glue_bytes, conversions = [], [], [], []
         for m, row in enumerate(rows):
             layer_rows, moved = _parts(layers, row.policy, base, glue, outputs)
             parts += layer_rows
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
-            conversions.append(np.sum([conversion_elements(
+            by_layers = np.sum([conversion_elements(
                 layer, row.policy.choice(layer.name), base.compute_path(layer, row.policy.choice(layer.name)),
                 row.policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None, base)
-                for layer in layers], axis=0))
+                for layer in layers], axis=0)
+            elements, ops = tensor_conversions(row.policy, converted)
+            conversions.append(by_layers + np.array([0, elements, ops]))
         design = _Design.build(base, parts, label)
         measured = np.array([row.latency_s for row in rows])
         conversions = np.array(conversions, dtype=float).reshape(len(rows), 3)
+        if not base.models_conversions:   # a profile without conversion terms is fitted as the roofline it is
+            conversions[:] = 0.0
         typical = float(np.median(measured))
         # the overheads are scaled by a typical layer's share of a model's time, a conversion so that the
         # most converting policy's conversions at 1 take a typical model's time
@@ -107,12 +111,12 @@ class _ModelDesign:
 
 def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue=None, *,
                   name: str, measurements_label: str, sha256: str, path: str | None = None,
-                  outputs=None) -> FitResult:
+                  outputs=None, converted=None) -> FitResult:
     """Least-squares fit of `base` to measured model latencies; the result is a new, validated profile."""
     if len(rows) < MIN_MODELS:
         raise QevoError(f"{len(rows)} measured policies, expected at least {MIN_MODELS}", path=measurements_label)
-    glue, outputs = glue or {}, outputs or {}
-    design = _ModelDesign.build(base, layers, rows, glue, outputs, measurements_label)
+    glue, outputs, converted = glue or {}, outputs or {}, converted or {}
+    design = _ModelDesign.build(base, layers, rows, glue, outputs, converted, measurements_label)
     lower, upper = design.layers.bounds()
     lower, upper = np.append(lower, [0.0] * 3), np.append(upper, [np.inf] * 3)   # overhead, conversions >= 0
     start = np.append(design.layers.start_from_base(base),
@@ -124,7 +128,7 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     d = len(design.layers.base_logs) + 1
     values: dict[str, tuple[Any, float]] = design.layers.values(best.x[:d])
     values["overhead.per_graph"] = (DURATION, float(best.x[d]) * design.layers.time_scale)
-    if base.spec.conversion is not None or design.conversions[:, :2].any():
+    if base.models_conversions:
         values["conversion.weight"] = (DURATION, float(best.x[d + 1] * design.conversion_scale[0]))
         values["conversion.activation"] = (DURATION, float(best.x[d + 2] * design.conversion_scale[1]))
     data, changed = fitted_data(base, values, name=name, what=f"{len(rows)} measured model latencies",
@@ -133,7 +137,8 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
 
     def errors(profile: Profile) -> list[RowError]:
         return [RowError(i, row.label, row.latency_s,
-                         model_cost(layers, row.policy, profile, glue=glue, outputs=outputs).latency_s)
+                         model_cost(layers, row.policy, profile, glue=glue, outputs=outputs,
+                                    converted=converted).latency_s)
                 for i, row in enumerate(rows)]
 
     fitted = errors(draft)
@@ -141,9 +146,9 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     return FitResult(profile_from_dict(data, path), changed, fitted, errors(base))
 
 
-def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], tuple[dict, dict], list[ModelMeasurement], str]:
-    """The layers, (glue, outputs) of its tensors (cost.model_cost), the measured policies of a search whose
-    latency was measured, and a digest of them."""
+def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], tuple[dict, dict, dict], list[ModelMeasurement], str]:
+    """The layers, (glue, outputs, converted) of its tensors (cost.model_cost), the measured policies of a
+    search whose latency was measured, and a digest of them."""
     from .config import SearchConfig
     from .defaults import DEFAULT_MODEL
     from .genome import space_for
@@ -167,7 +172,7 @@ def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], tuple[dict, dict], l
     measured = [ModelMeasurement(f"#{row['id']}", Policy.from_dict(row["policy"]), row["objectives"]["latency"] / 1e3)
                 for row in rows]
     digest = hashlib.sha256("".join(sorted(f"{m.policy.key()}{m.latency_s}" for m in measured)).encode()).hexdigest()
-    return model.layers, (dict(space.tensors.traffic), space.tensors.outputs), measured, digest
+    return model.layers, (dict(space.tensors.traffic), space.tensors.outputs, space.tensors.converted), measured, digest
 
 
 def run_fit_to_run(run_dir: str | Path, base: str, output: str | Path, name: str | None = None) -> FitResult:
@@ -182,8 +187,9 @@ def run_fit_to_run(run_dir: str | Path, base: str, output: str | Path, name: str
         raise QevoError(f"got {name!r}, expected a name of lowercase letters, digits, '.', '_' or '-'", field="--name")
     if Path(output).is_dir():
         raise QevoError("is a folder, expected a path for the fitted profile (.yaml)", path=output)
-    layers, (glue, outputs), rows, digest = run_rows(run_dir)
+    layers, (glue, outputs, converted), rows, digest = run_rows(run_dir)
     result = fit_to_models(load_profile(base), layers, rows, glue, name=name or profile_name(output),
-                           measurements_label=str(run_dir), sha256=digest, path=str(output), outputs=outputs)
+                           measurements_label=str(run_dir), sha256=digest, path=str(output), outputs=outputs,
+                           converted=converted)
     atomic_write_text(output, result.profile.dumps())
     return result

@@ -75,10 +75,16 @@ class TensorGenes:
     follows: tuple[int, ...] = ()                # per tensor, the tensor whose format it keeps (itself if none)
     scope: str = "all-tensors"                   # the runtime's rules they follow (policy.TENSOR_SCOPES)
     writes: tuple[tuple[str, str], ...] = ()     # (layer, the tensor its output is quantized as)
+    float_accesses: tuple[tuple[int, int], ...] = ()   # per tensor: elements, glue ops that compute in float
 
     @property
     def traffic(self) -> dict[str, int]:
         return dict(zip(self.names, self.glue))
+
+    @property
+    def converted(self) -> dict[str, tuple[int, int]]:
+        """Tensor -> (elements, float ops that read or write it): cost.model_cost's `converted`."""
+        return {name: access for name, access in zip(self.names, self.float_accesses) if access[1]}
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -264,5 +270,6 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
         tensors = TensorGenes(tuple(group.tensor for group in groups), tuple(formats for _ in groups),
                               roots if len(formats) > 1 else (), tuple(reads),
                               tuple(group.elements * group.glue_accesses for group in groups), tuple(follows),
-                              profile.activation_scope)
+                              profile.activation_scope,
+                              float_accesses=tuple((group.elements, group.float_accesses) for group in groups))
     return SearchSpace(tuple(layers), tuple(options), genes, tuple(notes), tensors)

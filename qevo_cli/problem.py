@@ -58,7 +58,7 @@ class Costing:
                  objectives: tuple[str, ...], budgets: dict[str, float], latency=None):
         self.space, self.profile, self.other_bytes = space, profile, other_bytes
         self.fp32_metric, self.objectives, self.budgets = fp32_metric, objectives, budgets
-        self.glue, self.outputs = space.tensors.traffic, space.tensors.outputs
+        self.glue, self.outputs, self.converted = space.tensors.traffic, space.tensors.outputs, space.tensors.converted
         self.latency = latency   # a latency.MeasuredLatency, or None for the profile's model
         self.timed = latency is not None   # kept through pickling: it fixes the number of constraints
 
@@ -75,7 +75,7 @@ class Costing:
         """The objectives; `timed=False` predicts a measured latency from the profile instead of timing it (to
         place a policy before it is measured)."""
         cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes, glue=self.glue,
-                          outputs=self.outputs)
+                          outputs=self.outputs, converted=self.converted)
         latency_ms = cost.latency_s * 1e3
         if self.latency is not None:
             timing = self.latency(policy) if timed else self.latency.known(policy)

@@ -28,6 +28,14 @@ SCOPES = ACTIVATION_SCOPES
 RUNTIMES = {"qdq-ops": "cpu", "all-tensors": "qnn"}   # whose quantizer places Q/DQ for a scope
 # Ops that read only a tensor's shape: quantizing for them changes nothing.
 SHAPE_ONLY = ("Shape", "Size")
+# Ops onnxruntime's CPU provider runs on integer tensors without converting them: its QDQ fusions into
+# QLinear kernels (onnxruntime/core/optimizer/qdq_transformer/selectors_actions) and the ops that only move
+# values. Any other op reading or writing an integer tensor computes in float between a DequantizeLinear
+# and a QuantizeLinear (LayerNormalization, Div, Erf, HardSigmoid, an unfolded BatchNormalization...).
+INTEGER_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Concat", "AveragePool",
+                         "GlobalAveragePool", "MaxPool", "Sigmoid", "Softmax", "LeakyRelu", "Relu", "Clip", "ArgMax",
+                         "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Split", "Slice", "Pad", "Resize",
+                         "Gather", "Where", "Identity", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class TensorGroup:
     glue_accesses: int = 0        # writes and reads by nodes that are not quantizable layers (whose traffic
                                   # the layers' own cost leaves out)
     shares: str | None = None     # the tensor whose encoding this one keeps (an op that only moves values)
+    float_accesses: int = 0       # of those glue nodes, the ones that compute in float on onnxruntime's CPU
+                                  # provider (INTEGER_OPS): each converts the tensor when it is held as integers
 
     def to_dict(self) -> dict:
         return {"tensor": self.tensor, "producer": self.producer, "consumers": list(self.consumers),
@@ -53,6 +63,7 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         raise QevoError(f"got {scope!r}, expected one of {', '.join(SCOPES)}", field="activation_scope")
     graph = model.proto.graph
     producers = {name: node.name for node in graph.node for name in node.output}
+    nodes = {node.name: node for node in graph.node}
     consumers = readers_of(graph)
     if scope == "layer-inputs":
         wanted, shared_with = [name for layer in model.layers for name in layer.activation_inputs], {}
@@ -70,9 +81,13 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         producer = producers.get(name)
         glue = sum(node.name not in layer_nodes for node in readers)
         glue += producer is not None and producer not in layer_nodes
+        touching = [node for node in readers if node.name not in layer_nodes]
+        if producer is not None and producer not in layer_nodes:
+            touching.append(nodes[producer])
+        in_float = sum(node.op_type not in INTEGER_OPS for node in touching)
         shares = shared_with.get(name)   # a tensor, or a Gather's table (a constant, no gene of its own)
         groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
-                                  numel(model.shapes.get(name)), glue, shares if shares in named else None))
+                                  numel(model.shapes.get(name)), glue, shares if shares in named else None, in_float))
         named.add(name)
     return groups
 

@@ -347,7 +347,8 @@ class Search:
                 self._uniform_w8()]
         model = self.evaluator.model
         latencies = [model_cost(self.space.layers, p, self.profile, model.other_bytes,
-                                self.space.tensors.traffic, self.space.tensors.outputs).latency_s * 1e3 for p in ends]
+                                self.space.tensors.traffic, self.space.tensors.outputs,
+                                self.space.tensors.converted).latency_s * 1e3 for p in ends]
         span = relative_span(latencies)
         if span < FLAT_SPAN:
             config.objectives = tuple(name for name in config.objectives if name != "latency")

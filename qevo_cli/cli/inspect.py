@@ -163,7 +163,8 @@ def _target_costs(loaded: LoadedModel, profile) -> dict:
         policy, behind = uniform_policy(profile, loaded.layers, choice)
         if choice != FP32:
             policy = space.with_tensors_at(policy, choice.activation)
-        cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes, glue=space.tensors.traffic)
+        cost = model_cost(loaded.layers, policy, profile, other_bytes=loaded.other_bytes, glue=space.tensors.traffic,
+                          outputs=space.tensors.outputs, converted=space.tensors.converted)
         report["policies"][label] = {
             "latency_s": cost.latency_s, "energy_j": cost.energy_j, "size_bytes": cost.weight_bytes,
             "not_offered": behind,
