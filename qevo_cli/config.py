@@ -156,7 +156,7 @@ class SearchConfig:
         except QevoError as err:
             if source is None or err.path:
                 raise
-            raise QevoError(str(err), path=source) from None
+            raise err.at(path=source) from None
         except TypeError as err:
             raise QevoError(f"bad settings ({err})", path=source) from None
 

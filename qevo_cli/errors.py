@@ -12,6 +12,7 @@ class QevoError(Exception):
     """A problem with the user's input: a file, a field in it, or a setting."""
 
     def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
+        self.message = message   # the problem alone; path and field are kept apart, not parsed back out
         self.path = str(path) if path is not None else None
         self.field = field
         parts = []
@@ -21,6 +22,11 @@ class QevoError(Exception):
             parts.append(field)
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def at(self, path: str | Path | None = None, field: str | None = None) -> "QevoError":
+        """The same problem located in `path` (the file it came from) and under `field` (a key holding it)."""
+        inner = self.field if field is None else f"{field}.{self.field}" if self.field else field
+        return QevoError(self.message, path=path if path is not None else self.path, field=inner)
 
 
 def first_line(err: BaseException, default: str | None = None) -> str:

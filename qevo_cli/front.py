@@ -55,7 +55,7 @@ def check_front(front: Any, path) -> dict[str, Any]:
             try:
                 Policy.from_dict(row["policy"])
             except QevoError as err:
-                fail(f"{where}.policy" + (f".{err.field}" if err.field else ""), str(err).rpartition(": ")[2])
+                raise err.at(path=path, field=f"{where}.policy") from None
             if group == "solutions" and (isinstance(row.get("id"), bool) or not isinstance(row.get("id"), int)):
                 fail(f"{where}.id", f"got {row.get('id')!r}, expected an integer")
     return front

@@ -153,7 +153,7 @@ class LayerChoice:
         try:
             return cls(**dict(data))
         except QevoError as err:
-            raise QevoError(str(err).split(": ", 1)[-1], field=f"{where}.{err.field}" if where else err.field) from None
+            raise err.at(field=where or None) from None
 
 
 FP32 = LayerChoice(weight="fp32", activation="fp32")
@@ -258,7 +258,7 @@ class Policy:
         except QevoError as err:
             if path is None:
                 raise
-            raise QevoError(str(err), path=path) from None
+            raise err.at(path=path) from None
 
     def dumps(self, fmt: str = "yaml") -> str:
         if fmt == "json":

@@ -314,8 +314,7 @@ def profile_from_dict(data: Any, path: str | None = None) -> Profile:
             raise QevoError("fp32 weights with fp32 activations must run on every target, expected a compute "
                             "entry 'fp32/fp32' or fallbacks leading to one", field="compute")
     except QevoError as error:
-        message = str(error)[len(error.field) + 2:] if error.field else str(error)
-        raise QevoError(message, path=path, field=error.field) from None
+        raise error.at(path=path) from None
     return profile
 
 
