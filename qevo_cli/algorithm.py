@@ -68,7 +68,7 @@ def termination_for(config: SearchConfig, generations: int):
 
 def evolution_share(config: SearchConfig) -> float:
     """The share of --time-limit the evolution may use."""
-    return 1.0 - front_recovery.SHARE if config.recover_front else 1.0
+    return 1.0 - front_recovery.SHARE if config.recovers_front else 1.0
 
 
 def set_running_time(algorithm, started_at: float) -> None:

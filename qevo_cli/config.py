@@ -60,7 +60,8 @@ class SearchConfig:
     out: str | None = None
     threads: int = 1
     racing: bool = True       # measure a data subset first; the rest only where a policy could reach the front
-    recover_front: bool = False   # keep front_recovery.SHARE of the time to measure the front with recovered weights
+    # keep front_recovery.SHARE of the time to measure the front with recovered weights; None: with --time-limit
+    recover_front: bool | None = None
 
     def __post_init__(self) -> None:
         # whether the user named the objectives: only a default set may lose one the target cannot separate
@@ -108,14 +109,21 @@ class SearchConfig:
         if self.time_limit is not None and self.time_limit <= 0:
             raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
         for name in ("racing", "recover_front"):
-            if not isinstance(getattr(self, name), bool):
-                raise QevoError(f"got {getattr(self, name)!r}, expected true or false", field=name)
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "recover_front" and value is None):
+                raise QevoError(f"got {value!r}, expected true or false", field=name)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise QevoError(f"got {self.seed!r}, expected a non-negative integer", field="seed")
         if not isinstance(self.dims, dict) or not all(
                 isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
                 for k, v in self.dims.items()):
             raise QevoError(f"got {self.dims!r}, expected a mapping of dim name to positive integer", field="dims")
+
+    @property
+    def recovers_front(self) -> bool:
+        """Whether the search recovers its front: as set, else when it has a time limit to share (at equal
+        time that never lost on the zoo; without one it would only add evaluations)."""
+        return self.recover_front if self.recover_front is not None else self.time_limit is not None
 
     def allowed(self) -> Allowed:
         for value in self.bias_correction:

@@ -297,7 +297,7 @@ class Search:
                 if self.callback is not None and self.callback(self.progress) is False:
                     stopped = True
                     break
-            if config.recover_front and not stopped:
+            if config.recovers_front and not stopped:
                 measure.generation = (algorithm.n_iter or 1) + 1   # racing compares with everything evolved
                 front = self._recover_front(measure, references, front)
             algorithm.problem.measure = None

@@ -92,11 +92,11 @@ def search(
     racing: Annotated[bool, typer.Option(
         "--racing/--no-racing", help="Measure each new policy on a quarter of the data first and finish only those "
                                      "that could reach the front (data sets of 64 samples or more).")] = True,
-    recover_front: Annotated[bool, typer.Option(
+    recover_front: Annotated[Optional[bool], typer.Option(
         "--recover-front/--no-recover-front",
         help="Evolve with weights rounded to nearest, then, in the last 30% of --time-limit, measure each front "
              "policy again with its weights recovered (gptq, output-mse range, bias correction; then the "
-             "output-mse range alone) on every layer where that applies.")] = False,
+             "output-mse range alone) on every layer where that applies. Default: on with --time-limit.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same front.")] = 0,
     workers: Annotated[int, typer.Option("--workers", help="Evaluate in this many processes.")] = 1,
     dask: Annotated[Optional[str], typer.Option(
