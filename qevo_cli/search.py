@@ -318,7 +318,7 @@ class Search:
         axis = next((o for o in config.objectives if o != "metric"), "size")
         batches = front_recovery.recovery_batches(self.space, front["solutions"], axis)
         total, done = sum(len(batch) for batch in batches), 0
-        scored_before = self.progress.evaluations
+        scored_before, cut_before = self.progress.evaluations, self.progress.estimated
         for batch in batches:
             self._phase("recovery", done, total)
             self.progress.batch_done = self.progress.batch_total = 0
@@ -326,10 +326,11 @@ class Search:
             done += len(batch)
             front = self._write_front(references)
             self._phase("recovery", done, total)
-        scored = self.progress.evaluations - scored_before
+        scored, cut = self.progress.evaluations - scored_before, self.progress.estimated - cut_before
         recovered = sum(Policy.from_dict(s["policy"]).is_recovered for s in front["solutions"])
-        self.notes.append(f"recovering the front: {scored} of {total} recovered policies measured"
-                          f"{' before the time limit' if scored < total else ''}; {recovered} of the "
+        self.notes.append(f"recovering the front: {scored} of {total} recovered policies scored"
+                          f"{' before the time limit' if scored < total else ''}"
+                          f"{f' ({cut} stopped after a data subset)' if cut else ''}; {recovered} of the "
                           f"{len(front['solutions'])} front policies have recovered weights")
         return front
 
