@@ -146,5 +146,6 @@ class Measurer:
         self.progress.measured += measured_now
         self.progress.measured_now += measured_now
         self.progress.estimated += len(set(predicted))
-        self.progress.cache_hits += len(set(keys)) - len(missing)
+        self.progress.cache_hits += len(from_cache)
+        self.progress.repeats += len(set(keys)) - len(missing) - len(from_cache)
         return scored

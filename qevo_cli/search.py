@@ -51,7 +51,8 @@ class Progress:
     evaluations: int = 0      # policies scored, cached or not
     measured: int = 0         # policies run in onnxruntime by this search
     measured_now: int = 0     # of those, measured since this process started (differs after a resume)
-    cache_hits: int = 0       # policies found in the shared cache or in this run's store
+    cache_hits: int = 0       # policies new to this run found in the shared cache (not measured again)
+    repeats: int = 0          # policies the search proposed again: this run's store already held them
     probes: int = 0           # sensitivity probes measured (on a data subset; not policies)
     estimated: int = 0        # policies cut short after a data subset by racing (never on the front)
     front_size: int = 0

@@ -66,6 +66,10 @@ def test_repeated_search_is_served_from_the_cache(tmp_path):
     assert first.progress.measured > 0
     assert second.progress.measured == 0 and second.progress.cache_hits > 0
     assert _front_set(first.front) == _front_set(second.front)
+    # measured and taken from the cache add up to what the run stored; policies proposed twice are apart
+    for result in (first, second):
+        assert result.progress.measured + result.progress.cache_hits == result.front["evaluated"]
+    assert first.progress.repeats == second.progress.repeats
 
 
 def test_workers_give_the_same_front_as_serial(tmp_path, monkeypatch):

@@ -207,6 +207,7 @@ def _report(result: SearchResult, json_output: bool) -> None:
             "feasible": result.feasible, "front_size": len(front["solutions"]) if result.feasible else 0,
             "evaluated": front["evaluated"], "measured": progress.measured,
             "measured_this_session": progress.measured_now, "cache_hits": progress.cache_hits,
+            "repeats": progress.repeats,
             "cut_short": progress.estimated, "sensitivity_probes": progress.probes,
             "generations": progress.generation, "seconds": round(progress.elapsed_s, 3),
             "hypervolume": front["hypervolume"], "references": [
@@ -236,9 +237,11 @@ def _report(result: SearchResult, json_output: bool) -> None:
     cut = (f"; {progress.estimated} more stopped after a data subset as unable to reach the front"
            if progress.estimated else "")
     probes = f"; {progress.probes} sensitivity probes" if progress.probes else ""
-    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from cache)"
-              f"{cut}{probes} in {progress.elapsed_s:.1f}s over {progress.generation} generations; hypervolume "
-              f"{front['hypervolume']:.4f}")
+    # evaluated = measured + from the cache (this session; a resumed run counts its earlier ones in its store)
+    repeats = f", {progress.repeats} proposed again" if progress.repeats else ""
+    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from the "
+              f"cache{repeats}){cut}{probes} in {progress.elapsed_s:.1f}s over {progress.generation} generations; "
+              f"hypervolume {front['hypervolume']:.4f}")
     for note in result.notes:
         out.print(f"[dim]note: {note}[/]")
     out.print(f"run directory: {result.run_dir} (front.json, run.yaml, evaluations.sqlite)")
