@@ -366,3 +366,32 @@ def test_a_search_killed_before_it_measured_anything_can_be_started_again(tmp_pa
                                       "--out", str(run)])
     assert result.exit_code == 0, result.output
     assert RunStore(run, create=False).count() > 0
+
+
+def _wait_for_file(item):
+    """Return the item's name once its file exists (at most 60 s, then say it never came)."""
+    import os.path
+    import time as clock
+
+    name, path = item
+    deadline = clock.monotonic() + 60
+    while path and not os.path.exists(path):
+        if clock.monotonic() > deadline:
+            return f"{name}: handed over only when every job was done"
+        clock.sleep(0.02)
+    return name
+
+
+def test_dask_results_come_in_input_order_as_soon_as_each_is_done(tmp_path):
+    """The first result is handed over while a later job still runs (so the search stores it at once): the
+    second job finishes only after the test has received the first. Order is the input's."""
+    distributed = pytest.importorskip("distributed")
+    from qevo_cli.runners import _dask_map
+
+    signal_file = tmp_path / "first-received"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        results = _dask_map(client, _wait_for_file, [("a", ""), ("b", str(signal_file)), ("c", "")])
+        assert next(results) == "a"
+        signal_file.write_text("")
+        assert list(results) == ["b", "c"]
