@@ -123,12 +123,12 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
     """Latency, energy and bytes of one layer at one choice on one target. `output_format`: the format of the
     tensor the layer writes, where the target quantizes it (a tensor gene); on a profile that models
     conversions, an integer kernel needs its output quantized too, else it runs unfused in float."""
-    run = profile.compute_path(layer, choice)
-    if run is None or (profile.has_limits and not profile.offers(layer, choice)):
+    path = profile.compute_path(layer, choice)
+    if path is None or (profile.has_limits and not profile.offers(layer, choice)):
         raise QevoError(f"{profile.why_not(layer, choice)}, expected a choice the target offers "
                         f"(see qevo profiles show {profile.name})", field=f"layers.{layer.name}")
-    if unfused(run, output_format, profile):
-        run = profile.compute_path_for(FLOAT_RUN, FLOAT_RUN, kind=layer.cost_kind)
+    left_unfused = unfused(path, output_format, profile)
+    run = profile.compute_path_for(FLOAT_RUN, FLOAT_RUN, kind=layer.cost_kind) if left_unfused else path
     w_bytes = weight_bytes(layer, choice)
     a_bytes = activation_bytes(layer, choice)
     moved = w_bytes + a_bytes
@@ -140,7 +140,7 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
         layer=layer.name,
-        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, profile, output_format),
+        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, path, profile, left_unfused),
         energy_j=layer.macs * run.joules_per_mac + moved * profile.joules_per_byte,
         bytes=moved,
         weight_bytes=w_bytes,
@@ -163,17 +163,22 @@ def unfused(run, output_format: str | None, profile: Profile) -> bool:
             and not run.float_weights and not run.float_activations)
 
 
-def conversion_elements(layer: Layer, choice: LayerChoice, run, output_format: str | None = None,
-                        profile: Profile | None = None) -> tuple[int, int, int]:
+def output_format(layer: Layer, policy: Policy, outputs: Mapping[str, str]) -> str | None:
+    """The format `policy` holds the tensor `layer` writes in, where the target quantizes it (`outputs`:
+    TensorGenes.outputs), else None."""
+    return policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None
+
+
+def conversion_elements(layer: Layer, choice: LayerChoice, path, left_unfused: bool = False) -> tuple[int, int, int]:
     """(weight elements dequantized at every run, activation elements converted into or out of a float kernel,
-    conversion ops) for one layer at `choice` running as `run` (before an unfused kernel's float path: pass
-    `output_format` and `profile`)."""
-    if profile is not None and unfused(run, output_format, profile):   # its inputs are dequantized for float
+    conversion ops) for one layer at `choice`, whose formats run as `path` (profile.compute_path), or, when
+    the kernel is `left_unfused` (see `unfused`), in float on its dequantized inputs."""
+    if left_unfused:
         weights = layer.params if layer.weight is not None and choice.weight_is_int else 0
         return weights, layer.input_elems, (1 if weights else 0) + 1
-    weights = layer.params if layer.weight is not None and choice.weight_is_int and run.float_weights else 0
-    static = choice.activation in ("int8", "int16") and not layer.weight_only
-    activations = layer.input_elems + layer.output_elems if static and run.float_activations else 0
+    weights = layer.params if layer.weight is not None and choice.weight_is_int and path.float_weights else 0
+    static = choice.activation_is_static_int and not layer.weight_only
+    activations = layer.input_elems + layer.output_elems if static and path.float_activations else 0
     return weights, activations, (1 if weights else 0) + (2 if activations else 0)
 
 
@@ -188,12 +193,11 @@ def tensor_conversions(policy: Policy, converted: Mapping[str, tuple[int, int]])
     return elements, ops
 
 
-def conversion_latency(layer: Layer, choice: LayerChoice, profile: Profile, output_format: str | None = None) -> float:
+def conversion_latency(layer: Layer, choice: LayerChoice, path, profile: Profile, left_unfused: bool) -> float:
     """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
     if not profile.models_conversions:
         return 0.0
-    weights, activations, ops = conversion_elements(layer, choice, profile.compute_path(layer, choice),
-                                                    output_format, profile)
+    weights, activations, ops = conversion_elements(layer, choice, path, left_unfused)
     return weights * profile.weight_conversion_s + activations * profile.activation_conversion_s + ops * profile.per_op_s
 
 
@@ -216,8 +220,7 @@ def model_cost(layers: Sequence[Layer], policy: Policy, profile: Profile, other_
     `converted` a tensor to its elements and the float ops around it (TensorGenes.converted), each of which
     converts it when it is held as integers (profiles that model conversions).
     """
-    costs = [layer_cost(layer, policy.choice(layer.name), profile,
-                        policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None)
+    costs = [layer_cost(layer, policy.choice(layer.name), profile, output_format(layer, policy, outputs))
              for layer in layers]
     added = 0
     if other_bytes:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .cost import conversion_elements, model_cost, tensor_conversions
+from .cost import conversion_elements, model_cost, output_format, tensor_conversions, unfused
 from .errors import QevoError
 from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
 from .layers import Layer
@@ -49,6 +49,13 @@ def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue,
     return parts, float(cost.bytes - sum(c.bytes for c in cost.layers))
 
 
+def _conversions(layer: Layer, policy: Policy, profile: Profile, outputs) -> tuple[int, int, int]:
+    """cost.conversion_elements of `layer` as `policy` runs it on `profile`."""
+    choice = policy.choice(layer.name)
+    path = profile.compute_path(layer, choice)
+    return conversion_elements(layer, choice, path, unfused(path, output_format(layer, policy, outputs), profile))
+
+
 @dataclass(frozen=True)
 class _ModelDesign:
     """x = [the layer design's parameters (fit._Design, per-op overhead last), per-graph overhead,
@@ -70,10 +77,7 @@ class _ModelDesign:
             parts += layer_rows
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
-            by_layers = np.sum([conversion_elements(
-                layer, row.policy.choice(layer.name), base.compute_path(layer, row.policy.choice(layer.name)),
-                row.policy.tensors.get(outputs[layer.name], "fp32") if layer.name in outputs else None, base)
-                for layer in layers], axis=0)
+            by_layers = np.sum([_conversions(layer, row.policy, base, outputs) for layer in layers], axis=0)
             elements, ops = tensor_conversions(row.policy, converted)
             conversions.append(by_layers + np.array([0, elements, ops]))
         design = _Design.build(base, parts, label)

@@ -206,7 +206,7 @@ def space_for(model, profile: Profile, allowed: Allowed) -> "SearchSpace":
     space = build_space(model.layers, profile, allowed, groups)
     if not space.tensors.names:
         return space
-    writes = tuple(output_tensors(model, list(groups)).items())
+    writes = tuple(output_tensors(model, scope, list(groups)).items())
     return replace(space, tensors=replace(space.tensors, writes=writes))
 
 

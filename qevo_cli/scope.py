@@ -79,11 +79,10 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
         if not readers and name not in outputs:
             continue
         producer = producers.get(name)
-        glue = sum(node.name not in layer_nodes for node in readers)
-        glue += producer is not None and producer not in layer_nodes
-        touching = [node for node in readers if node.name not in layer_nodes]
+        touching = [node for node in readers if node.name not in layer_nodes]   # the other ops: glue
         if producer is not None and producer not in layer_nodes:
             touching.append(nodes[producer])
+        glue = len(touching)
         in_float = sum(node.op_type not in INTEGER_OPS for node in touching)
         shares = shared_with.get(name)   # a tensor, or a Gather's table (a constant, no gene of its own)
         groups.append(TensorGroup(name, producer, tuple(node.name for node in readers),
@@ -92,20 +91,19 @@ def activation_groups(model: LoadedModel, scope: str) -> list[TensorGroup]:
     return groups
 
 
-FOLDED = ("Relu", "Clip")   # onnxruntime's quantizer folds these into the range of the output before them
-
-
-def output_tensors(model: LoadedModel, groups: list[TensorGroup]) -> dict[str, str]:
+def output_tensors(model: LoadedModel, scope: str, groups: list[TensorGroup]) -> dict[str, str]:
     """Layer name -> the tensor of `groups` its output is quantized as: its own output, or that of the one
-    Relu / Clip after it (folded into the layer by onnxruntime). Layers whose output is none are left out."""
+    Relu / Clip after it that onnxruntime's quantizer folds into the layer (Placement.removed). Layers whose
+    output is none are left out."""
     names = {group.tensor for group in groups}
+    folded = placement(model, scope).removed
     readers = readers_of(model.proto.graph)
     found = {}
     for layer in model.layers:
         if layer.subgraph:
             continue
         tensor, after = layer.output, readers.get(layer.output, [])
-        if tensor not in names and len(after) == 1 and after[0].op_type in FOLDED:
+        if tensor not in names and len(after) == 1 and after[0].name in folded:
             tensor = after[0].output[0]
         if tensor in names:
             found[layer.name] = tensor
