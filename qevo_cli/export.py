@@ -93,18 +93,36 @@ def export_choice(run_dir: str | Path | None, rule: str, output: str | Path, all
     """Pick one policy of a run's front by `rule` (pick.py) and write it: a policy file (.yaml, .json) with its
     objectives, model and target, or a quantized model (.onnx) loaded and measured again. Returns what was
     written and, for a model, what it measured against the search (`within_tolerance`)."""
-    from .metrics import tolerance_in_metric_units
-    from .pick import pick
-    from .runs import load_front
+    output = check_output(output)
+    directory, front, solution = choose(run_dir, rule)
+    return write_choice(directory, front, solution, rule, output, allow_simulated, tolerance_percent)
 
+
+def check_output(output: str | Path) -> Path:
+    """`output` if it names a file `export_choice` writes (.yaml, .json, .onnx)."""
     output = Path(output)
     if output.suffix not in OUTPUT_TYPES:
         raise QevoError(f"unsupported output type {output.suffix or '(none)'!r}; expected .yaml, .json or .onnx",
                         path=output)
+    return output
+
+
+def choose(run_dir: str | Path | None, rule: str) -> tuple[Path, dict, dict]:
+    """(run directory, its front, the solution `rule` picks) of a named run, or the most recent one."""
+    from .pick import pick
+    from .runs import load_front
+
     directory, front = load_front(run_dir)
     if not front.get("feasible", True) and not rule.isdigit():
         raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
-    solution = pick(front, rule)
+    return directory, front, pick(front, rule)
+
+
+def write_choice(directory: Path, front: dict, solution: dict, rule: str, output: Path, allow_simulated: bool = False,
+                 tolerance_percent: float = 0.5) -> dict:
+    """Write the `solution` of `front` chosen by `rule` to `output` (see `export_choice`)."""
+    from .metrics import tolerance_in_metric_units
+
     result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": rule,
               "objectives": solution["objectives"], "metric": solution["metric"]}
     if output.suffix != ".onnx":

@@ -89,8 +89,9 @@ def read_text(path: str | Path, what: str) -> str:
 
 
 class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """YAML's safe loader (libyaml's when present: ten times faster, and a search may load profiles often) that refuses a key given twice in one mapping, where plain
-    YAML keeps the last one silently (a layer named twice in a policy, `pop` twice in a config)."""
+    """YAML's safe loader (libyaml's when present: ten times faster, and a search may load profiles often)
+    that refuses a key given twice in one mapping, where plain YAML keeps the last one silently (a layer
+    named twice in a policy, `pop` twice in a config)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()

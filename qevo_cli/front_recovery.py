@@ -51,12 +51,13 @@ def spread(rows: Sequence[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
 def recovery_batches(space: SearchSpace, rows: Sequence[dict[str, Any]], axis: str) -> list[list[Policy]]:
     """Per recipe, the recovered policies of the front's `rows`, spread along `axis`; each policy once, and
     none that recovery leaves unchanged."""
-    seen = {Policy.from_dict(row["policy"]).key() for row in rows}
+    policies = [Policy.from_dict(row["policy"]) for row in spread(rows, axis)]
+    seen = {policy.key() for policy in policies}
     batches = []
     for recipe in RECIPES:
         batch = []
-        for row in spread(rows, axis):
-            variant = recovered_policy(space, Policy.from_dict(row["policy"]), recipe)
+        for policy in policies:
+            variant = recovered_policy(space, policy, recipe)
             if variant.key() not in seen:
                 seen.add(variant.key())
                 batch.append(variant)

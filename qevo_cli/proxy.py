@@ -29,8 +29,8 @@ probed ones, and the table says it is incomplete.
 from __future__ import annotations
 
 import math
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Collection, Mapping, Sequence
 

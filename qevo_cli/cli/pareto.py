@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import QevoError
-from ..export import export_choice
+from ..export import check_output, choose, write_choice
 from ..front import flat_objectives
 from ..pick import pick
 from ..plot import save_png, terminal_plot
@@ -122,13 +122,13 @@ def export(
     if len(paths) not in (1, 2):
         raise QevoError("expected [RUN_DIR] OUTPUT", field="paths")
     run_dir, output = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    output = check_output(output)
     if output.suffix == ".onnx":
         from ..evaluate import verbose_runtime
 
         verbose_runtime(verbose)
-    result = export_choice(run_dir, pick_rule, output, allow_simulated, tolerance)
-    _, front = load_front(result["run_dir"])
-    solution = next(s for s in front["solutions"] if s["id"] == result["id"])
+    directory, front, solution = choose(run_dir, pick_rule)
+    result = write_choice(directory, front, solution, pick_rule, output, allow_simulated, tolerance)
     unit = front.get("metric_unit", "")
     if json_output:
         print_json(result)
