@@ -91,7 +91,8 @@ def measure(name: str, zoo: Path, count: int) -> dict:
         predicted = []
         for r in held_out:   # a profile may not offer a policy of host's space (fp16 weights, int8 inputs)
             try:
-                predicted.append(model_cost(layers, r.policy, profile, glue=glue, outputs=outputs, converted=converted).latency_s * 1e3)
+                cost = model_cost(layers, r.policy, profile, glue=glue, outputs=outputs, converted=converted)
+                predicted.append(cost.latency_s * 1e3)
             except QevoError:
                 predicted.append(float("nan"))
         kept = [(p, m) for p, m in zip(predicted, measured) if p == p]
