@@ -198,7 +198,8 @@ def conversion_latency(layer: Layer, choice: LayerChoice, path, profile: Profile
     if not profile.models_conversions:
         return 0.0
     weights, activations, ops = conversion_elements(layer, choice, path, left_unfused)
-    return weights * profile.weight_conversion_s + activations * profile.activation_conversion_s + ops * profile.per_op_s
+    return (weights * profile.weight_conversion_s + activations * profile.activation_conversion_s
+            + ops * profile.per_op_s)
 
 
 def glue_bytes(accessed_elements: int, fmt: str, profile: Profile) -> int:

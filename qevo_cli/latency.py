@@ -310,4 +310,5 @@ def measured_latency(config, profile, evaluator) -> tuple[MeasuredLatency | None
     else:
         return None, None
     where = "by --latency-cmd" if config.latency_cmd else f"on this machine: {timer.identity()['cpu']}"
-    return MeasuredLatency(timer, evaluator.model.digest), f"latency is measured ({where}); energy stays the profile's model"
+    note = f"latency is measured ({where}); energy stays the profile's model"
+    return MeasuredLatency(timer, evaluator.model.digest), note
