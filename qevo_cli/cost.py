@@ -40,6 +40,7 @@ class LayerCost(NamedTuple):
     bound: str                 # "compute" or "memory", whichever term is slower
     compute: str               # compute entry that runs it, e.g. "int8/int8"
     native: bool               # False when the formats are unpacked or dequantized to run
+    dequantized: bool = False  # its kernel reads weights dequantized at every run (profiles with conversions)
 
     def to_dict(self) -> dict:
         return self._asdict()
@@ -128,7 +129,7 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
         raise QevoError(f"{profile.why_not(layer, choice)}, expected a choice the target offers "
                         f"(see qevo profiles show {profile.name})", field=f"layers.{layer.name}")
     left_unfused = unfused(path, output_format, profile)
-    run = profile.compute_path_for(FLOAT_RUN, FLOAT_RUN, kind=layer.cost_kind) if left_unfused else path
+    run = profile.compute_path_for(FLOAT_RUN, FLOAT_RUN, kind=layer.kind) if left_unfused else path
     w_bytes = weight_bytes(layer, choice)
     a_bytes = activation_bytes(layer, choice)
     moved = w_bytes + a_bytes
@@ -136,6 +137,9 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
         rows = max(layer.weight_shape[0], 1)
         moved = a_bytes + w_bytes * min(layer.input_elems, rows) // rows
     compute_s = layer.macs / run.rate[layer.cost_kind]
+    dequantized = dequantizes_weights(layer, choice, path, profile, left_unfused)
+    if dequantized:
+        compute_s /= profile.dequantized_efficiency
     memory_s = moved / profile.bandwidth
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
@@ -150,6 +154,7 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
         bound="compute" if compute_s >= memory_s else "memory",
         compute=run.label,
         native=run.native,
+        dequantized=dequantized,
     )
 
 
@@ -193,12 +198,18 @@ def tensor_conversions(policy: Policy, converted: Mapping[str, tuple[int, int]])
     return elements, ops
 
 
+def dequantizes_weights(layer: Layer, choice: LayerChoice, path, profile: Profile, left_unfused: bool) -> bool:
+    """Whether the layer's kernel reads integer weights dequantized at every run (conversion_elements)."""
+    return (profile.models_conversions and layer.weight is not None and choice.weight_is_int
+            and (left_unfused or path.float_weights))
+
+
 def conversion_latency(layer: Layer, choice: LayerChoice, path, profile: Profile, left_unfused: bool) -> float:
     """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
     if not profile.models_conversions:
         return 0.0
     weights, activations, ops = conversion_elements(layer, choice, path, left_unfused)
-    return (weights * profile.weight_conversion_s + activations * profile.activation_conversion_s
+    return (weights * profile.weight_conversion(choice.weight) + activations * profile.activation_conversion_s
             + ops * profile.per_op_s)
 
 

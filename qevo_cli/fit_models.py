@@ -28,6 +28,7 @@ from .quantities import DURATION
 from .profiles import Profile, profile_from_dict
 
 MIN_MODELS = 4
+SLOWEST_DEQUANTIZED = math.log(20.0)   # a kernel on dequantized weights reaches at least 1/20 of its rate
 
 
 @dataclass(frozen=True)
@@ -38,72 +39,84 @@ class ModelMeasurement:
 
 
 def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue,
-           outputs) -> tuple[list[Measurement], float]:
-    """One layer row per layer (its kind, MACs, bytes moved and formats) and the glue bytes of the policy."""
+           outputs) -> tuple[list[Measurement], list[bool], float]:
+    """One layer row per layer (its kind, MACs, bytes moved and formats), whether its kernel reads weights
+    dequantized at every run, and the glue bytes of the policy."""
     cost = model_cost(layers, policy, profile, glue=glue, outputs=outputs)
     # each row is costed on the compute entry it ran on (an unfused integer kernel runs the float one)
     parts = [Measurement(line=i, layer=layer.name, kind=layer.cost_kind, macs=float(layer.macs), bytes=float(c.bytes),
                          weight_format=c.compute.split("/")[0], activation_format=c.compute.split("/")[1],
                          latency_s=1.0)
              for i, (layer, c) in enumerate(zip(layers, cost.layers))]
-    return parts, float(cost.bytes - sum(c.bytes for c in cost.layers))
+    return parts, [c.dequantized for c in cost.layers], float(cost.bytes - sum(c.bytes for c in cost.layers))
 
 
-def _conversions(layer: Layer, policy: Policy, profile: Profile, outputs) -> tuple[int, int, int]:
-    """cost.conversion_elements of `layer` as `policy` runs it on `profile`."""
+def _conversions(layer: Layer, policy: Policy, profile: Profile, outputs, weight_groups: Sequence[str]) -> np.ndarray:
+    """cost.conversion_elements of `layer` as `policy` runs it on `profile`: the weight elements in the
+    column of their conversion rate (`weight_groups`), then activation elements and conversion ops."""
     choice = policy.choice(layer.name)
     path = profile.compute_path(layer, choice)
-    return conversion_elements(layer, choice, path, unfused(path, output_format(layer, policy, outputs), profile))
+    weights, activations, ops = conversion_elements(layer, choice, path,
+                                                    unfused(path, output_format(layer, policy, outputs), profile))
+    row = np.zeros(len(weight_groups) + 2)
+    converted = profile.converted_format(choice.weight)
+    row[weight_groups.index(converted) if converted in weight_groups else 0] = weights
+    row[-2:] = activations, ops
+    return row
 
 
 @dataclass(frozen=True)
 class _ModelDesign:
     """x = [the layer design's parameters (fit._Design, per-op overhead last), per-graph overhead,
-    weight conversion, activation conversion], each overhead and conversion scaled to be near 1."""
+    weight conversion (then one per format of `conversion.weight_by_format`), activation conversion,
+    -log dequantized_efficiency], each overhead and conversion scaled to be near 1."""
 
     layers: _Design
     group: np.ndarray          # layer row -> model row
+    dequantized: np.ndarray    # layer row -> its kernel reads weights dequantized at every run
     glue: np.ndarray
-    conversions: np.ndarray    # per model row: weight elements, activation elements, conversion ops
+    weight_groups: tuple[str, ...]   # "weight", then the formats with a conversion rate of their own
+    conversions: np.ndarray    # per model row: weight elements per group, activation elements, conversion ops
     conversion_scale: np.ndarray
     measured: np.ndarray
 
     @classmethod
     def build(cls, base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMeasurement], glue, outputs,
               converted, label: str):
-        parts, group, glue_bytes, conversions = [], [], [], []
+        weight_groups = ("weight", *sorted(base.weight_conversion_by_format))
+        parts, group, dequantized, glue_bytes, conversions = [], [], [], [], []
         for m, row in enumerate(rows):
-            layer_rows, moved = _parts(layers, row.policy, base, glue, outputs)
+            layer_rows, flags, moved = _parts(layers, row.policy, base, glue, outputs)
             parts += layer_rows
+            dequantized += flags
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
-            by_layers = np.sum([_conversions(layer, row.policy, base, outputs) for layer in layers], axis=0)
+            by_layers = np.sum([_conversions(layer, row.policy, base, outputs, weight_groups) for layer in layers],
+                               axis=0)
             elements, ops = tensor_conversions(row.policy, converted)
-            conversions.append(by_layers + np.array([0, elements, ops]))
+            by_layers[-2:] += elements, ops
+            conversions.append(by_layers)
         design = _Design.build(base, parts, label)
         measured = np.array([row.latency_s for row in rows])
-        conversions = np.array(conversions, dtype=float).reshape(len(rows), 3)
+        conversions = np.array(conversions, dtype=float).reshape(len(rows), len(weight_groups) + 2)
         if not base.models_conversions:   # a profile without conversion terms is fitted as the roofline it is
             conversions[:] = 0.0
         typical = float(np.median(measured))
         # the overheads are scaled by a typical layer's share of a model's time, a conversion so that the
         # most converting policy's conversions at 1 take a typical model's time
         return cls(replace(design, time_scale=typical / max(len(layers), 1)), np.array(group),
-                   np.array(glue_bytes), conversions, typical / np.maximum(conversions[:, :2].max(axis=0), 1.0),
-                   measured)
-
-    @property
-    def size(self) -> int:
-        return len(self.layers.base_logs) + 4   # + per-op, per-graph, two conversions
+                   np.array(dequantized, dtype=bool), np.array(glue_bytes), weight_groups, conversions,
+                   typical / np.maximum(conversions[:, :-1].max(axis=0), 1.0), measured)
 
     def latencies(self, x: np.ndarray) -> np.ndarray:
         design = self.layers
         d = len(design.base_logs) + 1
+        if self.dequantized.any():   # those kernels run slower by exp(x[-1])
+            design = replace(design, macs=np.where(self.dequantized, design.macs * math.exp(x[-1]), design.macs))
         per_layer = design.latencies(x[:d])
         bandwidth = math.exp(x[len(design.entries) + len(design.kinds)])
-        weights, activations, ops = self.conversions.T
-        converted = (weights * x[d + 1] * self.conversion_scale[0] + activations * x[d + 2] * self.conversion_scale[1]
-                     + ops * x[d - 1] * design.time_scale)
+        elements, ops = self.conversions[:, :-1], self.conversions[:, -1]
+        converted = elements @ (x[d + 1:-1] * self.conversion_scale) + ops * x[d - 1] * design.time_scale
         return (np.bincount(self.group, per_layer, minlength=len(self.measured)) + self.glue / bandwidth
                 + x[d] * design.time_scale + converted)
 
@@ -122,19 +135,26 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
     glue, outputs, converted = glue or {}, outputs or {}, converted or {}
     design = _ModelDesign.build(base, layers, rows, glue, outputs, converted, measurements_label)
     lower, upper = design.layers.bounds()
-    lower, upper = np.append(lower, [0.0] * 3), np.append(upper, [np.inf] * 3)   # overhead, conversions >= 0
+    extra = 2 + len(design.weight_groups)   # per-graph overhead, conversions: each >= 0
+    lower = np.append(lower, [0.0] * (extra + 1))
+    upper = np.append(upper, [np.inf] * extra + [SLOWEST_DEQUANTIZED])
+    rates = ([base.weight_conversion_s] + [base.weight_conversion_by_format[f] for f in design.weight_groups[1:]]
+             + [base.activation_conversion_s])
     start = np.append(design.layers.start_from_base(base),
-                      [base.per_graph_s / design.layers.time_scale,
-                       base.weight_conversion_s / design.conversion_scale[0],
-                       base.activation_conversion_s / design.conversion_scale[1]])
+                      [base.per_graph_s / design.layers.time_scale, *(np.array(rates) / design.conversion_scale),
+                       -math.log(base.dequantized_efficiency)])
     best = least_squares(design.residuals, np.clip(start, lower, upper), bounds=(lower, upper), x_scale="jac",
                          xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=4000)
     d = len(design.layers.base_logs) + 1
     values: dict[str, tuple[Any, float]] = design.layers.values(best.x[:d])
     values["overhead.per_graph"] = (DURATION, float(best.x[d]) * design.layers.time_scale)
     if base.models_conversions:
-        values["conversion.weight"] = (DURATION, float(best.x[d + 1] * design.conversion_scale[0]))
-        values["conversion.activation"] = (DURATION, float(best.x[d + 2] * design.conversion_scale[1]))
+        fitted_rates = best.x[d + 1:-1] * design.conversion_scale
+        if design.dequantized.any():
+            values["conversion.dequantized_efficiency"] = (None, math.exp(-float(best.x[-1])))
+        keys = ["conversion.weight"] + [f"conversion.weight_by_format.{f}" for f in design.weight_groups[1:]]
+        values.update({key: (DURATION, float(rate)) for key, rate in zip(keys, fitted_rates)})
+        values["conversion.activation"] = (DURATION, float(fitted_rates[-1]))
     data, changed = fitted_data(base, values, name=name, what=f"{len(rows)} measured model latencies",
                                 measurements_label=measurements_label, sha256=sha256, rows=len(rows))
     draft = profile_from_dict(data, path)

@@ -24,6 +24,7 @@ KINDS = (KIND_CONV, KIND_DEPTHWISE, KIND_GEMM, KIND_ACT_MATMUL)
 KIND_EMBEDDING = "embedding"  # Gather from a constant table: memory only, no MACs
 KIND_RECURRENT = "recurrent"  # LSTM / GRU / RNN input (W) or recurrence (R) weights
 COST_KIND = {KIND_EMBEDDING: KIND_GEMM, KIND_RECURRENT: KIND_GEMM}
+ENTRY_KINDS = KINDS + (KIND_EMBEDDING, KIND_RECURRENT)   # what a profile's compute entry may be limited to
 
 STANDARD = ("", "ai.onnx")
 

@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 from .errors import QevoError
 from .quantities import BANDWIDTH, DURATION, ENERGY_PER_BYTE, ENERGY_PER_MAC, THROUGHPUT, Quantity
 from .quantities import short as _short
-from .layers import KINDS
+from .layers import ENTRY_KINDS, KINDS
 from .policy import ACTIVATION_FORMATS, WEIGHT_FORMATS
 
 SCHEMA_VERSION = 1
@@ -97,6 +97,7 @@ PairKey = Annotated[str, BeforeValidator(_pair_key)]
 WeightFormat = Literal[WEIGHT_FORMATS]  # type: ignore[valid-type]
 ActivationFormat = Literal[ACTIVATION_FORMATS]  # type: ignore[valid-type]
 Kind = Literal[KINDS]  # type: ignore[valid-type]
+EntryKind = Literal[ENTRY_KINDS]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------- the schema
@@ -145,8 +146,9 @@ class ComputeEntry(_Strict):
     energy_per_mac: _quantity(ENERGY_PER_MAC)
     efficiency: Optional[EfficiencyOverride] = None
     # the op kinds the target has kernels of this entry for (all when absent); the others run as the
-    # format's fallback does (a CPU with a weight-only int4 MatMul kernel and no such Conv)
-    kinds: Optional[list[Kind]] = None
+    # format's fallback does (a CPU with a weight-only int4 MatMul kernel and no such Conv, or no integer
+    # Gather of an embedding table)
+    kinds: Optional[list[EntryKind]] = None
 
 
 class Fallback(_Strict):
@@ -189,6 +191,12 @@ class Conversion(_Strict):
 
     weight: _quantity(DURATION)       # per weight element an integer weight is dequantized, at every run
     activation: _quantity(DURATION)   # per activation element converted into or out of a float kernel
+    # per weight element, for the stored formats whose dequantization differs from `weight` (4-bit codes
+    # are unpacked from nibbles)
+    weight_by_format: dict[WeightFormat, _quantity(DURATION)] = {}
+    # share of its rate a float kernel reaches on weights dequantized at every run rather than constant
+    # (a runtime pre-packs constant weights into its preferred layout, and cannot pack these)
+    dequantized_efficiency: Fraction = 1.0
 
 
 class Sparsity(_Strict):
@@ -332,6 +340,9 @@ def value_paths(spec: ProfileSpec) -> dict[str, str]:
     if spec.conversion is not None:
         paths["conversion.weight"] = DURATION.format(spec.conversion.weight)
         paths["conversion.activation"] = DURATION.format(spec.conversion.activation)
+        paths["conversion.dequantized_efficiency"] = f"{spec.conversion.dequantized_efficiency:g}"
+        for fmt, value in spec.conversion.weight_by_format.items():
+            paths[f"conversion.weight_by_format.{fmt}"] = DURATION.format(value)
     for index, sparsity in enumerate(spec.sparsity):
         paths[f"sparsity.{index}"] = f"{sparsity.pattern} x{sparsity.speedup:g}"
     return paths

@@ -59,7 +59,8 @@ class Profile:
     """A validated profile, compiled for fast cost lookups. Treat as immutable."""
 
     __slots__ = ("spec", "path", "name", "chip", "activation_scope", "latency_source", "bandwidth", "joules_per_byte", "per_op_s", "per_graph_s",
-                 "weight_conversion_s", "activation_conversion_s", "models_conversions",
+                 "weight_conversion_s", "weight_conversion_by_format", "activation_conversion_s", "models_conversions",
+                 "dequantized_efficiency",
                  "has_limits", "builtin", "_runs", "_runs_without_weight", "_reasons", "_limits")
 
     def __init__(self, spec: ProfileSpec, path: str | None = None, builtin: bool = False):
@@ -76,8 +77,10 @@ class Profile:
         self.per_graph_s = spec.overhead.per_graph
         conversion = spec.conversion
         self.weight_conversion_s = conversion.weight if conversion else 0.0
+        self.weight_conversion_by_format = dict(conversion.weight_by_format) if conversion else {}
         self.activation_conversion_s = conversion.activation if conversion else 0.0
         self.models_conversions = conversion is not None
+        self.dequantized_efficiency = conversion.dequantized_efficiency if conversion else 1.0
         self._runs, self._reasons = _compile_runs(spec)
         self._runs_without_weight = {a: _run_without_weight(spec, self._runs, a) for a in ACTIVATION_FORMATS}
         self._limits = tuple(spec.limits)
@@ -87,13 +90,23 @@ class Profile:
         """How `choice` runs for `layer`, ignoring per-layer limits; None when not offered."""
         run = self._runs_without_weight[choice.activation] if layer.weight is None \
             else self._runs[(choice.weight, choice.activation)]
-        return run.for_kind(layer.cost_kind) if run is not None and run.by_kind else run
+        return run.for_kind(layer.kind) if run is not None and run.by_kind else run
 
     def compute_path_for(self, weight: str, activation: str, has_weight: bool = True,
                          kind: str | None = None) -> ComputePath | None:
         """Same as `compute_path`, from format names (and the op kind, where entries are limited to kinds)."""
         run = self._runs.get((weight, activation)) if has_weight else self._runs_without_weight.get(activation)
         return run.for_kind(kind) if run is not None and kind is not None else run
+
+    def converted_format(self, weight: str) -> str:
+        """The integer format a weight stored as `weight` is dequantized from at run time (2-bit codes a
+        runtime unpacks to 8-bit at load are dequantized from int8)."""
+        compute = _follow(self.spec.fallback.weight, weight)
+        return compute if compute.startswith("int") else weight
+
+    def weight_conversion(self, weight: str) -> float:
+        """Time per element to dequantize a weight stored as `weight` at every run."""
+        return self.weight_conversion_by_format.get(self.converted_format(weight), self.weight_conversion_s)
 
     def reason(self, weight: str, activation: str) -> str | None:
         """Why the target cannot run this pair on any layer, or None when it can run it."""

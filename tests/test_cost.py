@@ -195,3 +195,58 @@ def test_refuses_a_choice_the_target_does_not_offer():
         layer_cost(MATMUL, LayerChoice(weight="int3"), load_profile("nvidia-trt"))
 
 
+
+
+# ---------------------------------------------------------------- host: what onnxruntime's CPU provider runs
+# a 30522 x 384 word embedding table read for 128 tokens
+EMBEDDING = Layer("word", "Gather", "embedding", "ids", "e", "word.weight", (30522, 384), 30522 * 384, 0, 128,
+                  128 * 384, 1, None)
+
+
+def test_host_dequantizes_integer_weights_where_no_integer_kernel_reads_them():
+    """On host a MatMul with int8 weights and float activations runs onnxruntime's weight-only kernel; a Conv
+    and an embedding table are dequantized at every run, at the profile's rate for the stored format (int2 is
+    unpacked to int8 at load), and the Conv's float kernel runs at dequantized_efficiency of its rate."""
+    host = load_profile("host")
+    weight_only = LayerChoice(weight="int8", activation="fp32")
+    matmul = layer_cost(MATMUL, weight_only, host)
+    assert matmul.compute == "int8/fp32" and not matmul.dequantized
+    conv, fp32_conv = layer_cost(CONV5, weight_only, host), layer_cost(CONV5, FP32, host)
+    assert conv.compute == "fp32/fp32" and conv.dequantized and not fp32_conv.dequantized
+    assert conv.compute_s == pytest.approx(fp32_conv.compute_s / host.dequantized_efficiency, rel=1e-9)
+    assert host.dequantized_efficiency < 1
+    per_element = {"int8": host.spec.conversion.weight, "int2": host.spec.conversion.weight,
+                   "int4": host.spec.conversion.weight_by_format["int4"]}
+    assert per_element["int4"] > per_element["int8"]
+    fp32_table = layer_cost(EMBEDDING, FP32, host)
+    for weight, rate in per_element.items():
+        table = layer_cost(EMBEDDING, LayerChoice(weight=weight, activation="fp32"), host)
+        # the whole table converted at every run, and one op more than fp32's lookup
+        extra = EMBEDDING.params * rate + host.per_op_s
+        assert table.latency_s - fp32_table.latency_s == pytest.approx(extra, rel=0.02), weight
+    # a profile may give the kernel to embedding tables too: then nothing is converted
+    data = host.spec.to_dict()
+    data["compute"]["int8/fp32"]["kinds"] = ["gemm", "embedding"]
+    from qevo_cli.profiles import profile_from_dict
+
+    with_gather = profile_from_dict(data)
+    table = layer_cost(EMBEDDING, weight_only, with_gather)
+    assert table.compute == "int8/fp32" and not table.dequantized
+    assert table.latency_s < layer_cost(EMBEDDING, weight_only, host).latency_s / 100
+
+
+def test_conversion_terms_are_validated_like_every_other_value(tmp_path):
+    from qevo_cli.profiles import profile_from_dict
+
+    data = load_profile("host").spec.to_dict()
+    data["conversion"]["dequantized_efficiency"] = 1.5
+    with pytest.raises(QevoError, match="conversion.dequantized_efficiency: got 1.5, expected a share of peak"):
+        profile_from_dict(data)
+    data["conversion"]["dequantized_efficiency"] = 0.5
+    data["conversion"]["weight_by_format"] = {"int9": "1 ns"}
+    with pytest.raises(QevoError, match="conversion.weight_by_format"):
+        profile_from_dict(data)
+    data["conversion"]["weight_by_format"] = {"int4": "1 ns"}
+    data["compute"]["int4/fp32"]["kinds"] = ["gemm", "attention"]
+    with pytest.raises(QevoError, match="compute.int4/fp32.kinds"):
+        profile_from_dict(data)

@@ -196,8 +196,9 @@ def test_a_flat_modelled_latency_leaves_the_default_objectives_and_is_reported(t
 
 
 def test_a_profile_fitted_to_whole_model_latencies_predicts_policies_it_has_not_seen(tmp_path):
-    """Model latencies made by a known profile (host with other throughputs, bandwidth and overheads): fitted
-    from the shipped host profile on 12 policies, the fit predicts 12 others within 2% and ranks them right."""
+    """Model latencies made by a known profile (host with other throughputs, bandwidth, overheads and
+    conversions): fitted from the shipped host profile on 12 policies, the fit predicts 12 others within 2%
+    and ranks them right."""
     import yaml
     from scipy.stats import spearmanr
 
@@ -213,6 +214,8 @@ def test_a_profile_fitted_to_whole_model_latencies_predicts_policies_it_has_not_
     data["compute"]["int8/int8"]["throughput"] = "90 GMAC/s"
     data["memory"]["bandwidth"] = "8 GB/s"
     data["overhead"] = {"per_op": "12 us", "per_graph": "70 us"}
+    data["conversion"] = {"weight": "0.5 ns", "activation": "2 ns", "weight_by_format": {"int4": "3 ns"},
+                          "dequantized_efficiency": 0.5}
     truth = profile_from_dict(data)
     layers = load_model(DEFAULT_MODEL).layers
     space = build_space(layers, base, Allowed(("int4", "int8", "fp16"), ("int8", "fp32")))
