@@ -23,7 +23,7 @@ def timed(settings: dict, workers: int, root: Path) -> tuple[float, int, set]:
     start = time.perf_counter()
     result = run_search(SearchConfig(out=str(root / f"run-{workers}"), workers=workers, **settings))
     seconds = time.perf_counter() - start
-    front = {str(s["policy"]) for s in result.front["solutions"]}
+    front = {str(s.policy.to_dict()) for s in result.front.solutions}
     return seconds, result.progress.measured, front
 
 

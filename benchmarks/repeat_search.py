@@ -33,7 +33,7 @@ def main() -> None:
     for i, (seconds, result) in enumerate(zip(times, results)):
         print(f"run {i + 1}: {seconds:6.2f} s, {result.progress.measured} measured, "
               f"{result.progress.cache_hits} from the cache, {result.progress.repeats} proposed again, "
-              f"front {len(result.front['solutions'])}")
+              f"front {len(result.front.solutions)}")
     print(f"repeat is {times[0] / times[1]:.1f}x faster")
 
 

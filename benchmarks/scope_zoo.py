@@ -55,7 +55,6 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int, recovery: bo
     os.environ["QEVO_CACHE_DIR"] = tempfile.mkdtemp(prefix="qevo-scope-zoo-")
     from qevo_cli.config import SearchConfig
     from qevo_cli.cost import model_cost
-    from qevo_cli.policy import Policy
     from qevo_cli.profiles import load_profile
     from qevo_cli.search import run_search
     from qevo_cli.workspace import open_workspace
@@ -74,22 +73,22 @@ def run(name: str, target: str, zoo: Path, limit: float, seed: int, recovery: bo
     result = run_search(config)
     seconds = time.time() - start
     front = result.front
-    feasible = [s for s in front["solutions"] if s.get("feasible", True) and s["objectives"]["size"] <= config.max_size_mb]
-    references = {r["name"]: r for r in front["references"]}
+    feasible = [s for s in front.solutions if s.feasible and s.objectives["size"] <= config.max_size_mb]
+    references = {r.name: r for r in front.references}
     row = {"model": name, "target": target, "recovery": recovery, "scope": profile.activation_scope,
            "metric": info["metric"],
            "int8_mb": int8_mb, "budget_mb": config.max_size_mb, "time_limit": limit, "seconds": seconds,
-           "evaluations": result.progress.evaluations, "front": len(front["solutions"]), "feasible": len(feasible),
-           "search_fp32": front["fp32_metric"], "search_w8a8": references["uniform W8A8"]["metric"]}
+           "evaluations": result.progress.evaluations, "front": len(front.solutions), "feasible": len(feasible),
+           "search_fp32": front.fp32_metric, "search_w8a8": references["uniform W8A8"].metric}
     test_ws = open_workspace(folder / "model.onnx", folder / "test.npz", folder / "calib.npz", info["metric"])
     evaluator = test_ws.evaluator(threads=2)
     row["test_fp32"] = evaluator.fp32_score
-    row["test_w8a8"] = evaluator.evaluate(Policy.from_dict(references["uniform W8A8"]["policy"]))
+    row["test_w8a8"] = evaluator.evaluate(references["uniform W8A8"].policy)
     if feasible:
-        pick = max(feasible, key=lambda s: (s["metric"], -s["objectives"]["size"]))
-        policy = Policy.from_dict(pick["policy"])
+        pick = max(feasible, key=lambda s: (s.metric, -s.objectives["size"]))
+        policy = pick.policy
         layers = test_ws.model.layers
-        row.update(pick_id=pick["id"], pick_mb=pick["objectives"]["size"], pick_search=pick["metric"],
+        row.update(pick_id=pick.id, pick_mb=pick.objectives["size"], pick_search=pick.metric,
                    pick_test=evaluator.evaluate(policy), pick_bits=policy.summary(),
                    # the quantized weights alone (scales included), as AIMET reports a model's size
                    pick_weight_bytes=model_cost(layers, policy, profile).weight_bytes)

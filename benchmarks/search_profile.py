@@ -58,7 +58,7 @@ def main() -> None:
     cumulative[PARTS[1][0]] = max(serialise, 0.0)   # outputs() minus what it calls and is listed already
     pymoo_own = cumulative.get(PARTS[-2][0], 0.0) - cumulative.get(PARTS[-1][0], 0.0)
     print(f"search: {wall:.1f} s wall under the profiler, {result.progress.measured} policies measured, "
-          f"front {len(result.front['solutions'])}")
+          f"front {len(result.front.solutions)}")
     print("| part | seconds | share of wall time |\n|---|---:|---:|")
     for label, _, _ in PARTS[:-2]:
         seconds = cumulative.get(label, 0.0)

@@ -146,18 +146,18 @@ def compare(label: str, model, search_npz, test_npz, calib_npz, metric, root: Pa
                                      time_limit=time_limit, generations=100000, seed=seed, threads=1,
                                      out=str(root / f"{label}-run")))
     row["search_seconds"] = round(time.perf_counter() - start, 1)
-    row["evaluated"] = result.front["evaluated"]
-    row["fp32_search"] = result.front["fp32_metric"]
-    feasible = [s for s in result.front["solutions"] if s["feasible"]] if result.feasible else []
+    row["evaluated"] = result.front.evaluated
+    row["fp32_search"] = result.front.fp32_metric
+    feasible = [s for s in result.front.solutions if s.feasible] if result.feasible else []
     if not feasible:
         row["notes"].append(f"qevo found no policy within {budget * 1e3:.1f} kB")
         return row
-    best = min(feasible, key=lambda s: (s["objectives"]["metric"], s["objectives"]["size"], s["id"]))
-    policy = Policy.from_dict(best["policy"])
-    row["qevo"] = {"id": best["id"], "predicted_mb": best["objectives"]["size"],
-                   "metric_search": best["metric"], "drop_search": best["objectives"]["metric"],
+    best = min(feasible, key=lambda s: (s.objectives["metric"], s.objectives["size"], s.id))
+    policy = best.policy
+    row["qevo"] = {"id": best.id, "predicted_mb": best.objectives["size"],
+                   "metric_search": best.metric, "drop_search": best.objectives["metric"],
                    "policy": policy.summary(), "front_size": len(feasible)}
-    print(f"  qevo: {result.front['evaluated']} evaluated; best {row['qevo']}", flush=True)
+    print(f"  qevo: {result.front.evaluated} evaluated; best {row['qevo']}", flush=True)
 
     search_eval = search.evaluator(threads=1)
     out = root / f"{label}-qevo.onnx"

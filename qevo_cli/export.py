@@ -18,6 +18,7 @@ import onnxruntime as ort
 from .errors import QevoError, first_line
 from .evaluate import Evaluator, run_session
 from .files import publish, temporary_beside
+from .front import Front, Solution
 from .stored import storable
 from .model import default_opset
 from .policy import Policy
@@ -107,30 +108,30 @@ def check_output(output: str | Path) -> Path:
     return output
 
 
-def choose(run_dir: str | Path | None, rule: str) -> tuple[Path, dict, dict]:
+def choose(run_dir: str | Path | None, rule: str) -> tuple[Path, Front, Solution]:
     """(run directory, its front, the solution `rule` picks) of a named run, or the most recent one."""
     from .pick import pick
     from .runs import load_front
 
     directory, front = load_front(run_dir)
-    if not front.get("feasible", True) and not rule.isdigit():
+    if not front.feasible and not rule.isdigit():
         raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
     return directory, front, pick(front, rule)
 
 
-def write_choice(directory: Path, front: dict, solution: dict, rule: str, output: Path, allow_simulated: bool = False,
-                 tolerance_percent: float = 0.5) -> dict:
+def write_choice(directory: Path, front: Front, solution: Solution, rule: str, output: Path,
+                 allow_simulated: bool = False, tolerance_percent: float = 0.5) -> dict:
     """Write the `solution` of `front` chosen by `rule` to `output` (see `export_choice`)."""
     from .metrics import tolerance_in_metric_units
 
-    result = {"run_dir": str(directory), "output": str(output), "id": solution["id"], "pick": rule,
-              "objectives": solution["objectives"], "metric": solution["metric"]}
+    result = {"run_dir": str(directory), "output": str(output), "id": solution.id, "pick": rule,
+              "objectives": solution.objectives, "metric": solution.metric}
     if output.suffix != ".onnx":
         _write_policy(front, solution, output)
         return result
-    report = export_onnx(_run_evaluator(directory, front), Policy.from_dict(solution["policy"]), output,
-                         allow_simulated=allow_simulated, expected=solution["metric"])
-    allowed = tolerance_in_metric_units(tolerance_percent, front.get("fp32_metric", 0.0))
+    report = export_onnx(_run_evaluator(directory, front), solution.policy, output,
+                         allow_simulated=allow_simulated, expected=solution.metric)
+    allowed = tolerance_in_metric_units(tolerance_percent, front.fp32_metric)
     result.update({"measured_metric": report.measured, "difference": report.difference,
                    "tolerance_percent": tolerance_percent, "tolerance": allowed,
                    "within_tolerance": abs(report.difference) <= allowed, "opset": report.opset,
@@ -139,25 +140,24 @@ def write_choice(directory: Path, front: dict, solution: dict, rule: str, output
     return result
 
 
-def _write_policy(front: dict, solution: dict, output: Path) -> None:
+def _write_policy(front: Front, solution: Solution, output: Path) -> None:
     import json
 
     import yaml
 
     from .files import atomic_write_text
 
-    data = {"version": solution["policy"]["version"], "model": front["model"], "target": front["target"],
-            "metric": front["metric"],
-            "objectives": {name: solution["objectives"][name] for name in front["objectives"]},
-            "layers": solution["policy"]["layers"]}
+    policy = solution.policy.to_dict()
+    data = {"version": policy["version"], "model": front.model, "target": front.target, "metric": front.metric,
+            "objectives": {name: solution.objectives[name] for name in front.objectives}, "layers": policy["layers"]}
     # the tensors' formats and their runtime's rules, on a target that quantizes more than layer inputs
-    data.update({key: solution["policy"][key] for key in ("tensors", "scope") if key in solution["policy"]})
-    data["objectives"]["measured_metric"] = solution["metric"]
+    data.update({key: policy[key] for key in ("tensors", "scope") if key in policy})
+    data["objectives"]["measured_metric"] = solution.metric
     text = json.dumps(data, indent=2) + "\n" if output.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
     atomic_write_text(output, text)
 
 
-def _run_evaluator(directory: Path, front: dict) -> Evaluator:
+def _run_evaluator(directory: Path, front: Front) -> Evaluator:
     """The evaluator of the run's model, data and metric, as run.yaml records them."""
     from .config import SearchConfig
     from .runners import WorkspaceSpec
@@ -169,6 +169,6 @@ def _run_evaluator(directory: Path, front: dict) -> Evaluator:
     finally:
         store.close()
     evaluator = WorkspaceSpec.of(config).evaluator()
-    if evaluator.model.digest != front.get("model_digest", evaluator.model.digest):
+    if front.model_digest is not None and evaluator.model.digest != front.model_digest:
         raise QevoError("the model file changed since the search; search again", path=evaluator.model.path)
     return evaluator

@@ -13,8 +13,9 @@ recovery pays; where it does not, the source stays.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Sequence
 
+from .front import Solution
 from .genome import SearchSpace
 from .policy import Policy
 from .recovery import RECIPES, recovered_choice
@@ -29,11 +30,11 @@ def recovered_policy(space: SearchSpace, policy: Policy, recipe: str) -> Policy:
                                    for name, choice in policy.layers.items()})
 
 
-def spread(rows: Sequence[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
-    """`rows` sorted along objective `axis`, in an order that covers them evenly wherever it is cut short: the
-    middle one, then the middles of the two halves, and so on. Middle first, unlike the seeding's
+def spread(solutions: Sequence[Solution], axis: str) -> list[Solution]:
+    """`solutions` sorted along objective `axis`, in an order that covers them evenly wherever it is cut short:
+    the middle one, then the middles of the two halves, and so on. Middle first, unlike the seeding's
     coarse_to_fine (ends first): a front's ends, near int8 or collapsed, gain least from recovery."""
-    ordered = sorted(rows, key=lambda row: row["objectives"][axis])
+    ordered = sorted(solutions, key=lambda solution: solution.objectives[axis])
     picked: list[int] = []
     spans = [(0, len(ordered))]
     while spans:
@@ -48,10 +49,10 @@ def spread(rows: Sequence[dict[str, Any]], axis: str) -> list[dict[str, Any]]:
     return [ordered[i] for i in picked]
 
 
-def recovery_batches(space: SearchSpace, rows: Sequence[dict[str, Any]], axis: str) -> list[list[Policy]]:
-    """Per recipe, the recovered policies of the front's `rows`, spread along `axis`; each policy once, and
-    none that recovery leaves unchanged."""
-    policies = [Policy.from_dict(row["policy"]) for row in spread(rows, axis)]
+def recovery_batches(space: SearchSpace, solutions: Sequence[Solution], axis: str) -> list[list[Policy]]:
+    """Per recipe, the recovered policies of the front's `solutions`, spread along `axis`; each policy once,
+    and none that recovery leaves unchanged."""
+    policies = [solution.policy for solution in spread(solutions, axis)]
     seen = {policy.key() for policy in policies}
     batches = []
     for recipe in RECIPES:

@@ -13,20 +13,21 @@ The same rule on the same front always picks the same policy.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from pymoo.mcdm.high_tradeoff import HighTradeoffPoints
 from pymoo.mcdm.pseudo_weights import PseudoWeights
 
 from .errors import QevoError
+from .front import Front, Solution
 from .problem import BUDGETS, OBJECTIVES
 
 FILTERS = {limit.replace("_", "-"): name for name, limit in BUDGETS.items()}
 
 
-def _normalised(solutions: Sequence[dict[str, Any]], objectives: Sequence[str]) -> np.ndarray:
-    F = np.array([[s["objectives"][name] for name in objectives] for s in solutions], dtype=float)
+def _normalised(solutions: Sequence[Solution], objectives: Sequence[str]) -> np.ndarray:
+    F = np.array([[s.objectives[name] for name in objectives] for s in solutions], dtype=float)
     low, high = F.min(axis=0), F.max(axis=0)
     return (F - low) / np.where(high > low, high - low, 1.0)
 
@@ -35,12 +36,12 @@ def _nearest_ideal(F: np.ndarray, candidates: Sequence[int]) -> int:
     return min(candidates, key=lambda i: (float(np.linalg.norm(F[i])), i))
 
 
-def pick(front: dict[str, Any], rule: str) -> dict[str, Any]:
-    """The solution of `front` (a front.json mapping) that `rule` selects."""
-    solutions = front.get("solutions") or []
+def pick(front: Front, rule: str) -> Solution:
+    """The solution of `front` that `rule` selects."""
+    solutions = front.solutions
     if not solutions:
         raise QevoError("the front has no solutions to pick from", field="--pick")
-    objectives = list(front["objectives"])
+    objectives = list(front.objectives)
     rule = rule.strip()
     if rule == "knee":
         return solutions[_knee(_normalised(solutions, objectives))]
@@ -48,10 +49,10 @@ def pick(front: dict[str, Any], rule: str) -> dict[str, Any]:
         return solutions[_by_weights(_normalised(solutions, objectives), objectives, rule[len("weights="):])]
     if rule.isdigit():
         for solution in solutions:
-            if solution["id"] == int(rule):
+            if solution.id == int(rule):
                 return solution
         raise QevoError(f"no solution with id {rule} on the front (ids: "
-                        f"{', '.join(str(s['id']) for s in solutions[:12])}{' ...' if len(solutions) > 12 else ''})",
+                        f"{', '.join(str(s.id) for s in solutions[:12])}{' ...' if len(solutions) > 12 else ''})",
                         field="--pick")
     return _by_rule(solutions, objectives, rule)
 
@@ -82,7 +83,7 @@ def _by_weights(F: np.ndarray, objectives: list[str], text: str) -> int:
     return int(np.atleast_1d(index)[0])
 
 
-def _by_rule(solutions, objectives: list[str], text: str) -> dict[str, Any]:
+def _by_rule(solutions: Sequence[Solution], objectives: list[str], text: str) -> Solution:
     limits: dict[str, float] = {}
     minimise = None
     for part in text.split(","):
@@ -105,8 +106,8 @@ def _by_rule(solutions, objectives: list[str], text: str) -> dict[str, Any]:
                             "max-drop=1.0,min=latency", field="--pick")
     if minimise is None:
         raise QevoError("a rule needs min=OBJECTIVE", field="--pick")
-    within = [s for s in solutions if all(s["objectives"].get(name, 0.0) <= limit for name, limit in limits.items())]
+    within = [s for s in solutions if all(s.objectives.get(name, 0.0) <= limit for name, limit in limits.items())]
     if not within:
         raise QevoError(f"no solution on the front satisfies {text}", field="--pick")
     order = [minimise] + [name for name in objectives if name != minimise]
-    return min(within, key=lambda s: ([s["objectives"][name] for name in order], s["id"]))
+    return min(within, key=lambda s: ([s.objectives[name] for name in order], s.id))

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
-
 from .files import atomic_write_bytes
+from .front import Front
 
 # front.json stores MB, ms and mJ; plots show the unit that fits the values
 _AXIS_SCALES = {"size": [(1.0, "MB"), (1e-3, "kB")], "latency": [(1.0, "ms"), (1e-3, "us")],
                 "energy": [(1.0, "mJ"), (1e-3, "uJ"), (1e-6, "nJ")]}
 
 
-def _axis(front: dict[str, Any], name: str, values: list[float]) -> tuple[float, str]:
+def _axis(front: Front, name: str, values: list[float]) -> tuple[float, str]:
     if name == "metric":
-        return 1.0, f"{front['metric']} drop ({front.get('metric_unit') or 'metric units'})"
+        return 1.0, f"{front.metric} drop ({front.metric_unit or 'metric units'})"
     top = max(abs(v) for v in values) if values else 1.0
     for factor, unit in _AXIS_SCALES[name]:
         if top >= factor:
@@ -23,7 +22,7 @@ def _axis(front: dict[str, Any], name: str, values: list[float]) -> tuple[float,
     return factor, f"{name} ({unit})"
 
 
-def save_png(front: dict[str, Any], path: str | Path, knee_id: int | None = None) -> Path:
+def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path:
     """Write the front against its references: one panel per pair of objectives, knee marked."""
     import io
 
@@ -32,26 +31,26 @@ def save_png(front: dict[str, Any], path: str | Path, knee_id: int | None = None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    objectives = front["objectives"]
+    objectives = front.objectives
     pairs = list(itertools.combinations(objectives, 2))
     columns = min(3, len(pairs))
     rows = -(-len(pairs) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.2 * rows), squeeze=False)
-    solutions = front["solutions"]
+    solutions = front.solutions
     for ax, (x_name, y_name) in zip(axes.flat, pairs):
-        xs = [s["objectives"][x_name] for s in solutions] + [r["objectives"][x_name] for r in front["references"]]
-        ys = [s["objectives"][y_name] for s in solutions] + [r["objectives"][y_name] for r in front["references"]]
+        xs = [s.objectives[x_name] for s in solutions + front.references]
+        ys = [s.objectives[y_name] for s in solutions + front.references]
         x_scale, x_label = _axis(front, x_name, xs)
         y_scale, y_label = _axis(front, y_name, ys)
-        ax.scatter([s["objectives"][x_name] / x_scale for s in solutions],
-                   [s["objectives"][y_name] / y_scale for s in solutions], s=22, color="#1f77b4",
-                   label="Pareto front" if front.get("feasible", True) else "closest policies")
-        for reference, marker in zip(front["references"], ("s", "D", "^")):
-            ax.scatter(reference["objectives"][x_name] / x_scale, reference["objectives"][y_name] / y_scale,
-                       marker=marker, s=60, color="#7f7f7f", label=reference["name"])
-        knee = next((s for s in solutions if s["id"] == knee_id), None)
+        ax.scatter([s.objectives[x_name] / x_scale for s in solutions],
+                   [s.objectives[y_name] / y_scale for s in solutions], s=22, color="#1f77b4",
+                   label="Pareto front" if front.feasible else "closest policies")
+        for reference, marker in zip(front.references, ("s", "D", "^")):
+            ax.scatter(reference.objectives[x_name] / x_scale, reference.objectives[y_name] / y_scale,
+                       marker=marker, s=60, color="#7f7f7f", label=reference.name)
+        knee = next((s for s in solutions if s.id == knee_id), None)
         if knee is not None:
-            ax.scatter(knee["objectives"][x_name] / x_scale, knee["objectives"][y_name] / y_scale, marker="*",
+            ax.scatter(knee.objectives[x_name] / x_scale, knee.objectives[y_name] / y_scale, marker="*",
                        s=260, color="#d62728", label=f"knee (#{knee_id})", zorder=5)
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
@@ -59,7 +58,7 @@ def save_png(front: dict[str, Any], path: str | Path, knee_id: int | None = None
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8, loc="best")
-    figure.suptitle(f"{Path(front['model']).name} on {front['target']}: {len(solutions)} policies")
+    figure.suptitle(f"{Path(front.model).name} on {front.target}: {len(solutions)} policies")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -68,13 +67,13 @@ def save_png(front: dict[str, Any], path: str | Path, knee_id: int | None = None
     return Path(path)
 
 
-def terminal_plot(front: dict[str, Any], x_name: str, y_name: str, width: int = 60, height: int = 14,
+def terminal_plot(front: Front, x_name: str, y_name: str, width: int = 60, height: int = 14,
                   knee_id: int | None = None) -> list[str]:
     """A character scatter of two objectives: '*' policies, 'K' the knee, 'F' fp32, 'W' W8A8."""
-    points = [(s["objectives"][x_name], s["objectives"][y_name], "K" if s["id"] == knee_id else "*")
-              for s in front["solutions"]]
-    points += [(r["objectives"][x_name], r["objectives"][y_name], r["name"][0].upper() if r["name"] == "fp32"
-                else "W") for r in front["references"]]
+    points = [(s.objectives[x_name], s.objectives[y_name], "K" if s.id == knee_id else "*")
+              for s in front.solutions]
+    points += [(r.objectives[x_name], r.objectives[y_name], "F" if r.name == "fp32" else "W")
+               for r in front.references]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_low, x_high, y_low, y_high = min(xs), max(xs), min(ys), max(ys)
     grid = [[" "] * width for _ in range(height)]
@@ -84,7 +83,7 @@ def terminal_plot(front: dict[str, Any], x_name: str, y_name: str, width: int = 
         grid[height - 1 - row][col] = mark
     from .units import human
 
-    unit = front.get("metric_unit", "")
+    unit = front.metric_unit
     lines = [f"{y_name} {human(y_name, y_high, unit):>10} |" + "".join(grid[0])]
     lines += [" " * (len(y_name) + 12) + "|" + "".join(row) for row in grid[1:-1]]
     lines.append(f"{y_name} {human(y_name, y_low, unit):>10} |" + "".join(grid[-1]))

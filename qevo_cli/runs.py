@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from .errors import QevoError
-from .front import check_front
+from .front import Front
 from .store import RunStore
 
 RUNS_DIR = Path("qevo-runs")
@@ -20,7 +19,7 @@ def latest_run(root: Path = RUNS_DIR) -> Path:
     return fronts[-1].parent
 
 
-def load_front(run_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
+def load_front(run_dir: str | Path | None) -> tuple[Path, Front]:
     """(run directory, its front.json) for a named run, or the most recent one."""
     directory = Path(run_dir) if run_dir is not None else latest_run()
     if not directory.is_dir():
@@ -28,7 +27,7 @@ def load_front(run_dir: str | Path | None) -> tuple[Path, dict[str, Any]]:
     path = directory / RunStore.FRONT_FILE
     if not path.is_file():
         raise QevoError(f"not a qevo run directory (no {RunStore.FRONT_FILE})", path=directory)
-    return directory, check_front(RunStore.read_front_file(path), path)
+    return directory, Front.from_dict(RunStore.read_front_file(path), path)
 
 
 def default_run_dir(model_name: str, target: str) -> Path:

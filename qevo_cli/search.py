@@ -26,7 +26,7 @@ from .cost import model_cost
 from . import front_recovery
 from . import algorithm
 from .algorithm import evolution_share, make_algorithm, set_running_time, termination_for
-from .front import FLAT_SPAN, FRONT_VERSION, HypervolumeScale, closest, non_dominated, relative_span
+from .front import FLAT_SPAN, Front, HypervolumeScale, Solution, closest, non_dominated, relative_span
 from .genome import SearchSpace, space_for
 from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem
@@ -69,7 +69,7 @@ class Progress:
 @dataclass
 class SearchResult:
     run_dir: Path
-    front: dict[str, Any]
+    front: Front
     progress: Progress
     feasible: bool
     notes: list[str] = field(default_factory=list)
@@ -155,9 +155,9 @@ class Search:
                              "onnx": onnx.__version__, "numpy": np.__version__, "python": platform.python_version()}}
 
     # -- references and seeds -----------------------------------------------------------------
-    def _reference(self, name: str, policy: Policy, measure: Measurer) -> dict[str, Any]:
+    def _reference(self, name: str, policy: Policy, measure: Measurer) -> Solution:
         scored = measure([policy])[0]
-        return {"name": name, "objectives": scored.objectives, "metric": scored.metric, "policy": policy.to_dict()}
+        return Solution(dict(scored.objectives), scored.metric, policy, name=name)
 
     def _uniform_w8(self, activation: str = "int8") -> Policy:
         """int8 weights and `activation` where the target offers them; on a target that quantizes every
@@ -263,7 +263,7 @@ class Search:
                           self._reference("uniform W8A8", self._uniform_w8(), measure)]
             if wide:   # what a fully quantized runtime is usually given first when int8 tensors lose too much
                 references.append(self._reference("uniform W8A16", self._uniform_w8("int16"), measure))
-            fp32_values = references[0]["objectives"]
+            fp32_values = references[0].objectives
             self.hypervolume = HypervolumeScale(config.objectives, fp32_values, self.evaluator.fp32_score)
             if algorithm is None:
                 sampling = self._sampling()
@@ -308,16 +308,15 @@ class Search:
                               f"as infeasible; the first: {first}")
         self.close()
         self.progress.elapsed_s = time.perf_counter() - self.started
-        return SearchResult(self.run_dir, front, self.progress, feasible=bool(front["feasible"]), notes=self.notes)
+        return SearchResult(self.run_dir, front, self.progress, feasible=front.feasible, notes=self.notes)
 
-    def _recover_front(self, measure: Measurer, references: list[dict[str, Any]],
-                       front: dict[str, Any]) -> dict[str, Any]:
+    def _recover_front(self, measure: Measurer, references: list[Solution], front: Front) -> Front:
         """Measure the front's policies again with their weights recovered (front_recovery.py), until --time-limit."""
         config = self.config
         if config.time_limit:
             measure.deadline = self.started + config.time_limit
         axis = next((o for o in config.objectives if o != "metric"), "size")
-        batches = front_recovery.recovery_batches(self.space, front["solutions"], axis)
+        batches = front_recovery.recovery_batches(self.space, front.solutions, axis)
         total, done = sum(len(batch) for batch in batches), 0
         scored_before, cut_before = self.progress.evaluations, self.progress.estimated
         for batch in batches:
@@ -328,11 +327,11 @@ class Search:
             front = self._write_front(references)
             self._phase("recovery", done, total)
         scored, cut = self.progress.evaluations - scored_before, self.progress.estimated - cut_before
-        recovered = sum(Policy.from_dict(s["policy"]).is_recovered for s in front["solutions"])
+        recovered = sum(s.policy.is_recovered for s in front.solutions)
         self.notes.append(f"recovering the front: {scored} of {total} recovered policies scored"
                           f"{' before the time limit' if scored < total else ''}"
                           f"{f' ({cut} stopped after a data subset)' if cut else ''}; {recovered} of the "
-                          f"{len(front['solutions'])} front policies have recovered weights")
+                          f"{len(front.solutions)} front policies have recovered weights")
         return front
 
     def close(self) -> None:
@@ -379,7 +378,7 @@ class Search:
             self._membership[row["key"]] = known
         return known
 
-    def _write_front(self, references: list[dict[str, Any]]) -> dict[str, Any]:
+    def _write_front(self, references: list[Solution]) -> Front:
         # read only what is new since the last front: the store grows by one generation at a time
         self._evaluated += self.store.evaluations(after_id=self._evaluated[-1]["id"] if self._evaluated else 0)
         evaluated = self._evaluated
@@ -392,22 +391,16 @@ class Search:
         self.progress.front_size = len(chosen) if feasible else 0
         self.progress.hypervolume = self.hypervolume(chosen) if feasible else 0.0
         evaluator = self.evaluator
-        front = {
-            "version": FRONT_VERSION,
-            "model": str(evaluator.model.path), "model_digest": evaluator.model.digest,
-            "target": self.profile.name, "metric": evaluator.metric.name, "metric_label": evaluator.metric.label,
-            "metric_unit": evaluator.metric.display_unit(evaluator.fp32_score),
-            "fp32_metric": evaluator.fp32_score, "objectives": objectives,
-            "units": {"metric": f"drop ({evaluator.metric.display_unit(evaluator.fp32_score) or 'metric units'})", "size": "MB", "latency": "ms",
-                      "energy": "mJ"},
-            "budgets": self.config.budgets(), "feasible": feasible,
-            "references": references,
-            "solutions": [{"id": row["id"], "objectives": row["objectives"], "metric": row["metric"],
-                           "feasible": row["violation"] <= 0, "violation": row["violation"],
-                           "policy": row["policy"]} for row in chosen],
-            "hypervolume": self.progress.hypervolume, "evaluated": len(evaluated),
-        }
-        self.store.write_front(front)
+        unit = evaluator.metric.display_unit(evaluator.fp32_score)
+        front = Front(
+            model=str(evaluator.model.path), model_digest=evaluator.model.digest, target=self.profile.name,
+            metric=evaluator.metric.name, metric_label=evaluator.metric.label, metric_unit=unit,
+            fp32_metric=evaluator.fp32_score, objectives=objectives,
+            units={"metric": f"drop ({unit or 'metric units'})", "size": "MB", "latency": "ms", "energy": "mJ"},
+            budgets=self.config.budgets(), feasible=feasible, references=references,
+            solutions=[Solution.from_row(row) for row in chosen],
+            hypervolume=self.progress.hypervolume, evaluated=len(evaluated))
+        self.store.write_front(front.to_dict())
         return front
 
 

@@ -36,6 +36,6 @@ def metric_value(value: float, metric_unit: str = "") -> str:
     return f"{value:.4g}"
 
 
-def metric_label(front: dict) -> str:
-    """The metric's short name for headers (older runs stored only its spec)."""
-    return short_name(front.get("metric_label") or front.get("metric", "metric"))
+def metric_label(front) -> str:
+    """The metric's short name for headers (older runs stored only its spec); `front` is a front.Front."""
+    return short_name(front.metric_label or front.metric or "metric")

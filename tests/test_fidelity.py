@@ -45,13 +45,13 @@ def test_only_full_measurements_reach_the_store_and_the_front(tmp_path, default_
     store.close()
     assert len(stored) == result.progress.measured   # the cut-short ones are not stored
     by_key = {Policy.from_dict(row["policy"]).key(): row["metric"] for row in stored}
-    for solution in result.front["solutions"][:6]:
-        policy = Policy.from_dict(solution["policy"])
-        assert solution["metric"] == by_key[policy.key()] == default_evaluator.evaluate(policy)
+    for solution in result.front.solutions[:6]:
+        policy = solution.policy
+        assert solution.metric == by_key[policy.key()] == default_evaluator.evaluate(policy)
 
 
 def test_racing_and_full_fronts_agree_on_the_best_policies(tmp_path):
     raced = run_search(SearchConfig(out=str(tmp_path / "raced"), **SETTINGS))
     full = run_search(SearchConfig(out=str(tmp_path / "full"), racing=False, **SETTINGS))
     assert raced.progress.estimated > 0 and full.progress.estimated == 0
-    assert raced.front["hypervolume"] >= 0.97 * full.front["hypervolume"]
+    assert raced.front.hypervolume >= 0.97 * full.front.hypervolume

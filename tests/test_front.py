@@ -7,7 +7,7 @@ import time
 import pytest
 
 from qevo_cli.errors import QevoError
-from qevo_cli.front import HypervolumeScale, check_front, closest, flat_objectives, non_dominated, relative_span
+from qevo_cli.front import Front, HypervolumeScale, closest, non_dominated, relative_span
 
 
 def _row(metric, size, violation=0.0, row_id=0):
@@ -38,9 +38,12 @@ def test_hypervolume_grows_when_a_point_is_added_and_is_scaled_by_fp32():
 def test_relative_span_and_flat_objectives():
     assert relative_span([10.0, 9.95]) == pytest.approx(0.005)
     assert relative_span([]) == 0.0
-    front = {"objectives": ["metric", "size", "latency"],
-             "solutions": [{"objectives": {"metric": 0.1 * i, "size": 10.0 - i, "latency": 3.0}} for i in range(3)]}
-    assert flat_objectives(front) == {"latency": 0.0}
+    front = _front()
+    front["objectives"] = ["metric", "size", "latency"]
+    front["solutions"] = [{"id": i, "objectives": {"metric": 0.1 * i, "size": 10.0 - i, "latency": 3.0}, "metric": 1.0,
+                           "policy": {"version": 1, "layers": {}}} for i in range(3)]
+    front["references"] = []
+    assert Front.from_dict(front).flat_objectives() == {"latency": 0.0}
 
 
 def _front():
@@ -60,13 +63,19 @@ def _front():
     (lambda f: f["solutions"][0]["objectives"].pop("size"), "solutions[0].objectives"),
     (lambda f: f["solutions"][0]["policy"]["layers"]["fc"].update(weight="int9"), "solutions[0].policy.layers.fc"),
     (lambda f: f["references"][0].pop("policy"), "references[0].policy"),
+    (lambda f: f["solutions"][0].update(violation="far"), "solutions[0].violation"),
+    (lambda f: f.update(feasible="yes"), "feasible"),
 ])
-def test_check_front_names_the_first_field_that_is_wrong(change, field):
-    assert check_front(_front(), "f.json")["solutions"][0]["id"] == 3
-    front = _front()
-    change(front)
+def test_a_front_read_names_the_first_field_that_is_wrong(change, field):
+    front = Front.from_dict(_front(), "f.json")
+    assert front.solutions[0].id == 3 and front.solutions[0].policy.choice("fc").weight == "int8"
+    assert front.references[0].name == "fp32" and front.references[0].id is None
+    written = front.to_dict()
+    assert Front.from_dict(written) == front and written["solutions"][0]["policy"]["layers"]["fc"]["weight"] == "int8"
+    broken = _front()
+    change(broken)
     with pytest.raises(QevoError) as error:
-        check_front(front, "f.json")
+        Front.from_dict(broken, "f.json")
     assert str(error.value).startswith(f"f.json: {field}")
 
 
@@ -110,7 +119,7 @@ def test_the_terminal_plot_places_every_solution(tmp_path):
     front["solutions"] = [{"id": i, "objectives": {"metric": float(i), "size": 4.0 - i}, "metric": 98.0 - i,
                            "policy": {"version": 1, "layers": {}}} for i in range(4)]
     front["metric_unit"] = "%"
-    lines = terminal_plot(front, "size", "metric", width=40, knee_id=2)
+    lines = terminal_plot(Front.from_dict(front), "size", "metric", width=40, knee_id=2)
     grid = [line.split("|", 1)[1] for line in lines if "|" in line]
     assert len(grid) == 14 and all(len(row) == 40 for row in grid)
     assert sum(row.count("*") for row in grid) == 3 and sum(row.count("F") for row in grid) == 1

@@ -110,7 +110,7 @@ def test_latency_command_times_each_exported_policy_by_its_file(tmp_path):
     result = run_search(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
                                      target="arm-neon", objectives=("metric", "latency"), evaluations=10, pop=4,
                                      latency_cmd=command, out=str(tmp_path / "run")))
-    latencies = [s["objectives"]["latency"] for s in result.front["solutions"]]
+    latencies = result.front.values("latency")
     assert latencies and all(0 < value < 1e6 for value in latencies)
     assert any("latency is measured" in note for note in result.notes)
 

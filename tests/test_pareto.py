@@ -1,6 +1,7 @@
 """Looking at a front, choosing from it, and writing the choice: assertions on the files."""
 import json
 import struct
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from qevo_cli.cli import app
 from qevo_cli.config import SearchConfig
+from qevo_cli.front import Front
 from qevo_cli.pick import pick
 from qevo_cli.policy import LayerChoice, Policy
 from qevo_cli.search import run_search
@@ -31,7 +33,7 @@ def run_dir(tmp_path_factory):
     finally:
         if previous is not None:
             os.environ["QEVO_CACHE_DIR"] = previous
-    assert len(result.front["solutions"]) >= 4
+    assert len(result.front.solutions) >= 4
     return result.run_dir
 
 
@@ -74,20 +76,20 @@ def test_most_recent_run_is_the_default(run_dir, monkeypatch):
 
 
 def test_pick_rules_are_deterministic_and_respected(run_dir):
-    front = json.loads((run_dir / "front.json").read_text())
-    shuffled = {**front, "solutions": list(reversed(front["solutions"]))}
+    front = Front.from_dict(json.loads((run_dir / "front.json").read_text()))
+    shuffled = replace(front, solutions=list(reversed(front.solutions)))
     for rule in ("knee", "weights=1,1,1", "weights=0.2,0.6,0.2,0", "max-drop=1.0,min=latency"):
-        assert pick(front, rule)["id"] == pick(shuffled, rule)["id"]   # whatever order front.json lists them in
+        assert pick(front, rule).id == pick(shuffled, rule).id   # whatever order front.json lists them in
     within = pick(front, "max-drop=1.0,min=size")
-    assert within["objectives"]["metric"] <= 1.0
-    assert within["objectives"]["size"] == min(s["objectives"]["size"] for s in front["solutions"]
-                                               if s["objectives"]["metric"] <= 1.0)
+    assert within.objectives["metric"] <= 1.0
+    assert within.objectives["size"] == min(s.objectives["size"] for s in front.solutions
+                                            if s.objectives["metric"] <= 1.0)
     # pseudo-weights: stating metric as the priority never gives a worse metric than stating size
     metric_first, size_first = pick(front, "weights=1,0,0"), pick(front, "weights=0,1,0")
-    assert metric_first["objectives"]["metric"] <= size_first["objectives"]["metric"]
-    assert size_first["objectives"]["size"] <= metric_first["objectives"]["size"]
-    some = front["solutions"][-1]
-    assert pick(front, str(some["id"])) is not None and pick(front, str(some["id"]))["id"] == some["id"]
+    assert metric_first.objectives["metric"] <= size_first.objectives["metric"]
+    assert size_first.objectives["size"] <= metric_first.objectives["size"]
+    some = front.solutions[-1]
+    assert pick(front, str(some.id)).id == some.id
 
 
 @pytest.mark.parametrize("rule, message", [

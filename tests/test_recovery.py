@@ -363,8 +363,11 @@ def test_past_its_deadline_the_proxy_estimates_recovered_options_from_those_comp
 def test_spread_covers_the_front_evenly_whatever_is_cut():
     from qevo_cli.front_recovery import spread
 
-    rows = [{"objectives": {"size": float(s)}, "n": s} for s in (5, 1, 3, 0, 6, 2, 4)]
-    order = [row["n"] for row in spread(rows, "size")]
+    from qevo_cli.front import Solution
+    from qevo_cli.policy import Policy
+
+    rows = [Solution({"size": float(s)}, 0.0, Policy({}), id=s) for s in (5, 1, 3, 0, 6, 2, 4)]
+    order = [row.id for row in spread(rows, "size")]
     assert sorted(order) == list(range(7))
     assert order[:3] == [3, 1, 5]   # the middle, then the middles of both halves
 
@@ -395,19 +398,18 @@ def test_recover_front_measures_the_front_again_with_recovered_weights(tmp_path)
     search = Search(SearchConfig(out=str(tmp_path / "finish"), recover_front=True, **settings))
     result = search.run()
     rows = {Policy.from_dict(row["policy"]).key(): row for row in RunStore(result.run_dir, create=False).evaluations()}
-    recovered = [s for s in result.front["solutions"] if Policy.from_dict(s["policy"]).is_recovered]
+    recovered = [s for s in result.front.solutions if s.policy.is_recovered]
     assert recovered, "no recovered policy reached the front"
     assert any("recovering the front" in note for note in result.notes)
     gains = []
     for solution in recovered:
-        policy = Policy.from_dict(solution["policy"])
+        policy = solution.policy
         source = next(row for row in rows.values() if not Policy.from_dict(row["policy"]).is_recovered and any(
             recovered_policy(search.space, Policy.from_dict(row["policy"]), recipe).key() == policy.key()
             for recipe in ("all", "output-mse")))
-        assert solution["objectives"]["size"] == pytest.approx(source["objectives"]["size"], rel=0.02)
-        gains.append(solution["metric"] - source["metric"])
+        assert solution.objectives["size"] == pytest.approx(source["objectives"]["size"], rel=0.02)
+        gains.append(solution.metric - source["metric"])
     assert max(gains) > 0.5   # dB of output SQNR
-    best = max(recovered, key=lambda s: s["metric"])
-    report = export_onnx(search.evaluator, Policy.from_dict(best["policy"]), tmp_path / "best.onnx",
-                         expected=best["metric"])
+    best = max(recovered, key=lambda s: s.metric)
+    report = export_onnx(search.evaluator, best.policy, tmp_path / "best.onnx", expected=best.metric)
     assert report.difference == 0

@@ -147,14 +147,14 @@ def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
 
     result = run_search(SearchConfig(target="hexagon", weight_formats=("int4", "int8"), act_formats=("int8", "int16"),
                                      pop=8, generations=2, out=str(tmp_path / "run")))
-    names = [r["name"] for r in result.front["references"]]
+    names = [r.name for r in result.front.references]
     assert names == ["fp32", "uniform W8A8", "uniform W8A16"]
-    w8a8, w8a16 = (result.front["references"][i]["policy"] for i in (1, 2))
+    w8a8, w8a16 = (result.front.references[i].policy.to_dict() for i in (1, 2))
     assert len(w8a8["tensors"]) == 11 and set(w8a8["tensors"].values()) == {"int8"}   # 10 read, 1 output
     assert set(w8a16["tensors"].values()) == {"int16"}
     assert {c["activation"] for c in w8a16["layers"].values()} == {"int16"}
     assert any("genes of their own" in note for note in result.notes)
-    policies = [Policy.from_dict(p["policy"]) for p in result.front["solutions"]]
+    policies = [s.policy for s in result.front.solutions]
     assert policies and all(len(p.tensors) == 11 for p in policies)
     # the sensitivity proxy probed every tensor, and the first generation holds more than one tensor mix
     import sqlite3
@@ -169,14 +169,14 @@ def test_a_search_on_an_every_tensor_target_searches_every_tensor(tmp_path):
     # onnxruntime's CPU provider quantizes the tensors its quantizer places Q/DQ on, under its own rules
     cpu = run_search(SearchConfig(target="arm-dot", pop=8, generations=2, act_formats=("int8",),
                                   out=str(tmp_path / "cpu")))
-    assert [r["name"] for r in cpu.front["references"]] == ["fp32", "uniform W8A8"]
+    assert [r.name for r in cpu.front.references] == ["fp32", "uniform W8A8"]
     placed = {g.tensor for g in activation_groups(load_model(DEFAULT_MODEL), "qdq-ops")}
-    policies = [Policy.from_dict(p["policy"]) for p in cpu.front["solutions"]]
+    policies = [s.policy for s in cpu.front.solutions]
     assert policies and all(p.scope == "qdq-ops" and set(p.tensors) == placed for p in policies)
     # a target whose runtime quantizes layer inputs only keeps policies of layers
     gpu = run_search(SearchConfig(target="nvidia-trt", pop=8, generations=2, act_formats=("int8",),
                                   out=str(tmp_path / "gpu")))
-    assert all("tensors" not in p["policy"] for p in gpu.front["solutions"])
+    assert all("tensors" not in s.policy.to_dict() for s in gpu.front.solutions)
 
 
 def test_ranges_of_layer_inputs_do_not_change_when_other_tensors_are_calibrated(evaluator):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from qevo_cli.cli import app
 from qevo_cli.config import SearchConfig
 from qevo_cli.errors import QevoError
+from qevo_cli.front import Front
 from qevo_cli.algorithm import make_algorithm
 from qevo_cli.resume import resume_search
 from qevo_cli.search import run_search
@@ -23,8 +24,8 @@ SMALL = dict(target="arm-neon", weight_formats="int2,int4,int8", act_formats="in
 
 def _front_set(front):
     """A front as a set of (policy, objectives), independent of row ids."""
-    return {(json.dumps(s["policy"], sort_keys=True), tuple(round(v, 9) for v in s["objectives"].values()))
-            for s in front["solutions"]}
+    return {(json.dumps(s.policy.to_dict(), sort_keys=True), tuple(round(v, 9) for v in s.objectives.values()))
+            for s in front.solutions}
 
 
 def test_front_files_and_non_domination(tmp_path):
@@ -68,7 +69,7 @@ def test_repeated_search_is_served_from_the_cache(tmp_path):
     assert _front_set(first.front) == _front_set(second.front)
     # measured and taken from the cache add up to what the run stored; policies proposed twice are apart
     for result in (first, second):
-        assert result.progress.measured + result.progress.cache_hits == result.front["evaluated"]
+        assert result.progress.measured + result.progress.cache_hits == result.front.evaluated
     assert first.progress.repeats == second.progress.repeats
 
 
@@ -123,8 +124,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     whole = subprocess.run([sys.executable, "-m", "qevo_cli", "search", *settings, "--out", str(tmp_path / "whole"),
                             "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr
-    assert _front_set(json.loads((killed_dir / "front.json").read_text())) == \
-        _front_set(json.loads((tmp_path / "whole" / "front.json").read_text()))
+    assert _front_set(Front.from_dict(json.loads((killed_dir / "front.json").read_text()))) == \
+        _front_set(Front.from_dict(json.loads((tmp_path / "whole" / "front.json").read_text())))
     assert total == RunStore(tmp_path / "whole", create=False).count()
 
 

