@@ -170,7 +170,7 @@ def predict(profile: Profile, row: Measurement) -> float:
 def fit_profile(base: Profile, measurements: Sequence[Measurement], *, name: str, measurements_label: str,
                 sha256: str, path: str | None = None) -> FitResult:
     """Least-squares fit of `base` to `measurements`; the result is a new, validated profile."""
-    design = _Design.build(base, measurements, measurements_label)
+    design = LayerDesign.build(base, measurements, measurements_label)
     lower, upper = design.bounds()
     starts = [design.start_from_base(base), design.start_from_data()]
     best = min((least_squares(design.residuals, np.clip(start, lower, upper), bounds=(lower, upper), x_scale="jac",
@@ -181,7 +181,7 @@ def fit_profile(base: Profile, measurements: Sequence[Measurement], *, name: str
 
 
 @dataclass(frozen=True)
-class _Design:
+class LayerDesign:
     """The measurements as arrays, and what the parameter vector x means:
     x = [log throughput of each compute entry used, log efficiency of each fitted kind,
          log bandwidth, per-op overhead / time_scale]."""
@@ -198,7 +198,7 @@ class _Design:
     time_scale: float                # keeps the overhead parameter near 1
 
     @classmethod
-    def build(cls, base: Profile, rows: Sequence[Measurement], label: str) -> "_Design":
+    def build(cls, base: Profile, rows: Sequence[Measurement], label: str) -> "LayerDesign":
         spec = base.spec
         entries_per_row = _compute_labels(base, rows, label)
         entries = sorted(set(entries_per_row))
@@ -290,7 +290,7 @@ def _efficiency(spec, label: str, kind: str) -> float:
     return override if override is not None else getattr(spec.efficiency, kind)
 
 
-def _rounded(value: float) -> float:
+def rounded(value: float) -> float:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
@@ -301,7 +301,7 @@ def _fitted_result(base: Profile, measurements: Sequence[Measurement], values: d
     draft = profile_from_dict(data, path)
     rows = [RowError(row.line, row.layer, row.latency_s, predict(draft, row)) for row in measurements]
     base_rows = [RowError(row.line, row.layer, row.latency_s, predict(base, row)) for row in measurements]
-    data["fitted"]["median_relative_error"] = _rounded(statistics.median(row.relative_error for row in rows))
+    data["fitted"]["median_relative_error"] = rounded(statistics.median(row.relative_error for row in rows))
     return FitResult(profile_from_dict(data, path), changed, rows, base_rows)
 
 
@@ -311,7 +311,7 @@ def fitted_data(base: Profile, values: dict, *, name: str, what: str, measuremen
     data = base.spec.to_dict()
     changed = []
     for key, (quantity, value) in values.items():
-        value = _rounded(value)
+        value = rounded(value)
         if quantity is not None and quantity.allow_zero and value < quantity.plausible[0]:
             value = 0.0   # a fitted duration of 1e-39 s is none
         if key.startswith("efficiency."):

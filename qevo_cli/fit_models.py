@@ -21,7 +21,7 @@ from scipy.optimize import least_squares
 
 from .cost import conversion_elements, model_cost, output_format, tensor_conversions, unfused
 from .errors import QevoError
-from .fit import PRIOR_WEIGHT, FitResult, Measurement, RowError, _Design, fitted_data, _rounded
+from .fit import PRIOR_WEIGHT, FitResult, LayerDesign, Measurement, RowError, fitted_data, rounded
 from .layers import Layer
 from .policy import Policy
 from .quantities import DURATION
@@ -67,11 +67,11 @@ def _conversions(layer: Layer, policy: Policy, profile: Profile, outputs, weight
 
 @dataclass(frozen=True)
 class _ModelDesign:
-    """x = [the layer design's parameters (fit._Design, per-op overhead last), per-graph overhead,
+    """x = [the layer design's parameters (fit.LayerDesign, per-op overhead last), per-graph overhead,
     weight conversion (then one per format of `conversion.weight_by_format`), activation conversion,
     -log dequantized_efficiency], each overhead and conversion scaled to be near 1."""
 
-    layers: _Design
+    layers: LayerDesign
     group: np.ndarray          # layer row -> model row
     dequantized: np.ndarray    # layer row -> its kernel reads weights dequantized at every run
     glue: np.ndarray
@@ -96,7 +96,7 @@ class _ModelDesign:
             elements, ops = tensor_conversions(row.policy, converted)
             by_layers[-2:] += elements, ops
             conversions.append(by_layers)
-        design = _Design.build(base, parts, label)
+        design = LayerDesign.build(base, parts, label)
         measured = np.array([row.latency_s for row in rows])
         conversions = np.array(conversions, dtype=float).reshape(len(rows), len(weight_groups) + 2)
         if not base.models_conversions:   # a profile without conversion terms is fitted as the roofline it is
@@ -166,7 +166,7 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
                 for i, row in enumerate(rows)]
 
     fitted = errors(draft)
-    data["fitted"]["median_relative_error"] = _rounded(statistics.median(r.relative_error for r in fitted))
+    data["fitted"]["median_relative_error"] = rounded(statistics.median(r.relative_error for r in fitted))
     return FitResult(profile_from_dict(data, path), changed, fitted, errors(base))
 
 

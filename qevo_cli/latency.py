@@ -30,7 +30,7 @@ import onnxruntime as ort
 from .errors import QevoError, first_line
 from .policy import Policy
 from .defaults import cache_dir
-from .store import _connect
+from .store import connect_database
 
 WARMUP_RUNS = 3
 MIN_RUNS, MAX_RUNS = 15, 200
@@ -226,7 +226,7 @@ class LatencyCache:
         self.path = path or cache_dir() / "evaluations.sqlite"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(self.path)
+            self._db = connect_database(self.path)
             self._db.execute("CREATE TABLE IF NOT EXISTS latency "
                              "(key TEXT PRIMARY KEY, median_ms REAL, spread REAL, runs INTEGER)")
         except (OSError, sqlite3.Error) as err:

@@ -2,7 +2,7 @@
 
 A profile is a YAML file (schema in docs/profiles.md). `ProfileSpec` validates one strictly: quantities
 such as '136 GB/s' are parsed to base units and written back as text that parses to the same value.
-Rules that span several keys are checked by `_check_consistency`, and `_as_qevo_error` turns a
+Rules that span several keys are checked by `check_consistency`, and `as_qevo_error` turns a
 validation error into one line naming the key. `value_paths` and `sources_for` tie values to sources.
 """
 from __future__ import annotations
@@ -256,7 +256,7 @@ class ProfileSpec(_Strict):
 
 # ---------------------------------------------------------------- consistency beyond types
 
-def _check_consistency(spec: ProfileSpec) -> None:
+def check_consistency(spec: ProfileSpec) -> None:
     """Rules that span several keys; raise QevoError naming the key."""
     for side in ("weight", "activation"):
         fallback: dict[str, str] = getattr(spec.fallback, side)
@@ -303,7 +303,7 @@ def _returns_to(fallback: dict[str, str], start: str) -> bool:
     return False
 
 
-def _describe_limit(limit: Limit) -> str:
+def describe_limit(limit: Limit) -> str:
     text = "/".join(limit.kinds) + " layers"
     if limit.conv_kernel_1x1:
         text += " (convolutions with a 1x1 kernel)"
@@ -332,7 +332,7 @@ def value_paths(spec: ProfileSpec) -> dict[str, str]:
         if getattr(spec.not_offered, side):
             paths[f"not_offered.{side}"] = ", ".join(getattr(spec.not_offered, side))
     for index, limit in enumerate(spec.limits):
-        paths[f"limits.{index}"] = _describe_limit(limit)
+        paths[f"limits.{index}"] = describe_limit(limit)
     paths["memory.bandwidth"] = BANDWIDTH.format(spec.memory.bandwidth)
     paths["memory.energy_per_byte"] = ENERGY_PER_BYTE.format(spec.memory.energy_per_byte)
     paths["overhead.per_op"] = DURATION.format(spec.overhead.per_op)
@@ -364,7 +364,7 @@ def dump_yaml(data: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- validation messages
 
-def _as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
+def as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
     """The first validation problem as one line: the key path and what was expected."""
     problem = error.errors(include_url=False)[0]
     location = [_key_text(part) for part in problem["loc"]]

@@ -21,7 +21,7 @@ from .errors import QevoError
 from .files import load_yaml
 from .layers import KINDS, Layer
 from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, tensor_order
-from .profile_schema import (Limit, ProfileSpec, _as_qevo_error, _check_consistency, _describe_limit,
+from .profile_schema import (Limit, ProfileSpec, as_qevo_error, check_consistency, describe_limit,
                              dump_yaml)
 
 FLOAT_FORMATS = ("fp32", "fp16")
@@ -124,7 +124,7 @@ class Profile:
             limited = (has_weight and choice.weight in limit.weight) or choice.activation in limit.activation
             if limited and not _limit_allows(limit, layer):
                 formats = ", ".join([f"{w} weights" for w in limit.weight] + [f"{a} activations" for a in limit.activation])
-                return f"{self.name} offers {formats} only for {_describe_limit(limit)}"
+                return f"{self.name} offers {formats} only for {describe_limit(limit)}"
         return None
 
     @property
@@ -317,11 +317,11 @@ def profile_from_dict(data: Any, path: str | None = None) -> Profile:
     try:
         spec = ProfileSpec.model_validate(data)
     except ValidationError as error:
-        raise _as_qevo_error(error, path) from None
+        raise as_qevo_error(error, path) from None
     except RecursionError:
         raise QevoError("nested too deeply, expected a profile mapping", path=path) from None
     try:
-        _check_consistency(spec)
+        check_consistency(spec)
         profile = Profile(spec, path)
         if profile.run_label("fp32", "fp32") is None:
             raise QevoError("fp32 weights with fp32 activations must run on every target, expected a compute "

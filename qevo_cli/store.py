@@ -34,7 +34,7 @@ def _rows_in(db: sqlite3.Connection, columns: str, table: str, keys: list[str]) 
         yield from db.execute(f"SELECT {columns} FROM {table} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_database(path: Path) -> sqlite3.Connection:
     # Switching a new database to WAL takes an exclusive lock that SQLite's busy timeout does not wait for:
     # two searches opening one fresh cache at once would see "database is locked". Retry for a while.
     deadline = time.monotonic() + 60.0
@@ -58,7 +58,7 @@ class EvaluationCache:
         self.path = path or cache_dir() / "evaluations.sqlite"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = _connect(self.path)
+            self._db = connect_database(self.path)
             self._db.execute("CREATE TABLE IF NOT EXISTS metric (key TEXT PRIMARY KEY, value REAL, seconds REAL)")
         except (OSError, sqlite3.Error) as err:
             raise QevoError(f"cannot open the evaluation cache ({err})", path=self.path) from None
@@ -124,7 +124,7 @@ class RunStore:
             raise QevoError("is missing: the run's evaluations are gone; nothing is changed",
                             path=self.dir / self.DB_FILE)
         try:
-            self._db = _connect(self.dir / self.DB_FILE)
+            self._db = connect_database(self.dir / self.DB_FILE)
             self._db.execute("""CREATE TABLE IF NOT EXISTS evaluation (
                 id INTEGER PRIMARY KEY, key TEXT UNIQUE, policy TEXT, metric REAL, objectives TEXT,
                 violation REAL, seconds REAL, generation INTEGER, cached INTEGER, created REAL)""")

@@ -163,3 +163,24 @@ def test_opset_conversion_leaves_every_node_a_unique_name():
     names = [node.name for node in converted.graph.node]
     assert len(set(names)) == len(names) and all(names)
     assert not converted.graph.value_info     # the converter's inferred shapes are not kept
+
+
+def test_unused_weights_are_dropped_but_not_one_only_a_subgraph_reads():
+    """graphs.drop_unused looks into If / Loop bodies: onnxruntime's ONNXModel.remove_unused_constant drops a
+    weight of the outer graph that only a branch reads, and the model no longer loads."""
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    from qevo_cli.graphs import drop_unused
+
+    model = tiny_models.if_subgraph()
+    then = next(a.g for a in model.graph.node[0].attribute if a.name == "then_branch")
+    model.graph.initializer.append(then.initializer[0])   # an outer-scope weight, as exporters write it
+    del then.initializer[:]
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(3, np.float32), "orphan"))
+    ours = onnx.ModelProto.FromString(model.SerializeToString())
+    drop_unused(ours)
+    assert [t.name for t in ours.graph.initializer] == ["then_w"]
+    ort.InferenceSession(ours.SerializeToString(), providers=["CPUExecutionProvider"])
+    theirs = ONNXModel(onnx.ModelProto.FromString(model.SerializeToString()))
+    theirs.remove_unused_constant()
+    assert [t.name for t in theirs.model.graph.initializer] == []
