@@ -1,16 +1,19 @@
-"""Search settings: one dataclass, read from flags, a YAML file or a run's run.yaml."""
+"""Search settings: one validated model, read from flags, a YAML file or a run's run.yaml (validated as
+profiles are, with pydantic; profile_schema.as_qevo_error words the first problem)."""
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, Optional
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import QevoError
 from .files import load_yaml, read_text
 from .genome import Allowed
 from .problem import parse_objectives
+from .profile_schema import as_qevo_error
 
 DEFAULT_OBJECTIVES = ("metric", "size", "latency")
 
@@ -26,98 +29,162 @@ def _nearest(key: str, known: list[str]) -> list[str]:
     return [name for name in known if key.startswith(name) or name.startswith(key)][:1]
 
 
-@dataclass
-class SearchConfig:
-    target: str | None = None
-    model: str | None = None
-    data: str | None = None
-    calib: str | None = None
-    metric: str | None = None
-    dims: dict[str, int] = field(default_factory=dict)
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES   # the default may drop an objective that cannot separate
-    max_drop: float | None = None
-    max_size_mb: float | None = None
-    max_latency_ms: float | None = None
-    max_energy_mj: float | None = None
-    weight_formats: tuple[str, ...] = ("int2", "int4", "int8", "fp16")
-    act_formats: tuple[str, ...] = ("int8", "int16", "fp16")
-    granularity: tuple[str, ...] = ("per-channel",)
-    calibration: tuple[str, ...] = ("minmax",)
-    rounding: tuple[str, ...] = ("nearest",)
-    bias_correction: tuple[str, ...] = ("off",)
-    weight_range: tuple[str, ...] = ("minmax",)
-    smoothing: tuple[str, ...] = ("none",)
-    algorithm: str = "auto"
-    pop: int = 32
-    generations: int = 30
-    evaluations: int | None = None
-    time_limit: float | None = None
-    latency_cmd: str | None = None     # times each policy's exported model: '{model}' is its path
-    latency_timeout: float = 120.0     # seconds one run of latency_cmd may take
-    seed: int = 0
-    workers: int = 1
-    dask: str | None = None
-    out: str | None = None
-    threads: int = 1
-    racing: bool = True       # measure a data subset first; the rest only where a policy could reach the front
-    # keep front_recovery.SHARE of the time to measure the front with recovered weights; None: with --time-limit
-    recover_front: bool | None = None
+def _string(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"got {value!r}, expected a string")
+    return value
 
-    def __post_init__(self) -> None:
-        # whether the user named the objectives: only a default set may lose one the target cannot separate
-        self.objectives_given = self.objectives is not DEFAULT_OBJECTIVES
-        if self.target is None:
-            raise QevoError("no target: pass --target NAME or FILE (see qevo profiles list)", field="target")
-        for name in ("target", "model", "data", "calib", "metric", "dask", "out", "latency_cmd"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise QevoError(f"got {value!r}, expected a string", field=name)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction", "weight_range", "smoothing"):
-            value = getattr(self, name)
-            if name == "smoothing":   # YAML numbers: 0.5 or [none, 0.5]
-                value = [value] if isinstance(value, (int, float)) else value
-                if isinstance(value, (list, tuple)):
-                    value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
-                raise QevoError(f"got {value!r}, expected a list of names", field=name)
-            setattr(self, name, tuple(v.strip() for v in items))
-        self.objectives = parse_objectives(self.objectives)
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of names, or one comma-separated string of them."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"got {value!r}, expected a list of names")
+    return tuple(v.strip() for v in items)
+
+
+def _objectives(value: Any) -> tuple[str, ...]:
+    return parse_objectives(_names(value))
+
+
+def _strengths(value: Any) -> tuple[str, ...]:
+    """Smoothing strengths: YAML gives numbers (0.5 or [none, 0.5]); they are names like any other list."""
+    value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if isinstance(value, (list, tuple)):
+        value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
+    return _names(value)
+
+
+def _integer(low: int, high: int | None = None):
+    def check(value: Any) -> Any:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
+                                  or (high is not None and value > high)):
+            within = f"between {low} and {high}" if high is not None else f"of at least {low}"
+            raise ValueError(f"got {value!r}, expected an integer {within}")
+        return value
+    return check
+
+
+def _finite(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not math.isfinite(value)):
+        raise ValueError(f"got {value!r}, expected a finite number")
+    return value
+
+
+def _positive_seconds(value: Any) -> Any:
+    if value is not None and _finite(value) <= 0:
+        raise ValueError(f"got {value!r}, expected a positive number of seconds")
+    return value
+
+
+def _timeout(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"got {value!r}, expected a positive number of seconds")
+    return value
+
+
+def _flag(optional: bool = False):
+    def check(value: Any) -> Any:
+        if not isinstance(value, bool) and not (optional and value is None):
+            raise ValueError(f"got {value!r}, expected true or false")
+        return value
+    return check
+
+
+def _seed(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"got {value!r}, expected a non-negative integer")
+    return value
+
+
+def _dims(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                              and v > 0 for k, v in value.items()):
+        raise ValueError(f"got {value!r}, expected a mapping of dim name to positive integer")
+    return value
+
+
+def _target(value: Any) -> str:
+    if value is None:
+        raise ValueError("no target: pass --target NAME or FILE (see qevo profiles list)")
+    return _string(value)
+
+
+def _algorithm(value: Any) -> str:
+    if value not in ALGORITHMS:
+        raise ValueError(f"got {value!r}, expected one of {', '.join(ALGORITHMS)}")
+    return value
+
+
+def _latency_cmd(value: Any) -> Any:
+    if _string(value) is not None and "{model}" not in value:
+        raise ValueError(f"got {value!r}, expected a command holding {{model}}, the exported model's path")
+    return value
+
+
+def _checked(check, kind=Any):
+    return Annotated[kind, BeforeValidator(check)]
+
+
+Text = _checked(_string, Optional[str])
+Names = _checked(_names, tuple[str, ...])
+Budget = _checked(_finite, Optional[float])
+
+
+class SearchConfig(BaseModel):
+    """Every setting of a search. Validated on construction: a bad value is one QevoError naming the field."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    target: _checked(_target, str) = None
+    model: Text = None
+    data: Text = None
+    calib: Text = None
+    metric: Text = None
+    dims: _checked(_dims, dict[str, int]) = Field(default_factory=dict)
+    objectives: _checked(_objectives, tuple[str, ...]) = DEFAULT_OBJECTIVES   # the default may drop one
+    max_drop: Budget = None
+    max_size_mb: Budget = None
+    max_latency_ms: Budget = None
+    max_energy_mj: Budget = None
+    weight_formats: Names = ("int2", "int4", "int8", "fp16")
+    act_formats: Names = ("int8", "int16", "fp16")
+    granularity: Names = ("per-channel",)
+    calibration: Names = ("minmax",)
+    rounding: Names = ("nearest",)
+    bias_correction: Names = ("off",)
+    weight_range: Names = ("minmax",)
+    smoothing: _checked(_strengths, tuple[str, ...]) = ("none",)
+    algorithm: _checked(_algorithm, str) = "auto"
+    pop: _checked(_integer(4, MAX_POP), int) = 32
+    generations: _checked(_integer(1), int) = 30
+    evaluations: _checked(_integer(1), Optional[int]) = None
+    time_limit: _checked(_positive_seconds, Optional[float]) = None
+    latency_cmd: _checked(_latency_cmd, Optional[str]) = None   # times each policy's exported model at '{model}'
+    latency_timeout: _checked(_timeout, float) = 120.0   # seconds one run of latency_cmd may take
+    seed: _checked(_seed, int) = 0
+    workers: _checked(_integer(1, 1024), int) = 1
+    dask: Text = None
+    out: Text = None
+    threads: _checked(_integer(1, 1024), int) = 1
+    racing: _checked(_flag(), bool) = True   # measure a data subset first; the rest only where a policy could reach the front
+    # keep front_recovery.SHARE of the time to measure the front with recovered weights; None: with --time-limit
+    recover_front: _checked(_flag(optional=True), Optional[bool]) = None
+
+    def __init__(self, **settings: Any) -> None:
+        try:
+            super().__init__(**settings)
+        except ValidationError as error:
+            raise as_qevo_error(error, None) from None
+
+    def model_post_init(self, context: Any) -> None:
         self.allowed()  # validates the format names
-        if self.algorithm not in ALGORITHMS:
-            raise QevoError(f"got {self.algorithm!r}, expected one of {', '.join(ALGORITHMS)}", field="algorithm")
-        for name, low, high in (("pop", 4, MAX_POP), ("generations", 1, None), ("workers", 1, 1024),
-                                ("threads", 1, 1024), ("evaluations", 1, None)):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
-                                      or (high is not None and value > high)):
-                within = f"between {low} and {high}" if high is not None else f"of at least {low}"
-                raise QevoError(f"got {value!r}, expected an integer {within}", field=name)
-        for name in ("max_drop", "max_size_mb", "max_latency_ms", "max_energy_mj", "time_limit"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                raise QevoError(f"got {value!r}, expected a finite number", field=name)
-        if self.latency_cmd is not None and "{model}" not in self.latency_cmd:
-            raise QevoError(f"got {self.latency_cmd!r}, expected a command holding {{model}}, the exported model's "
-                            "path", field="latency_cmd")
-        if isinstance(self.latency_timeout, bool) or not isinstance(self.latency_timeout, (int, float)) \
-                or not 0 < self.latency_timeout < float("inf"):
-            raise QevoError(f"got {self.latency_timeout!r}, expected a positive number of seconds",
-                            field="latency_timeout")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise QevoError(f"got {self.time_limit!r}, expected a positive number of seconds", field="time_limit")
-        for name in ("racing", "recover_front"):
-            value = getattr(self, name)
-            if not isinstance(value, bool) and not (name == "recover_front" and value is None):
-                raise QevoError(f"got {value!r}, expected true or false", field=name)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise QevoError(f"got {self.seed!r}, expected a non-negative integer", field="seed")
-        if not isinstance(self.dims, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
-                for k, v in self.dims.items()):
-            raise QevoError(f"got {self.dims!r}, expected a mapping of dim name to positive integer", field="dims")
+
+    @property
+    def objectives_given(self) -> bool:
+        """Whether the user named the objectives: only a default set may lose one the target cannot separate."""
+        return "objectives" in self.model_fields_set
 
     @property
     def recovers_front(self) -> bool:
@@ -139,11 +206,8 @@ class SearchConfig:
         return {name: float(value) for name, value in limits.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("objectives", "weight_formats", "act_formats", "granularity", "calibration", "rounding",
-                     "bias_correction", "weight_range", "smoothing"):
-            data[name] = list(data[name])
-        return data
+        data = self.model_dump()
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in data.items()}
 
     @classmethod
     def from_mapping(cls, data: Any, source: str | Path | None = None, overrides: Mapping[str, Any] = ()) -> "SearchConfig":
@@ -152,21 +216,19 @@ class SearchConfig:
             data = {}
         if not isinstance(data, Mapping):
             raise QevoError("expected a mapping of settings", path=source)
-        known = [f.name for f in fields(cls)]
+        known = list(cls.model_fields)
         for key in data:
             if key not in known:
                 near = _nearest(str(key).replace("-", "_"), known)
                 hint = f"; did you mean {near[0]!r}?" if near else f"; expected one of {', '.join(known)}"
                 raise QevoError(f"unknown key {key!r}{hint}", path=source, field=str(key))
-        merged = {**dict(data), **dict(overrides)}
+        merged = {str(key): value for key, value in {**dict(data), **dict(overrides)}.items()}
         try:
             return cls(**merged)
         except QevoError as err:
             if source is None or err.path:
                 raise
             raise err.at(path=source) from None
-        except TypeError as err:
-            raise QevoError(f"bad settings ({err})", path=source) from None
 
     @classmethod
     def from_run(cls, store, overrides: Mapping[str, Any] = ()) -> "SearchConfig":

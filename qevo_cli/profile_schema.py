@@ -365,12 +365,13 @@ def dump_yaml(data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- validation messages
 
 def as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
-    """The first validation problem as one line: the key path and what was expected."""
+    """The first validation problem as one line: the key path and what was expected. Told apart by pydantic's
+    error type and context, never by its English message."""
     problem = error.errors(include_url=False)[0]
     location = [_key_text(part) for part in problem["loc"]]
     kind = problem["type"]
     context = problem.get("ctx") or {}
-    message = problem["msg"]
+    got = _short(problem.get("input"))
     if "[key]" in location:
         location.remove("[key]")
     if kind == "unknown_key":
@@ -380,20 +381,28 @@ def as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
         message = f"unknown key{hint}, expected one of {context['known']}"
     elif kind == "schema_version":
         location = ["schema_version"]
+        message = problem["msg"]   # our own PydanticCustomError's text
+    elif kind == "value_error":    # our validators' ValueError: its text is the message
+        message = str(context["error"])
+    elif kind == "extra_forbidden":
+        message = "unknown key"
     elif kind == "missing":
         message = "missing, expected a value for this required key"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"got {_short(problem['input'])}, expected a mapping"
+        message = f"got {got}, expected a mapping"
     elif kind == "list_type":
-        message = f"got {_short(problem['input'])}, expected a list"
-    elif message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    elif message.startswith("Input should be "):
-        message = f"got {_short(problem['input'])}, expected {message[len('Input should be '):]}"
-    elif message.startswith("String should match pattern"):
-        message = f"got {_short(problem['input'])}, expected text matching {context.get('pattern', '')}"
-    elif message.startswith(("List should have", "Dictionary should have")):
-        message = f"expected {message.split('should have ', 1)[1].split(' after', 1)[0]}"
+        message = f"got {got}, expected a list"
+    elif kind == "literal_error":
+        message = f"got {got}, expected {context['expected']}"
+    elif kind == "string_pattern_mismatch":
+        message = f"got {got}, expected text matching {context['pattern']}"
+    elif kind in ("too_short", "too_long"):
+        bound = context.get("min_length") if kind == "too_short" else context.get("max_length")
+        message = f"expected {'at least' if kind == 'too_short' else 'at most'} {bound} item{'s' * (bound != 1)}"
+    elif kind in ("bool_type", "bool_parsing"):
+        message = f"got {got}, expected true or false"
+    else:
+        message = f"got {got}, not a valid value here ({kind})"
     field = ".".join(location) or None
     return QevoError(" ".join(message.split()), path=path, field=field)
 
