@@ -8,6 +8,7 @@ A deadline (--time-limit) stops measuring mid-generation: what is left is ranked
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,30 @@ from .problem import Costing, Scored
 from .runners import MeasureTask
 from .store import EvaluationCache, RunStore
 
+
+@dataclass
+class Progress:
+    """What a search reports after each generation (and what a callback receives)."""
+
+    generation: int = 0
+    evaluations: int = 0      # policies scored, cached or not
+    measured: int = 0         # policies run in onnxruntime by this search
+    measured_now: int = 0     # of those, measured since this process started (differs after a resume)
+    cache_hits: int = 0       # policies new to this run found in the shared cache (not measured again)
+    repeats: int = 0          # policies the search proposed again: this run's store already held them
+    probes: int = 0           # sensitivity probes measured (on a data subset; not policies)
+    estimated: int = 0        # policies cut short after a data subset by racing (never on the front)
+    front_size: int = 0
+    hypervolume: float = 0.0
+    elapsed_s: float = 0.0
+    phase: str = "starting"   # references, sensitivity, seeding, search
+    phase_done: int = 0       # steps of the phase done, of phase_total (probes, or generations)
+    phase_total: int = 0
+    remaining_s: float | None = None   # an estimate of the time left, when one can be made
+    batch_done: int = 0       # policies of the generation being measured, done of batch_total
+    batch_total: int = 0
+
+
 UNMEASURED = 1e9   # objective and violation given to a policy the deadline left unmeasured
 
 
@@ -26,7 +51,7 @@ class Measurer:
     FLUSH_S = 0.25
 
     def __init__(self, store: RunStore, cache: EvaluationCache, costing: Costing, task: MeasureTask, runner,
-                 progress, race_rows: np.ndarray | None = None, tick=None):
+                 progress: Progress, race_rows: np.ndarray | None = None, tick=None):
         self.store, self.cache, self.costing, self.task, self.runner = store, cache, costing, task, runner
         self.progress = progress
         self.generation = 0

@@ -35,7 +35,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
         _check_store(store, saved, checkpoint)
     finally:
         store.close()
-    search = Search(config, run_dir=Path(run_dir), resume=True)
+    search = Search.reopen(config, Path(run_dir))
     try:
         _check_inputs(search, saved)
     except QevoError:

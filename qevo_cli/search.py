@@ -32,38 +32,15 @@ from .policy import FP32, LayerChoice, Policy
 from .problem import Costing, QuantizationProblem
 from .profiles import load_profile, uniform_policy
 from .fidelity import race_rows as race_rows_for
-from .measurer import Measurer
+from .measurer import Measurer, Progress
 from .runners import MeasureTask, WorkspaceSpec, open_runner
-from .seeding import initial_population
+from .seeding import gene_score, initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .runs import default_run_dir
 from .store import EvaluationCache, RunStore
 
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
 SEEDING_SHARE = 0.35       # of --time-limit, by which the ILP sweep stops adding budgets
-
-
-@dataclass
-class Progress:
-    """What a search reports after each generation (and what a callback receives)."""
-
-    generation: int = 0
-    evaluations: int = 0      # policies scored, cached or not
-    measured: int = 0         # policies run in onnxruntime by this search
-    measured_now: int = 0     # of those, measured since this process started (differs after a resume)
-    cache_hits: int = 0       # policies new to this run found in the shared cache (not measured again)
-    repeats: int = 0          # policies the search proposed again: this run's store already held them
-    probes: int = 0           # sensitivity probes measured (on a data subset; not policies)
-    estimated: int = 0        # policies cut short after a data subset by racing (never on the front)
-    front_size: int = 0
-    hypervolume: float = 0.0
-    elapsed_s: float = 0.0
-    phase: str = "starting"   # references, sensitivity, seeding, search
-    phase_done: int = 0       # steps of the phase done, of phase_total (probes, or generations)
-    phase_total: int = 0
-    remaining_s: float | None = None   # an estimate of the time left, when one can be made
-    batch_done: int = 0       # policies of the generation being measured, done of batch_total
-    batch_total: int = 0
 
 
 @dataclass
@@ -76,10 +53,11 @@ class SearchResult:
 
 
 class Search:
-    """One search run, new or resumed; `run()` drives it to the end."""
+    """One search run, new or resumed; `run()` drives it to the end. Made by `Search.new` (a new run folder)
+    or `Search.reopen` (a stopped run's folder, for resume.py); the constructor builds what both need and
+    writes nothing."""
 
-    def __init__(self, config: SearchConfig, run_dir: Path | None = None, resume: bool = False,
-                 callback: Callable[[Progress], Any] | None = None):
+    def __init__(self, config: SearchConfig, callback: Callable[[Progress], Any] | None = None):
         self.config = config
         self.callback = callback
         # a display's hook: every phase change and every policy measured (the callback runs per generation)
@@ -95,21 +73,10 @@ class Search:
             raise QevoError("nothing to search: every layer has a single allowed choice on this target "
                             "(allow more formats with --weight-formats / --act-formats)", field="target")
         self.notes = list(self.space.notes)
-        self.latency = self._latency_timer()   # before the run folder exists: a refusal leaves nothing behind
+        self.latency = self._latency_timer()
         self._drop_flat_latency()
         self.costing = Costing(self.space, self.profile, model.other_bytes, self.evaluator.fp32_score,
                                config.objectives, config.budgets(), self.latency)
-        self.cache = EvaluationCache.for_evaluator(self.evaluator)   # before the run folder: a bad cache leaves none
-        self.resumed = resume
-        self.run_dir = Path(run_dir) if run_dir else Path(config.out) if config.out else default_run_dir(
-            model.name, self.profile.name)
-        try:
-            self.store = RunStore(self.run_dir, create=not resume)
-        except BaseException:
-            self.cache.close()
-            if not run_dir and not config.out:
-                self.run_dir.rmdir()   # the name default_run_dir claimed
-            raise
         if self.space.tensors.genes:
             tensors = self.space.tensors
             what = {"all-tensors": "every tensor of the graph",
@@ -120,15 +87,48 @@ class Search:
                               "format); qevo inspect --target lists them")
         self._membership: dict[str, bool] = {}
         self._evaluated: list[dict[str, Any]] = []
-        if resume:
-            self.run_id = self.store.read_config().get("run_id")
-            return
-        self.run_id = uuid.uuid4().hex
+        # the run folder, set by the factories
+        self.run_dir: Path | None = None
+        self.store: RunStore | None = None
+        self.run_id: str | None = None
+        self.resumed = False
+        self.cache = EvaluationCache.for_evaluator(self.evaluator)   # the last step: nothing after it can fail
+
+    @classmethod
+    def new(cls, config: SearchConfig, callback: Callable[[Progress], Any] | None = None) -> "Search":
+        """A new run: its folder (--out, or one named after the model and target) created and run.yaml written.
+        A refusal or a failure before anything is measured leaves no folder behind."""
+        search = cls(config, callback)
+        named = Path(config.out) if config.out else None
+        search.run_dir = named or default_run_dir(search.evaluator.model.name, search.profile.name)
         try:
-            self.store.write_config(self._resolved_config())
+            search.store = RunStore(search.run_dir, create=True)
         except BaseException:
-            self._discard()
+            search.cache.close()
+            if named is None:
+                search.run_dir.rmdir()   # the name default_run_dir claimed
             raise
+        search.run_id = uuid.uuid4().hex
+        try:
+            search.store.write_config(search._resolved_config())
+        except BaseException:
+            search._discard()
+            raise
+        return search
+
+    @classmethod
+    def reopen(cls, config: SearchConfig, run_dir: Path, callback: Callable[[Progress], Any] | None = None
+               ) -> "Search":
+        """The stopped run in `run_dir` (resume.py checks it belongs to these settings and inputs)."""
+        search = cls(config, callback)
+        search.resumed, search.run_dir = True, Path(run_dir)
+        try:
+            search.store = RunStore(search.run_dir, create=False)
+            search.run_id = search.store.read_config().get("run_id")
+        except BaseException:
+            search.close()
+            raise
+        return search
 
     def _discard(self) -> None:
         """Close a new run that failed before measuring anything and remove what it wrote (only that: --out
@@ -172,7 +172,7 @@ class Search:
             return np.stack([g.reshape(-1) for g in grids], axis=1).astype(int)
         table = self._proxy()
         self._phase("seeding", 0, 1)
-        score = self._gene_score(table) if table else None
+        score = gene_score(self.space, table) if table else None
         axis = next((o for o in self.config.objectives if o != "metric"), "size")
         limits = {k: v for k, v in self.config.budgets().items() if k != "metric"}
         deadline = self.started + SEEDING_SHARE * self.config.time_limit if self.config.time_limit else None
@@ -184,18 +184,6 @@ class Search:
             self.notes.append(f"the time limit left {table.estimated_ratios} recovered or smoothed options of layers "
                               "uncomputed; they take the median gain of those computed")
         return population
-
-    def _gene_score(self, table) -> Callable[[int, int], float]:
-        """Predicted distortion of gene `g` at option `k`, from the proxy."""
-        space, layer_genes = self.space, len(self.space.genes)
-
-        def score(g: int, k: int) -> float:
-            if g < layer_genes:
-                i = space.genes[g]
-                return table.cost(space.layers[i], space.options[i][k])
-            t = space.tensors.genes[g - layer_genes]
-            return table.tensor_cost(space.tensors.names[t], space.tensors.options[t][k])
-        return score
 
     def _proxy(self):
         """The sensitivity proxy, its probes kept in the shared cache; within SENSITIVITY_SHARE of --time-limit."""
@@ -286,15 +274,7 @@ class Search:
                 self.progress.batch_done = self.progress.batch_total = 0
                 self._phase("search", (algorithm.n_iter or 1) - 1, total)
                 algorithm.next()
-                front = self._write_front(references)
-                self.progress.generation = algorithm.n_iter - 1
-                self.progress.elapsed_s = time.perf_counter() - self.started
-                self.progress.phase_done = self.progress.generation
-                by_generations = (total - self.progress.generation) * (time.perf_counter() - generation_started)
-                by_time = (config.time_limit - self.progress.elapsed_s) if config.time_limit else None
-                self.progress.remaining_s = max(0.0, min(by_generations, by_time) if by_time is not None
-                                                else by_generations)
-                self.store.save_checkpoint({"algorithm": algorithm, "progress": self.progress, "run_id": self.run_id})
+                front = self._end_generation(algorithm, references, total, time.perf_counter() - generation_started)
                 if self.callback is not None and self.callback(self.progress) is False:
                     stopped = True
                     break
@@ -309,6 +289,21 @@ class Search:
         self.close()
         self.progress.elapsed_s = time.perf_counter() - self.started
         return SearchResult(self.run_dir, front, self.progress, feasible=front.feasible, notes=self.notes)
+
+    def _end_generation(self, algorithm, references: list[Solution], total: int, took_s: float) -> Front:
+        """After a generation: the front rewritten, the progress brought up to date, the algorithm checkpointed.
+        Here rather than in a pymoo Callback: pymoo calls that before it counts the generation (n_iter), so a
+        checkpoint taken there would resume one generation off, and it would be pickled with the algorithm."""
+        front = self._write_front(references)
+        progress = self.progress
+        progress.generation = algorithm.n_iter - 1
+        progress.elapsed_s = time.perf_counter() - self.started
+        progress.phase_done = progress.generation
+        by_generations = (total - progress.generation) * took_s
+        by_time = (self.config.time_limit - progress.elapsed_s) if self.config.time_limit else None
+        progress.remaining_s = max(0.0, min(by_generations, by_time) if by_time is not None else by_generations)
+        self.store.save_checkpoint({"algorithm": algorithm, "progress": progress, "run_id": self.run_id})
+        return front
 
     def _recover_front(self, measure: Measurer, references: list[Solution], front: Front) -> Front:
         """Measure the front's policies again with their weights recovered (front_recovery.py), until --time-limit."""
@@ -335,7 +330,8 @@ class Search:
         return front
 
     def close(self) -> None:
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         self.cache.close()
 
     def _drop_flat_latency(self) -> None:
@@ -406,7 +402,7 @@ class Search:
 
 def run_search(config: SearchConfig, callback: Callable[[Progress], Any] | None = None) -> SearchResult:
     """Run a new search; `callback(progress)` after each generation may return False to stop."""
-    return Search(config, callback=callback).run()
+    return Search.new(config, callback=callback).run()
 
 
 # checkpoints written before algorithm.py existed name these here

@@ -34,6 +34,19 @@ UNITS = {"size": 1e-6, "latency": 1e3, "energy": 1e3}   # bytes -> MB, s -> ms, 
 GeneScore = Callable[[int, int], float]   # (gene, option index) -> predicted distortion
 
 
+def gene_score(space: SearchSpace, table) -> GeneScore:
+    """Predicted distortion of gene `g` at option `k`, from the sensitivity proxy's `table` (proxy.py)."""
+    layer_genes = len(space.genes)
+
+    def score(g: int, k: int) -> float:
+        if g < layer_genes:
+            i = space.genes[g]
+            return table.cost(space.layers[i], space.options[i][k])
+        t = space.tensors.genes[g - layer_genes]
+        return table.tensor_cost(space.tensors.names[t], space.tensors.options[t][k])
+    return score
+
+
 def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
     """Every layer at one weight format, activations at the fewest bits offered (the front's ends)."""
     activations = {c.activation for options in space.options for c in options}

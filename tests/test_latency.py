@@ -159,7 +159,7 @@ def test_latency_settings_are_checked(tmp_path):
         with pytest.raises(QevoError, match="positive number"):
             SearchConfig(target="arm-neon", latency_timeout=bad)
     with pytest.raises(QevoError, match="--workers 1"):
-        Search(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
+        Search.new(SearchConfig(model=str(DEFAULT_MODEL), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
                             target="host", workers=2, out=str(tmp_path / "run")))
     assert not (tmp_path / "run").exists()   # refused before the run folder was made
 
@@ -173,11 +173,11 @@ def test_a_flat_modelled_latency_leaves_the_default_objectives_and_is_reported(t
     from qevo_cli.config import SearchConfig
     from qevo_cli.search import Search
 
-    search = Search(SearchConfig(target="hexagon", out=str(tmp_path / "a")))
+    search = Search.new(SearchConfig(target="hexagon", out=str(tmp_path / "a")))
     assert search.config.objectives == ("metric", "size")
     assert any("does not separate" in note for note in search.notes)
     search.close()
-    kept = Search(SearchConfig(target="hexagon", objectives="metric,size,latency", out=str(tmp_path / "b")))
+    kept = Search.new(SearchConfig(target="hexagon", objectives="metric,size,latency", out=str(tmp_path / "b")))
     assert kept.config.objectives == ("metric", "size", "latency")
     kept.close()
     runner = CliRunner()
@@ -190,7 +190,7 @@ def test_a_flat_modelled_latency_leaves_the_default_objectives_and_is_reported(t
     import json
     assert "latency" in json.loads(as_json.output)["flat"]
     # a measured latency is never dropped: it cannot be predicted
-    host = Search(SearchConfig(target="host", out=str(tmp_path / "d")))
+    host = Search.new(SearchConfig(target="host", out=str(tmp_path / "d")))
     assert "latency" in host.config.objectives
     host.close()
 

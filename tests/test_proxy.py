@@ -72,7 +72,7 @@ def test_a_run_keeps_its_probes_so_a_resume_repeats_none(tmp_path, monkeypatch):
 
     settings = SearchConfig(target="arm-neon", weight_formats=("int2", "int4", "int8"), act_formats=("int8", "int16"),
                             out=str(tmp_path / "run"))
-    first = Search(settings)
+    first = Search.new(settings)
     first._proxy()
     first.close()
     # int4 and int2 weights per layer, int8 per tensor gene (arm-neon's layers read the tensors' formats)

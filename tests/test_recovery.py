@@ -391,11 +391,11 @@ def test_recover_front_measures_the_front_again_with_recovered_weights(tmp_path)
     settings = dict(model=str(model), data=str(tmp_path / "d.npz"), metric="sqnr", target="arm-dot",
                     objectives=("metric", "size"), weight_formats="int2,int4", act_formats="int8", pop=8,
                     generations=2, racing=False)
-    search = Search(SearchConfig(out=str(tmp_path / "plain"), **settings))
+    search = Search.new(SearchConfig(out=str(tmp_path / "plain"), **settings))
     plain = search.run()
     assert not any(Policy.from_dict(row["policy"]).is_recovered for row in RunStore(plain.run_dir, create=False).evaluations())
 
-    search = Search(SearchConfig(out=str(tmp_path / "finish"), recover_front=True, **settings))
+    search = Search.new(SearchConfig(out=str(tmp_path / "finish"), recover_front=True, **settings))
     result = search.run()
     rows = {Policy.from_dict(row["policy"]).key(): row for row in RunStore(result.run_dir, create=False).evaluations()}
     recovered = [s for s in result.front.solutions if s.policy.is_recovered]

@@ -64,7 +64,7 @@ def test_a_time_limited_search_on_the_text_direction_classifier(tmp_path):
     files = dict(model=str(folder / "model.onnx"), data=str(folder / "search.npz"), calib=str(folder / "calib.npz"),
                  metric=info["metric"])
     phases = []
-    search = Search(SearchConfig(target="hexagon", objectives=("metric", "size"), time_limit=40, pop=16,
+    search = Search.new(SearchConfig(target="hexagon", objectives=("metric", "size"), time_limit=40, pop=16,
                                  generations=1000, out=str(tmp_path / "run"), **files))
     search.on_progress = lambda p: phases.append(p.phase)
     result = search.run()

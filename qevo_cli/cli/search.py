@@ -119,7 +119,7 @@ def search(
         run, algorithm = prepare_resume(resume, {k: v for k, v in typed.items() if k in RESUME_OVERRIDES})
     else:
         settings = SearchConfig.from_file(config, given) if config else SearchConfig.from_mapping({}, None, given)
-        run = Search(settings)
+        run = Search.new(settings)
     with _ProgressDisplay(not (quiet or json_output), run.config.generations) as display:
         run.callback = run.on_progress = display.update
         try:
