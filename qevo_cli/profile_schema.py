@@ -53,28 +53,21 @@ def _fraction(value: Any) -> float:
     return number
 
 
-def _sparsity_pattern(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", value):
-        raise ValueError(f"got {_short(value)}, expected N:M nonzeros per block, such as '2:4'")
-    return value
+def _expect(test, expected: str):
+    """A validator: the value itself if `test(value)`, else 'got VALUE, expected `expected`'."""
+    def check(value: Any) -> Any:
+        if not test(value):
+            raise ValueError(f"got {_short(value)}, expected {expected}")
+        return value
+    return check
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"got {_short(value)}, expected a whole number")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"got {_short(value)}, expected non-empty text")
-    return value
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
-        raise ValueError(f"got {_short(value)}, expected a name of lowercase letters, digits, '.', '_' or '-'")
-    return value
+_sparsity_pattern = _expect(lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", v),
+                            "N:M nonzeros per block, such as '2:4'")
+_integer = _expect(lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number")
+_text = _expect(lambda v: isinstance(v, str) and bool(v.strip()), "non-empty text")
+_name = _expect(lambda v: isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9._-]*", v),
+                "a name of lowercase letters, digits, '.', '_' or '-'")
 
 
 def _pair_key(value: Any) -> str:
