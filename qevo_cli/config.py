@@ -47,6 +47,14 @@ def _objectives(value: Any) -> tuple[str, ...]:
     return parse_objectives(_names(value))
 
 
+def _patterns(value: Any) -> tuple[str, ...]:
+    """N:M patterns: YAML reads an unquoted 2:4 as a base-60 number (sparsity.from_yaml)."""
+    from .sparsity import from_yaml
+
+    value = [value] if isinstance(value, int) else value
+    return _names([from_yaml(v) for v in value] if isinstance(value, (list, tuple)) else value)
+
+
 def _strengths(value: Any) -> tuple[str, ...]:
     """Smoothing strengths: YAML gives numbers (0.5 or [none, 0.5]); they are names like any other list."""
     value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
@@ -156,6 +164,7 @@ class SearchConfig(BaseModel):
     bias_correction: Names = ("off",)
     weight_range: Names = ("minmax",)
     smoothing: _checked(_strengths, tuple[str, ...]) = ("none",)
+    sparsity: _checked(_patterns, tuple[str, ...]) = ("dense",)   # N:M patterns besides dense, where faster
     algorithm: _checked(_algorithm, str) = "auto"
     pop: _checked(_integer(4, MAX_POP), int) = 32
     generations: _checked(_integer(1), int) = 30
@@ -198,7 +207,8 @@ class SearchConfig(BaseModel):
                 raise QevoError(f"got {value!r}, expected off, on or both (off,on)", field="--bias-correction")
         return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding,
                        tuple(value == "on" for value in self.bias_correction), self.weight_range,
-                       tuple(_strength(value) for value in self.smoothing))
+                       tuple(_strength(value) for value in self.smoothing),
+                       ("dense",) + tuple(p for p in self.sparsity if p != "dense"))
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,

@@ -15,6 +15,7 @@ weights as stored plus everything else the file holds (graph, biases, norms), as
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Sequence
 
@@ -22,6 +23,7 @@ from .errors import QevoError
 from .layers import KIND_EMBEDDING, Layer
 from .policy import LayerChoice, Policy, activation_bits, group_size
 from .profiles import Profile
+from .sparsity import parse as sparse_pattern
 
 SCALE_BITS = 32          # each scale is stored as fp32
 
@@ -75,12 +77,17 @@ def scale_count(layer: Layer, granularity: str) -> int:
     return channels * -(-per_channel // group_size(granularity))
 
 
-def weight_bytes(layer: Layer, choice: LayerChoice) -> int:
-    """Stored size of the layer's weights: packed elements plus scales and zero points."""
+def weight_bytes(layer: Layer, choice: LayerChoice, compressed: bool = False) -> int:
+    """Stored size of the layer's weights: packed elements plus scales and zero points. With `compressed`,
+    an N:M sparse weight as a runtime that compresses it keeps it: the N values of every block of M, each
+    with an index of log2(M) bits."""
     if layer.weight is None:
         return 0
     bits = choice.weight_bits
     total_bits = layer.params * bits
+    if compressed and choice.sparsity != "dense":
+        n, m = sparse_pattern(choice.sparsity)
+        total_bits = layer.params * n // m * (bits + max(1, math.ceil(math.log2(m))))
     if choice.weight_is_int:
         scales = scale_count(layer, choice.granularity)
         total_bits += scales * (SCALE_BITS if choice.symmetric else SCALE_BITS + bits)
@@ -136,7 +143,11 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
     if layer.kind == KIND_EMBEDDING:   # a lookup reads the rows it is asked for, not the table
         rows = max(layer.weight_shape[0], 1)
         moved = a_bytes + w_bytes * min(layer.input_elems, rows) // rows
-    compute_s = layer.macs / run.rate[layer.cost_kind]
+    sparse = profile.sparse_run(choice.sparsity, run.label) if choice.sparsity != "dense" else None
+    if sparse is not None and sparse.stored == "compressed":
+        w_bytes = weight_bytes(layer, choice, compressed=True)
+        moved = w_bytes + a_bytes
+    compute_s = layer.macs / run.rate[layer.cost_kind] / (sparse.speedup if sparse is not None else 1.0)
     dequantized = dequantizes_weights(layer, choice, path, profile, left_unfused)
     if dequantized:
         compute_s /= profile.dequantized_efficiency

@@ -25,6 +25,7 @@ from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUN
                      LayerChoice, Policy, activation_bits, tensor_order)
 from .recovery import corrects_bias, supports as recovers
 from .smoothing import smooths
+from .sparsity import applies as sparsity_applies, parse as sparse_pattern
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup, activation_groups, output_tensors
 
@@ -41,8 +42,15 @@ class Allowed:
     bias_corrections: tuple[bool, ...] = (False,)
     weight_ranges: tuple[str, ...] = ("minmax",)
     smoothings: tuple[float, ...] = (0.0,)
+    sparsities: tuple[str, ...] = ("dense",)   # N:M patterns; offered where the target runs them faster
 
     def __post_init__(self) -> None:
+        for value in self.sparsities:
+            if value != "dense":
+                try:
+                    sparse_pattern(value)
+                except ValueError as err:
+                    raise QevoError(str(err), field="--sparsity") from None
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
                                     ("--act-formats", self.activation_formats, ACTIVATION_FORMATS),
                                     ("--granularity", self.granularities, GRANULARITIES),
@@ -60,7 +68,7 @@ def _order(choice: LayerChoice) -> tuple:
     return (choice.weight_bits, not choice.weight_is_int, choice.activation_bits, choice.activation,
             GRANULARITIES.index(choice.granularity), CALIBRATIONS.index(choice.calibration),
             ROUNDINGS.index(choice.rounding), choice.bias_correction, WEIGHT_RANGES.index(choice.weight_range),
-            choice.smoothing)
+            choice.smoothing, choice.sparsity != "dense", choice.sparsity)
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,12 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
     if any(allowed.smoothings) and profile.activation_scope == "all-tensors":
         notes.append(f"{profile.name} quantizes every tensor: smoothing (a float Mul in front of a layer) is not "
                      "offered there")
+    patterns = tuple(p for p in allowed.sparsities if p != "dense" and p in profile.sparse_patterns())
+    unsped = [p for p in allowed.sparsities if p != "dense" and p not in patterns]
+    if unsped:
+        notes.append(f"{profile.name} runs no {', '.join(unsped)} weights faster (its profile lists "
+                     f"{', '.join(profile.sparse_patterns()) or 'no sparsity'}): not offered, it would only cost "
+                     "accuracy")
     index = {group.tensor: t for t, group in enumerate(groups)}
     options, reads = [], []
     for layer in layers:
@@ -239,19 +253,21 @@ def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,
             tuple(dict.fromkeys(r if r != "output-mse" else "minmax" for r in allowed.weight_ranges))
         # smoothing runs a float Mul in front of the layer: not on a target that quantizes every tensor
         smoothings = allowed.smoothings if smooths(layer) and profile.activation_scope != "all-tensors" else (0.0,)
-        for weight, activation, granularity, calibration, rounding, correction, weight_range, smoothing in \
+        sparsities = ("dense",) + tuple(p for p in patterns if sparsity_applies(layer, p))
+        for weight, activation, granularity, calibration, rounding, correction, weight_range, smoothing, sparse in \
                 itertools.product(weights, activations, allowed.granularities, allowed.calibrations, roundings,
-                                  corrections, ranges, smoothings):
+                                  corrections, ranges, smoothings, sparsities):
             static = activation in ("int8", "int16") and not read   # tensors are min-max calibrated
             grouped = weight.startswith("int")
             smoothing = smoothing if grouped and activation == "int8" else 0.0
             candidates.append(LayerChoice(weight=weight, activation=activation,
                                           granularity=granularity if grouped else "per-channel",
                                           calibration=calibration if static and not smoothing else "minmax",
-                                          rounding=rounding if grouped else "nearest",
+                                          # on sparse float weights gptq compensates the pruning
+                                          rounding=rounding if grouped or sparse != "dense" else "nearest",
                                           bias_correction=correction and grouped,
                                           weight_range=weight_range if grouped else "minmax",
-                                          smoothing=smoothing))
+                                          smoothing=smoothing, sparsity=sparse))
         offered = sorted(set(supported_choices(profile, layer, candidates)), key=_order)
         if read:   # the weights must run with every format its input tensor may take
             offered = [c for c in offered

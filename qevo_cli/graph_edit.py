@@ -35,6 +35,7 @@ from .smoothing import divide_node, scaled_grams, scaled_weight, smoothed_range,
 from .stored import BLOCKED_OPSET, DEQUANTIZE_OPSET, MS_DOMAIN, fits_matmul_nbits, storable
 from .fullgraph import RULES, fixed_qparams, remove_folded_activations, tensor_qparams
 from .scope import float_tensors, placement, readers_of
+from . import sparsity
 from .weight_edit import WeightWriter
 
 _END = "\x00end"               # key of the nodes that go after every other node (no node name holds a NUL)
@@ -58,6 +59,7 @@ class GraphEditor(WeightWriter):
         self.calibrator = calibrator
         self._initializers = {t.name: t for t in all_initializers(model.proto.graph)}
         self._simulated: dict[tuple, onnx.TensorProto] = {}
+        self._pruned: dict[tuple, np.ndarray] = {}   # N:M pruned weights, per layer and pattern
         self._activations: dict[tuple, ActivationNodes] = {}
         self._converted: dict[int, onnx.ModelProto] = {}
         # Short names for what the editor adds (on a small model, long names cost more bytes than weights),
@@ -83,7 +85,7 @@ class GraphEditor(WeightWriter):
         self._corrected = {}
         for layer in self.model.layers:
             choice = policy.layers.get(layer.name)
-            if choice is None or (choice.weight == "fp32" and choice.activation == "fp32"):
+            if choice is None or (choice.weight == "fp32" and choice.activation == "fp32" and choice.sparsity == "dense"):
                 continue
             if layer.node_name not in nodes:
                 raise QevoError(f"layer {layer.name!r}: node {layer.node_name!r} is missing from the model")
@@ -94,7 +96,7 @@ class GraphEditor(WeightWriter):
             added = before.setdefault(graph_i, {}).setdefault(node.name, [])
             if not layer.weight_only and choice.activation != "fp32":
                 self._quantize_activations(graphs[graph_i], node, layer, choice, added, policy.tensors)
-            if layer.weight is not None and choice.weight != "fp32":
+            if layer.weight is not None and (choice.weight != "fp32" or choice.sparsity != "dense"):
                 if store:
                     self._store_weight(graphs[graph_i], node, layer, choice, added)
                 else:
@@ -197,11 +199,22 @@ class GraphEditor(WeightWriter):
         return self._scales[key]
 
     def layer_weight(self, layer: Layer, choice: LayerChoice) -> np.ndarray:
-        """The float weight the choice quantizes: the layer's own, or times its smoothing scales."""
-        if not choice.smoothed:
-            return self.weight_values(layer)
-        return scaled_weight(self.weight_values(layer), layer.channel_axis,
-                             self.smoothing_scales(layer, choice.smoothing))
+        """The float weight the choice quantizes: the layer's own, or times its smoothing scales; with N:M
+        sparsity, pruned (and, with gptq rounding, compensated: sparsity.py)."""
+        weight = self.weight_values(layer)
+        if choice.smoothed:
+            weight = scaled_weight(weight, layer.channel_axis, self.smoothing_scales(layer, choice.smoothing))
+        if choice.sparsity == "dense":
+            return weight
+        compensated = choice.rounding == "gptq"   # float weights too: the reconstruction needs no grid
+        key = (layer.name, choice.sparsity, compensated, choice.smoothed and choice.smoothing)
+        if key not in self._pruned:
+            if not sparsity.applies(layer, choice.sparsity):
+                raise QevoError(f"layer {layer.name!r} cannot hold {choice.sparsity} sparsity (a Conv, Gemm or MatMul "
+                                "whose input dimension splits into its blocks)", field=f"layers.{layer.name}.sparsity")
+            gram = self.input_statistics(layer, choice)[0] if compensated else None
+            self._pruned[key] = sparsity.pruned(weight, layer, choice.sparsity, gram)
+        return self._pruned[key]
 
     def input_statistics(self, layer: Layer, choice: LayerChoice) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Gram matrices and means of the input the choice's weight reads (divided by the smoothing scales)."""

@@ -77,6 +77,8 @@ class LayerChoice:
     smoothing:   SmoothQuant strength alpha in (0, 1] moving the input's outlier channels into the weights
                  (smoothing.py); 0 is none. Applies to MatMul and Gemm layers with integer weights and a
                  static integer input.
+    sparsity:    "dense", or "N:M": at most N non-zero weights in every block of M along the input dimension
+                 (sparsity.py); the weights to zero chosen by magnitude, and compensated with rounding "gptq"
     """
 
     weight: str = "int8"
@@ -88,6 +90,7 @@ class LayerChoice:
     rounding: str = "nearest"
     bias_correction: bool = False
     smoothing: float = 0.0
+    sparsity: str = "dense"
 
     def __post_init__(self) -> None:
         _check(self.weight, WEIGHT_FORMATS, "weight")
@@ -105,6 +108,14 @@ class LayerChoice:
                 or not 0.0 <= self.smoothing <= 1.0:
             raise QevoError(f"got {self.smoothing!r}, expected none or a strength between 0 and 1", field="smoothing")
         object.__setattr__(self, "smoothing", float(self.smoothing))
+        if self.sparsity != "dense":
+            from .sparsity import from_yaml, parse
+
+            object.__setattr__(self, "sparsity", from_yaml(self.sparsity))
+            try:
+                parse(self.sparsity)
+            except ValueError as err:
+                raise QevoError(str(err), field="sparsity") from None
 
     @property
     def weight_bits(self) -> int:
@@ -136,7 +147,8 @@ class LayerChoice:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         # recovery left at its default is left out, so earlier policies keep their keys
-        for name, default in (("rounding", "nearest"), ("bias_correction", False), ("smoothing", 0.0)):
+        for name, default in (("rounding", "nearest"), ("bias_correction", False), ("smoothing", 0.0),
+                              ("sparsity", "dense")):
             if data[name] == default:
                 del data[name]
         return data
@@ -202,7 +214,7 @@ class Policy:
     def summary(self) -> str:
         """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f'). With tensors quantized
         where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'. Layers
-        with recovered weights are counted last: 'gptq:2 bc:3 omse:2'."""
+        with recovered weights are counted last: 'gptq:2 bc:3 omse:2', then sparse ones: 'sp2:4:5'."""
         counts: dict[str, int] = {}
         def count(tag: str) -> None:
             counts[tag] = counts.get(tag, 0) + 1
@@ -220,6 +232,8 @@ class Policy:
                      "bc": sum(c.bias_correction for c in self.layers.values()),
                      "omse": sum(c.weight_range == "output-mse" for c in self.layers.values()),
                      "sq": sum(c.smoothed for c in self.layers.values())}
+        recovered.update({f"sp{pattern}": sum(c.sparsity == pattern for c in self.layers.values())
+                          for pattern in sorted({c.sparsity for c in self.layers.values()} - {"dense"})})
         return " ".join([f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order)] +
                         [f"{tag}:{n}" for tag, n in recovered.items() if n])
 

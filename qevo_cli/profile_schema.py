@@ -193,9 +193,14 @@ class Conversion(_Strict):
 
 
 class Sparsity(_Strict):
+    """An N:M pattern the target runs faster: `speedup` on the math of the listed compute entries."""
+
     pattern: Annotated[str, BeforeValidator(_sparsity_pattern)]
     speedup: Annotated[float, BeforeValidator(_number), Field(ge=1)]
     compute: list[PairKey] = []
+    # how the runtime keeps such weights: dense (zeros in place) or compressed (the N kept values of every
+    # block of M, each with an index of log2(M) bits)
+    stored: Literal["dense", "compressed"] = "dense"
 
 
 class Fitted(_Strict):

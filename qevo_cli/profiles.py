@@ -98,6 +98,16 @@ class Profile:
         run = self._runs.get((weight, activation)) if has_weight else self._runs_without_weight.get(activation)
         return run.for_kind(kind) if run is not None and kind is not None else run
 
+    def sparse_run(self, pattern: str, compute: str):
+        """The profile's sparsity entry (speedup, stored) for `pattern` on the compute entry labelled `compute`,
+        or None where the target runs it as dense."""
+        return next((entry for entry in self.spec.sparsity if entry.pattern == pattern
+                     and (not entry.compute or compute in entry.compute)), None)
+
+    def sparse_patterns(self) -> list[str]:
+        """The N:M patterns the target runs faster."""
+        return sorted({entry.pattern for entry in self.spec.sparsity})
+
     def converted_format(self, weight: str) -> str:
         """The integer format a weight stored as `weight` is dequantized from at run time (2-bit codes a
         runtime unpacks to 8-bit at load are dequantized from int8)."""

@@ -43,6 +43,7 @@ from .policy import LayerChoice, Policy, activation_bits, weight_bits
 from .quantize import quantize_weight
 from .recovery import corrects_bias, local_error, recovered_choice, supports, weight_matrix
 from .smoothing import activation_error_ratio
+from . import sparsity
 
 PROXY_VERSION = 1
 WEIGHT_PROBE = "int4"       # in the range where distortion grows smoothly with noise
@@ -69,10 +70,12 @@ def output_distortion(outputs: Sequence, reference: Sequence) -> float:
 
 
 def weight_noise(layer: Layer, weight: np.ndarray, choice: LayerChoice) -> float:
-    """Relative squared error of the layer's weight under the choice's weight format."""
-    if choice.weight == "fp32" or layer.weight is None:
+    """Relative squared error of the layer's weight under the choice's weight format (and N:M sparsity, the
+    weights pruned by magnitude)."""
+    if layer.weight is None or (choice.weight == "fp32" and choice.sparsity == "dense"):
         return 0.0
-    quantized = quantize_weight(weight, choice, layer.channel_axis)
+    kept = weight if choice.sparsity == "dense" else sparsity.pruned(weight, layer, choice.sparsity)
+    quantized = quantize_weight(kept, choice, layer.channel_axis)
     return float(np.sum((quantized - weight) ** 2)) / max(float(np.sum(weight.astype(np.float64) ** 2)), 1e-30)
 
 
@@ -119,7 +122,7 @@ class ProxyTable:
         """Predicted distortion of this layer alone at `choice` (weights and input activations)."""
         measured = self.measured.get(layer.name, {})
         weight_part = 0.0
-        if layer.weight is not None and choice.weight != "fp32":
+        if layer.weight is not None and (choice.weight != "fp32" or choice.sparsity != "dense"):
             column = f"W:{choice.weight}"
             if column in measured and _probe_choice(column) == _weight_only(choice):
                 weight_part = measured[column]
@@ -161,7 +164,7 @@ class ProxyTable:
         return self.tensor_gain.get(tensor, 0.0) * activation_noise(fmt)
 
     def _weight_noise(self, layer: Layer, choice: LayerChoice) -> float:
-        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range)
+        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.sparsity)
         if key not in self._noise:
             self._noise[key] = weight_noise(layer, self._weights[layer.name], choice)
         return self._noise[key]
@@ -169,7 +172,7 @@ class ProxyTable:
     def _recovery_ratio(self, layer: Layer, choice: LayerChoice) -> float:
         """The layer's own output error with its weights recovered, over that with them plain."""
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
-               choice.bias_correction, choice.smoothed and choice.smoothing)
+               choice.bias_correction, choice.smoothed and choice.smoothing, choice.sparsity)
         if key not in self._ratios and self._late():
             return self._estimated(key)
         if key not in self._ratios:
@@ -177,8 +180,9 @@ class ProxyTable:
                 # smoothed weights err against the smoothed input: the same output error
                 grams, mean = self.editor.input_statistics(layer, c)
                 rounded = numpy_helper.to_array(self.editor.simulated_weight(layer, c)).astype(np.float32)
-                return local_error(self.editor.layer_weight(layer, c), rounded, layer.channel_axis, grams,
-                                   mean if means else None)
+                # against the dense weight: a pruned weight's error counts too
+                return local_error(self.editor.layer_weight(layer, replace(c, sparsity="dense")), rounded,
+                                   layer.channel_axis, grams, mean if means else None)
             plain = error(_weight_only(choice))
             better = replace(_weight_only(choice), rounding=choice.rounding, weight_range=choice.weight_range,
                              activation=choice.activation if choice.smoothed else "fp32",
@@ -212,11 +216,15 @@ def _weight_only(choice: LayerChoice) -> LayerChoice:
     """The choice's weights alone, rounded to nearest (a recovered range stands for the full one)."""
     return LayerChoice(weight=choice.weight, activation="fp32", granularity=choice.granularity,
                        symmetric=choice.symmetric,
-                       weight_range="minmax" if choice.weight_range == "output-mse" else choice.weight_range)
+                       weight_range="minmax" if choice.weight_range == "output-mse" else choice.weight_range,
+                       sparsity=choice.sparsity)
 
 
 def recovered(choice: LayerChoice) -> bool:
-    """Whether the choice's integer weights are recovered beyond rounding to nearest (recovery.py)."""
+    """Whether the choice's integer weights are recovered beyond rounding to nearest (recovery.py), or its
+    pruned weights compensated (gptq on N:M sparse weights of any format: sparsity.py)."""
+    if choice.sparsity != "dense" and choice.rounding == "gptq":
+        return True
     return choice.weight_is_int and (choice.rounding != "nearest" or choice.weight_range == "output-mse"
                                      or choice.bias_correction or choice.smoothed)
 

@@ -96,8 +96,11 @@ def _second_order(weight: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
     qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
     matrix, scale, zero_point = (weight_matrix(v, channel_axis) for v in (weight, scale, zero_point))
     rows = len(matrix) // len(grams)   # a grouped Conv's output channels read their own group's inputs
+    # a pruned weight (N:M sparsity) keeps its zero: rounding may not move error onto it
+    keep = matrix != 0 if choice.sparsity != "dense" else None
     codes = np.concatenate([gptq_codes(matrix[g * rows:(g + 1) * rows], scale[g * rows:(g + 1) * rows],
-                                       zero_point[g * rows:(g + 1) * rows], qmin, qmax, part)
+                                       zero_point[g * rows:(g + 1) * rows], qmin, qmax, part,
+                                       None if keep is None else keep[g * rows:(g + 1) * rows])
                             for g, part in enumerate(grams)])
     moved = np.moveaxis(weight, channel_axis, 0).shape
     return np.moveaxis(codes.reshape(moved), 0, channel_axis).astype(np.float32)

@@ -58,14 +58,39 @@ def _digest(*arrays) -> str:
 
 
 def gptq_codes(matrix: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, qmin: int, qmax: int,
-               gram: np.ndarray) -> np.ndarray:
+               gram: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Integer codes of `matrix` [rows, cols] on the grid `(codes - zero_point) * scale` (both broadcast to
-    the matrix), chosen column by column to keep `matrix @ X` close for inputs whose Gram matrix is `gram`."""
+    the matrix), chosen column by column to keep `matrix @ X` close for inputs whose Gram matrix is `gram`.
+    Where `keep` is False the code is the zero point: a pruned weight stays zero."""
     gram_key = _digest(gram)
-    key = (_digest(matrix, np.broadcast_to(scale, np.shape(matrix)), np.broadcast_to(zero_point, np.shape(matrix))),
-           gram_key, qmin, qmax)
-    return _CODES.fetch(key, lambda: _gptq_codes(matrix, scale, zero_point, qmin, qmax,
-                                                 _FACTORS.fetch(gram_key, lambda: _ordered_factor(gram)))).copy()
+    shape = np.shape(matrix)
+    key = (_digest(matrix, np.broadcast_to(scale, shape), np.broadcast_to(zero_point, shape),
+                   *(() if keep is None else (np.asarray(keep, np.uint8),))), gram_key, qmin, qmax)
+    scale = np.broadcast_to(np.asarray(scale, np.float64), shape)
+    zero_point = np.broadcast_to(np.asarray(zero_point, np.float64), shape)
+
+    def code(column: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+        value = np.clip(np.round(column / scale[:, j]) + zero_point[:, j], qmin, qmax)
+        value = value if keep is None else np.where(keep[:, j], value, zero_point[:, j])
+        return value, (value - zero_point[:, j]) * scale[:, j]
+
+    def compute():
+        factor = _FACTORS.fetch(gram_key, lambda: _ordered_factor(gram))
+        codes = _sequential(matrix, factor, code)
+        return codes.astype(np.int64)
+    return _CODES.fetch(key, compute).copy()
+
+
+def masked_reconstruction(matrix: np.ndarray, keep: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """`matrix` [rows, cols] with the weights where `keep` is False set to zero and their error moved onto the
+    kept weights not yet visited, column by column, so that `matrix @ X` moves least for inputs whose Gram
+    matrix is `gram` (SparseGPT's reconstruction, for a fixed mask)."""
+    gram_key = _digest(gram)
+    factor = _FACTORS.fetch(gram_key, lambda: _ordered_factor(gram))
+    def prune(column: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+        value = np.where(keep[:, j], column, 0.0)
+        return value, value
+    return _sequential(matrix, factor, prune)
 
 
 def _ordered_factor(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,28 +102,29 @@ def _ordered_factor(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, _upper_inverse_factor(gram[np.ix_(order, order)])
 
 
-def _gptq_codes(matrix, scale, zero_point, qmin: int, qmax: int, factor) -> np.ndarray:
+def _sequential(matrix, factor, settle) -> np.ndarray:
+    """Optimal Brain Quantization's loop: each column (in the factor's order) is settled by `settle(column,
+    original column index)`, which gives what is stored (codes, or pruned weights) and the weights that stands
+    for; the difference is moved onto the columns not yet settled through the inverse Gram factor. Returns
+    what is stored, in the original column order."""
     weights = np.array(matrix, dtype=np.float64)
     rows, cols = weights.shape
-    scale = np.broadcast_to(np.asarray(scale, np.float64), weights.shape)
-    zero_point = np.broadcast_to(np.asarray(zero_point, np.float64), weights.shape)
     order, inverse = factor
-    weights, scale, zero_point = weights[:, order], scale[:, order], zero_point[:, order]
-    codes = np.zeros((rows, cols), dtype=np.int64)
+    weights = weights[:, order]
+    settled = np.zeros((rows, cols), dtype=np.float64)
     for start in range(0, cols, BLOCK):
         stop = min(start + BLOCK, cols)
         block = weights[:, start:stop].copy()
         errors = np.zeros_like(block)
         for i in range(stop - start):
             column = start + i
-            code = np.clip(np.round(block[:, i] / scale[:, column]) + zero_point[:, column], qmin, qmax)
-            codes[:, column] = code
-            error = (block[:, i] - (code - zero_point[:, column]) * scale[:, column]) / inverse[column, column]
+            settled[:, column], value = settle(block[:, i], order[column])
+            error = (block[:, i] - value) / inverse[column, column]
             block[:, i:] -= np.outer(error, inverse[column, start + i:stop])
             errors[:, i] = error
         weights[:, stop:] -= errors @ inverse[start:stop, stop:]
-    restored = np.empty_like(codes)
-    restored[:, order] = codes
+    restored = np.empty_like(settled)
+    restored[:, order] = settled
     return restored
 
 
@@ -227,8 +253,10 @@ def recovered_choice(layer, choice, recipe: str = "all"):
     "output-mse": the output-aware range alone (the cheapest, and ahead of "all" on some models)."""
     from dataclasses import replace
 
-    if not choice.weight_is_int or not supports(layer):
+    if not supports(layer):
         return choice
+    if not choice.weight_is_int:   # float weights: only pruned ones have anything to recover (their pruning)
+        return replace(choice, rounding="gptq") if choice.sparsity != "dense" and recipe == "all" else choice
     if recipe == "output-mse":
         return replace(choice, weight_range="output-mse")
     return replace(choice, rounding="gptq", weight_range="output-mse", bias_correction=corrects_bias(layer))

@@ -155,9 +155,9 @@ class WeightWriter:
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
         """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
         key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
-               choice.smoothed and choice.smoothing)
+               choice.smoothed and choice.smoothing, choice.sparsity)
         if choice.weight in ("fp32", "fp16"):
-            key = (layer.name, choice.weight)
+            key = (layer.name, choice.weight, choice.sparsity)
         tensor = self._simulated.get(key)
         if tensor is None:
             dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
@@ -179,10 +179,12 @@ class WeightWriter:
     def _store_weight(self, graph, node, layer: Layer, choice: LayerChoice, added: list) -> None:
         original = self._initializers[layer.weight]
         name = f"{self._tags[layer.name]}.w"
-        if choice.weight == "fp16":
-            if original.data_type == FLOAT16:
+        if choice.weight == "fp32":   # a sparse float weight: its zeros in place, in the model's own type
+            self._replace_weight(node, layer, self.simulated_weight(layer, choice), graph)
+        elif choice.weight == "fp16":
+            if original.data_type == FLOAT16 and choice.sparsity == "dense":
                 return   # already stored in half precision
-            half = numpy_helper.from_array(self.weight_values(layer).astype(np.float16), f"{name}.h")
+            half = numpy_helper.from_array(self.layer_weight(layer, choice).astype(np.float16), f"{name}.h")
             added.append(helper.make_node("Cast", [half.name], [name], to=FLOAT))
             self._replace_weight(node, layer, half, graph, name)
         elif not storable(choice):   # the caller allowed it: levels kept, held in float
