@@ -1,5 +1,5 @@
 """Search settings: one validated model, read from flags, a YAML file or a run's run.yaml (validated as
-profiles are, with pydantic; profile_schema.as_qevo_error words the first problem)."""
+profiles are, with pydantic; validation.as_qevo_error words the first problem)."""
 from __future__ import annotations
 
 import difflib
@@ -13,7 +13,7 @@ from .errors import QevoError
 from .files import load_yaml, read_text
 from .genome import Allowed
 from .problem import parse_objectives
-from .profile_schema import as_qevo_error
+from .validation import as_qevo_error
 
 DEFAULT_OBJECTIVES = ("metric", "size", "latency")
 

@@ -88,9 +88,14 @@ class Front:
                 fail(group, f"got {type(rows).__name__}, expected a list")
             groups[group] = [_solution(row, f"{group}[{i}]", objectives, group == "solutions", fail, path)
                              for i, row in enumerate(rows)]
-        for key, kind in (("feasible", bool), ("units", dict), ("budgets", dict)):
-            if key in data and not isinstance(data[key], kind):
-                fail(key, f"got {data[key]!r}, expected {kind.__name__}")
+        for key, kind in (("feasible", bool), ("units", dict), ("budgets", dict), ("model_digest", str),
+                          ("metric_label", str), ("metric_unit", str)):
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                fail(key, f"got {data[key]!r}, expected {'true or false' if kind is bool else kind.__name__}")
+        if "hypervolume" in data and not _number(data["hypervolume"]):
+            fail("hypervolume", f"got {data['hypervolume']!r}, expected a number")
+        if "evaluated" in data and (isinstance(data["evaluated"], bool) or not isinstance(data["evaluated"], int)):
+            fail("evaluated", f"got {data['evaluated']!r}, expected an integer")
         return cls(model=data["model"], target=data["target"], metric=data["metric"], objectives=list(objectives),
                    fp32_metric=float(data["fp32_metric"]), model_digest=data.get("model_digest"),
                    metric_label=data.get("metric_label"), metric_unit=data.get("metric_unit") or "",

@@ -2,7 +2,7 @@
 
 A profile is a YAML file (schema in docs/profiles.md). `ProfileSpec` validates one strictly: quantities
 such as '136 GB/s' are parsed to base units and written back as text that parses to the same value.
-Rules that span several keys are checked by `check_consistency`, and `as_qevo_error` turns a
+Rules that span several keys are checked by `check_consistency`, and validation.as_qevo_error turns a
 validation error into one line naming the key. `value_paths` and `sources_for` tie values to sources.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import QevoError
@@ -358,54 +358,3 @@ def sources_for(spec: ProfileSpec, path: str) -> list[Source]:
 
 def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True, width=110)
-
-
-# ---------------------------------------------------------------- validation messages
-
-def as_qevo_error(error: ValidationError, path: str | None) -> QevoError:
-    """The first validation problem as one line: the key path and what was expected. Told apart by pydantic's
-    error type and context, never by its English message."""
-    problem = error.errors(include_url=False)[0]
-    location = [_key_text(part) for part in problem["loc"]]
-    kind = problem["type"]
-    context = problem.get("ctx") or {}
-    got = _short(problem.get("input"))
-    if "[key]" in location:
-        location.remove("[key]")
-    if kind == "unknown_key":
-        location.append(_key_text(context["key"]))
-        close = difflib.get_close_matches(context["key"], context["known"].split(", "), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        message = f"unknown key{hint}, expected one of {context['known']}"
-    elif kind == "schema_version":
-        location = ["schema_version"]
-        message = problem["msg"]   # our own PydanticCustomError's text
-    elif kind == "value_error":    # our validators' ValueError: its text is the message
-        message = str(context["error"])
-    elif kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "missing, expected a value for this required key"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"got {got}, expected a mapping"
-    elif kind == "list_type":
-        message = f"got {got}, expected a list"
-    elif kind == "literal_error":
-        message = f"got {got}, expected {context['expected']}"
-    elif kind == "string_pattern_mismatch":
-        message = f"got {got}, expected text matching {context['pattern']}"
-    elif kind in ("too_short", "too_long"):
-        bound = context.get("min_length") if kind == "too_short" else context.get("max_length")
-        message = f"expected {'at least' if kind == 'too_short' else 'at most'} {bound} item{'s' * (bound != 1)}"
-    elif kind in ("bool_type", "bool_parsing"):
-        message = f"got {got}, expected true or false"
-    else:
-        message = f"got {got}, not a valid value here ({kind})"
-    field = ".".join(location) or None
-    return QevoError(" ".join(message.split()), path=path, field=field)
-
-
-def _key_text(part: Any) -> str:
-    # Keys are shown bare unless they hold spaces or control characters, which would hide them.
-    text = str(part)
-    return text if text and text.isprintable() and " " not in text else repr(text)

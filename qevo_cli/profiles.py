@@ -21,8 +21,8 @@ from .errors import QevoError
 from .files import load_yaml
 from .layers import KINDS, Layer
 from .policy import ACTIVATION_FORMATS, FP32, TENSOR_FORMATS, WEIGHT_FORMATS, LayerChoice, Policy, tensor_order
-from .profile_schema import (Limit, ProfileSpec, as_qevo_error, check_consistency, describe_limit,
-                             dump_yaml)
+from .profile_schema import Limit, ProfileSpec, check_consistency, describe_limit, dump_yaml
+from .validation import as_qevo_error
 
 FLOAT_FORMATS = ("fp32", "fp16")
 BUILTIN_DIR = "hardware_profiles"

@@ -40,12 +40,14 @@ def parse(pattern: str) -> tuple[int, int]:
 
 def applies(layer: Layer, pattern: str) -> bool:
     """Whether a layer can hold `pattern`: a Conv (not depthwise), Gemm or MatMul with a constant weight in the
-    top graph, whose summed dimension splits into blocks of M."""
+    top graph (the layers second-order rounding reconstructs), whose summed dimension splits into blocks of M."""
     if pattern == DENSE:
         return True
+    from .recovery import supports
+
     _, m = parse(pattern)
-    return (layer.kind in (KIND_CONV, KIND_GEMM) and layer.weight is not None and layer.subgraph is None
-            and layer.reduce_axis is not None and layer.weight_shape[layer.reduce_axis] % m == 0)
+    return (layer.kind in (KIND_CONV, KIND_GEMM) and supports(layer) and layer.reduce_axis is not None
+            and layer.weight_shape[layer.reduce_axis] % m == 0)
 
 
 def keep_mask(weight: np.ndarray, reduce_axis: int, pattern: str) -> np.ndarray:

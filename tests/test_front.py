@@ -65,6 +65,9 @@ def _front():
     (lambda f: f["references"][0].pop("policy"), "references[0].policy"),
     (lambda f: f["solutions"][0].update(violation="far"), "solutions[0].violation"),
     (lambda f: f.update(feasible="yes"), "feasible"),
+    (lambda f: f.update(evaluated="many"), "evaluated"),
+    (lambda f: f.update(hypervolume=None), "hypervolume"),
+    (lambda f: f.update(metric_label=3), "metric_label"),
 ])
 def test_a_front_read_names_the_first_field_that_is_wrong(change, field):
     front = Front.from_dict(_front(), "f.json")

@@ -47,6 +47,7 @@ def test_only_layers_whose_input_splits_into_blocks_can_be_sparse(default_worksp
     LayerChoice("int8", "int8", rounding="gptq", sparsity="2:4"),
     LayerChoice("int4", "fp32", granularity="per-group-32", rounding="gptq", sparsity="2:4"),
     LayerChoice("fp16", "fp32", sparsity="2:4"),
+    LayerChoice("fp16", "fp32", rounding="gptq", sparsity="2:4"),
     LayerChoice("fp32", "fp32", rounding="gptq", sparsity="2:4"),
 ])
 def test_a_sparse_layer_holds_its_pattern_in_simulation_and_export(default_evaluator, tmp_path, choice):
@@ -98,6 +99,11 @@ def test_second_order_compensation_beats_magnitude_on_the_layer_output(default_e
         grams = editor.input_statistics(layer, LayerChoice("fp32", "fp32"))[0]
         magnitude = editor.layer_weight(layer, LayerChoice("fp32", "fp32", sparsity="2:4"))
         compensated = editor.layer_weight(layer, LayerChoice("fp32", "fp32", rounding="gptq", sparsity="2:4"))
+        # the simulated weights of both pruning methods are kept apart
+        simulated = [numpy_helper.to_array(editor.simulated_weight(layer, LayerChoice("fp16", "fp32", rounding=r,
+                                                                                    sparsity="2:4")))
+                     for r in ("nearest", "gptq")]
+        assert not np.array_equal(*simulated)
         assert sparsity.holds(compensated, layer.reduce_axis, "2:4")
         assert np.array_equal(compensated != 0, (magnitude != 0) & (compensated != 0))   # the same mask
         assert local_error(dense, compensated, layer.channel_axis, grams) < \
