@@ -293,3 +293,30 @@ def float_island():
     small = numpy_helper.from_array((0.1 * RNG.standard_normal((4, 3, 3, 3))).astype(np.float32), "w1")  # Tanh
     inits = [small, _weight("b1", 4), _weight("w2", 2, 4, 1, 1), _weight("shift", 1, 4, 1, 1)]   # not saturated
     return _model(nodes, [x], [y], inits)
+
+
+def residual_block():
+    """Conv, BatchNormalization, Relu, a second Conv added back (a residual), a depthwise Conv, a Mul by a
+    per-channel constant, a 1x1 Conv, global pooling, Flatten and a Gemm head: the channels of the first two
+    Convs prune together, those of the 1x1 Conv alone."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "gamma", "beta", "mean", "var"], ["n1"], name="norm"),
+             helper.make_node("Relu", ["n1"], ["a"], name="relu1"),
+             helper.make_node("Conv", ["a", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["a", "c2"], ["sum"], name="residual"),
+             helper.make_node("Conv", ["sum", "wd", "bd"], ["d"], name="depthwise", pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Mul", ["d", "scale"], ["m"], name="scale"),
+             helper.make_node("Conv", ["m", "w3"], ["c3"], name="conv3"),
+             helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
+             helper.make_node("GlobalAveragePool", ["r3"], ["pool"], name="pool"),
+             helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "w4", "b4"], ["y"], name="head", transB=1)]
+    inits = [_weight("w1", 8, 3, 3, 3), _weight("b1", 8),
+             numpy_helper.from_array((1 + 0.3 * RNG.standard_normal(8)).astype(np.float32), "gamma"),
+             _weight("beta", 8), _weight("mean", 8),
+             numpy_helper.from_array((0.5 + RNG.random(8)).astype(np.float32), "var"),
+             _weight("w2", 8, 8, 3, 3), _weight("b2", 8), _weight("wd", 8, 1, 3, 3), _weight("bd", 8),
+             _weight("scale", 8, 1, 1), _weight("w3", 12, 8, 1, 1), _weight("w4", 5, 12), _weight("b4", 5)]
+    return _model(nodes, [x], [y], inits)
