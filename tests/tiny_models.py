@@ -313,10 +313,15 @@ def residual_block():
              helper.make_node("GlobalAveragePool", ["r3"], ["pool"], name="pool"),
              helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
              helper.make_node("Gemm", ["flat", "w4", "b4"], ["y"], name="head", transB=1)]
-    inits = [_weight("w1", 8, 3, 3, 3), _weight("b1", 8),
-             numpy_helper.from_array((1 + 0.3 * RNG.standard_normal(8)).astype(np.float32), "gamma"),
-             _weight("beta", 8), _weight("mean", 8),
-             numpy_helper.from_array((0.5 + RNG.random(8)).astype(np.float32), "var"),
-             _weight("w2", 8, 8, 3, 3), _weight("b2", 8), _weight("wd", 8, 1, 3, 3), _weight("bd", 8),
-             _weight("scale", 8, 1, 1), _weight("w3", 12, 8, 1, 1), _weight("w4", 5, 12), _weight("b4", 5)]
+    rng = np.random.default_rng(1)   # its own: the shared RNG's draws would change the models built after it
+
+    def weight(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name=name)
+
+    inits = [weight("w1", 8, 3, 3, 3), weight("b1", 8),
+             numpy_helper.from_array((1 + 0.3 * rng.standard_normal(8)).astype(np.float32), "gamma"),
+             weight("beta", 8), weight("mean", 8),
+             numpy_helper.from_array((0.5 + rng.random(8)).astype(np.float32), "var"),
+             weight("w2", 8, 8, 3, 3), weight("b2", 8), weight("wd", 8, 1, 3, 3), weight("bd", 8),
+             weight("scale", 8, 1, 1), weight("w3", 12, 8, 1, 1), weight("w4", 5, 12), weight("b4", 5)]
     return _model(nodes, [x], [y], inits)
