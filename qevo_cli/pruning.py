@@ -223,10 +223,12 @@ def importance(model: onnx.ModelProto, group: ChannelGroup) -> np.ndarray:
     return score
 
 
-def prune(model: onnx.ModelProto, group: ChannelGroup, keep) -> onnx.ModelProto:
+def prune(model: onnx.ModelProto, group: ChannelGroup, keep, grams=None) -> onnx.ModelProto:
     """A copy of `model` with only the channels `keep` (indices) of a prunable group: the producers' weights and
     biases, the carriers' per-channel parameters and the readers' input weights sliced. Sliced values are new
-    initializers (a shared one stays whole for its other users)."""
+    initializers (a shared one stays whole for its other users). With `grams` (reader node -> the Gram matrix
+    of its input in `recovery.weight_matrix`'s column order, on calibration data), each reader's kept weights
+    are refitted by least squares to give its unpruned output from the kept channels alone."""
     if not group.prunable:
         raise ValueError(f"the group of {', '.join(group.producers)} cannot be pruned: {group.why}")
     keep = np.asarray(sorted(set(int(k) for k in keep)), dtype=np.int64)
@@ -268,12 +270,17 @@ def prune(model: onnx.ModelProto, group: ChannelGroup, keep) -> onnx.ModelProto:
             sliced(node, position, -3)
     for name, kind in group.readers:
         node = nodes[name]
-        if kind == "conv":
-            sliced(node, 1, 1)
-        elif node.op_type == "Gemm" and attribute(node, "transB", 0):
-            sliced(node, 1, 1)
-        else:
-            sliced(node, 1, 0)
+        axis = 1 if kind == "conv" or (node.op_type == "Gemm" and attribute(node, "transB", 0)) else 0
+        gram = (grams or {}).get(name)
+        if gram is None:
+            sliced(node, 1, axis)
+            continue
+        weight = values[node.input[1]]
+        refitted = refit(weight, gram, keep, axis)
+        new = numpy_helper.from_array(refitted, f"{node.input[1]}.{node.name}.refit")
+        graph.initializer.append(new)
+        values[new.name] = refitted
+        node.input[1] = new.name
     # shapes recorded for the pruned tensors no longer hold
     stale = [v for v in graph.value_info if v.name in group.tensors]
     for value in stale:
@@ -282,3 +289,20 @@ def prune(model: onnx.ModelProto, group: ChannelGroup, keep) -> onnx.ModelProto:
 
     drop_unused(pruned)
     return pruned
+
+
+REFIT_DAMPING = 0.01   # of the kept inputs' mean Gram diagonal, added before solving
+
+
+def refit(weight: np.ndarray, gram: np.ndarray, keep: np.ndarray, axis: int) -> np.ndarray:
+    """The reader's weight for the kept input channels (along `axis`) that best reproduces, in least squares
+    over the inputs whose Gram matrix is `gram`, the output the full weight gave: W_k = W H[:, k] H[k, k]^-1."""
+    moved = np.moveaxis(np.asarray(weight, np.float64), axis, 1)   # [outputs, channels, kernel...]
+    per_channel = int(np.prod(moved.shape[2:], dtype=np.int64))
+    matrix = moved.reshape(moved.shape[0], -1)
+    columns = (np.asarray(keep)[:, None] * per_channel + np.arange(per_channel)).reshape(-1)
+    kept = gram[np.ix_(columns, columns)]
+    damping = REFIT_DAMPING * float(np.mean(np.diag(kept))) or 1e-12
+    solved = np.linalg.solve(kept + damping * np.eye(len(columns)), (matrix @ gram[:, columns]).T).T
+    shaped = solved.reshape(moved.shape[0], len(keep), *moved.shape[2:])
+    return np.moveaxis(shaped, 1, axis).astype(weight.dtype)

@@ -118,3 +118,54 @@ def test_every_group_of_a_real_cnn_prunes_exactly():
         dropped = sorted(set(range(group.channels)) - set(keep))
         np.testing.assert_allclose(run(prune(model, group, keep), feed),
                                    run(_without_channels(model, group, dropped), feed), atol=1e-5)
+
+
+def test_a_refit_reader_reproduces_its_output_when_the_dropped_channels_depend_on_the_kept_ones():
+    from qevo_cli.pruning import refit
+
+    rng = np.random.default_rng(3)
+    kept_inputs = rng.standard_normal((4, 500))
+    inputs = np.concatenate([kept_inputs, rng.standard_normal((2, 4)) @ kept_inputs])   # channels 4, 5: mixes
+    gram = inputs @ inputs.T / inputs.shape[1]
+    weight = rng.standard_normal((3, 6)).astype(np.float32)                  # a Gemm's [outputs, inputs]
+    keep = np.arange(4)
+    refitted = refit(weight, gram, keep, axis=1)
+    assert refitted.shape == (3, 4)
+    full, sliced = weight @ inputs, weight[:, keep] @ kept_inputs
+    assert np.abs(refitted @ kept_inputs - full).max() < 0.02 * np.abs(full).max() < np.abs(sliced - full).max()
+    # a MatMul's [inputs, outputs] refits along axis 0 to the same numbers
+    np.testing.assert_allclose(refit(weight.T.copy(), gram, keep, axis=0), refitted.T, rtol=1e-5)
+
+
+def test_refitting_the_readers_brings_the_pruned_output_back_towards_the_original():
+    """The Gemm head refitted by least squares on its input's Gram matrix (recovery.input_columns' order) puts
+    the model's output with half the 1x1 Conv's channels closer to the unpruned one than slicing alone."""
+    producers = ("conv3",)
+    from onnx import helper
+
+    from qevo_cli.graphs import attribute
+    from qevo_cli.recovery import input_columns
+
+    model = tiny_models.residual_block()
+    group = next(g for g in channel_groups(model) if tuple(g.producers) == producers)
+    nodes = {node.name: node for node in model.graph.node}
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    readers = [nodes[name] for name, _ in group.readers]
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(node.input[0]) for node in readers)
+    x = np.random.default_rng(2).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    captured = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x})))
+    grams = {}
+    for node in readers:
+        shape = weights[node.input[1]].shape
+        axis = 0 if node.op_type == "Conv" or attribute(node, "transB", 0) else len(shape) - 1
+        columns = input_columns(node.op_type, captured[node.input[0]],
+                                {a.name: helper.get_attribute_value(a) for a in node.attribute}, shape, axis)[0]
+        grams[node.name] = columns @ columns.T / columns.shape[1]
+    keep = np.argsort(-importance(model, group))[: group.channels // 2]
+    original = _run(model, x)
+    plain = np.sum((_run(prune(model, group, keep), x) - original) ** 2)
+    refitted = np.sum((_run(prune(model, group, keep, grams), x) - original) ** 2)
+    assert refitted < 0.7 * plain, (refitted, plain)
