@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .graphs import attribute
+from .graphs import attribute, drop_unused
 
 UNARY = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh", "Identity", "Elu", "Selu",
          "Softplus", "Softsign", "Mish", "Gelu", "Erf", "Abs", "Neg", "Floor", "Ceil", "Round", "Dropout", "Cast",
@@ -285,8 +285,6 @@ def prune(model: onnx.ModelProto, group: ChannelGroup, keep, grams=None) -> onnx
     stale = [v for v in graph.value_info if v.name in group.tensors]
     for value in stale:
         graph.value_info.remove(value)
-    from .graphs import drop_unused
-
     drop_unused(pruned)
     return pruned
 
