@@ -42,7 +42,14 @@ class LayerCost(NamedTuple):
     bound: str                 # "compute" or "memory", whichever term is slower
     compute: str               # compute entry that runs it, e.g. "int8/int8"
     native: bool               # False when the formats are unpacked or dequantized to run
-    dequantized: bool = False  # its kernel reads weights dequantized at every run (profiles with conversions)
+    # (weight elements dequantized at every run, activation elements converted, conversion ops), on profiles
+    # that model conversions (conversion_elements)
+    conversions: tuple[int, int, int] = (0, 0, 0)
+
+    @property
+    def dequantized(self) -> bool:
+        """Whether its kernel reads weights dequantized at every run."""
+        return self.conversions[0] > 0
 
     def to_dict(self) -> dict:
         return self._asdict()
@@ -148,14 +155,14 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
         w_bytes = weight_bytes(layer, choice, compressed=True)
         moved = w_bytes + a_bytes
     compute_s = layer.macs / run.rate[layer.cost_kind] / (sparse.speedup if sparse is not None else 1.0)
-    dequantized = dequantizes_weights(layer, choice, path, profile, left_unfused)
-    if dequantized:
+    conversions = conversion_elements(layer, choice, path, left_unfused) if profile.models_conversions else NONE
+    if conversions[0]:   # a float kernel on weights dequantized at every run
         compute_s /= profile.dequantized_efficiency
     memory_s = moved / profile.bandwidth
     slower = compute_s if compute_s >= memory_s else memory_s
     return LayerCost(
         layer=layer.name,
-        latency_s=slower + profile.per_op_s + conversion_latency(layer, choice, path, profile, left_unfused),
+        latency_s=slower + profile.per_op_s + conversion_latency(conversions, choice, profile),
         energy_j=layer.macs * run.joules_per_mac + moved * profile.joules_per_byte,
         bytes=moved,
         weight_bytes=w_bytes,
@@ -165,11 +172,12 @@ def layer_cost(layer: Layer, choice: LayerChoice, profile: Profile, output_forma
         bound="compute" if compute_s >= memory_s else "memory",
         compute=run.label,
         native=run.native,
-        dequantized=dequantized,
+        conversions=conversions,
     )
 
 
 FLOAT_RUN = "fp32"   # what an integer kernel left unfused computes in
+NONE = (0, 0, 0)     # conversion_elements on a profile that models no conversions
 
 
 def unfused(run, output_format: str | None, profile: Profile) -> bool:
@@ -209,17 +217,11 @@ def tensor_conversions(policy: Policy, converted: Mapping[str, tuple[int, int]])
     return elements, ops
 
 
-def dequantizes_weights(layer: Layer, choice: LayerChoice, path, profile: Profile, left_unfused: bool) -> bool:
-    """Whether the layer's kernel reads integer weights dequantized at every run (conversion_elements)."""
-    return (profile.models_conversions and layer.weight is not None and choice.weight_is_int
-            and (left_unfused or path.float_weights))
-
-
-def conversion_latency(layer: Layer, choice: LayerChoice, path, profile: Profile, left_unfused: bool) -> float:
-    """What the conversions of `conversion_elements` cost on the profile (none where it has no conversion terms)."""
-    if not profile.models_conversions:
+def conversion_latency(conversions: tuple[int, int, int], choice: LayerChoice, profile: Profile) -> float:
+    """What a layer's `conversion_elements` cost on the profile."""
+    weights, activations, ops = conversions
+    if not (weights or activations or ops):
         return 0.0
-    weights, activations, ops = conversion_elements(layer, choice, path, left_unfused)
     return (weights * profile.weight_conversion(choice.weight) + activations * profile.activation_conversion_s
             + ops * profile.per_op_s)
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-from .cost import conversion_elements, model_cost, output_format, tensor_conversions, unfused
+from .cost import model_cost, tensor_conversions
 from .errors import QevoError
 from .fit import PRIOR_WEIGHT, FitResult, LayerDesign, Measurement, RowError, fitted_data, rounded
 from .layers import Layer
@@ -38,31 +38,26 @@ class ModelMeasurement:
     latency_s: float
 
 
-def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue,
-           outputs) -> tuple[list[Measurement], list[bool], float]:
+def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue, outputs,
+           weight_groups: Sequence[str]) -> tuple[list[Measurement], list[bool], np.ndarray, float]:
     """One layer row per layer (its kind, MACs, bytes moved and formats), whether its kernel reads weights
-    dequantized at every run, and the glue bytes of the policy."""
+    dequantized at every run, the policy's conversions (cost.conversion_elements summed: the weight elements
+    in the column of their conversion rate, `weight_groups`, then activation elements and conversion ops), and
+    the glue bytes of the policy."""
     cost = model_cost(layers, policy, profile, glue=glue, outputs=outputs)
     # each row is costed on the compute entry it ran on (an unfused integer kernel runs the float one)
     parts = [Measurement(line=i, layer=layer.name, kind=layer.cost_kind, macs=float(layer.macs), bytes=float(c.bytes),
                          weight_format=c.compute.split("/")[0], activation_format=c.compute.split("/")[1],
                          latency_s=1.0)
              for i, (layer, c) in enumerate(zip(layers, cost.layers))]
-    return parts, [c.dequantized for c in cost.layers], float(cost.bytes - sum(c.bytes for c in cost.layers))
-
-
-def _conversions(layer: Layer, policy: Policy, profile: Profile, outputs, weight_groups: Sequence[str]) -> np.ndarray:
-    """cost.conversion_elements of `layer` as `policy` runs it on `profile`: the weight elements in the
-    column of their conversion rate (`weight_groups`), then activation elements and conversion ops."""
-    choice = policy.choice(layer.name)
-    path = profile.compute_path(layer, choice)
-    weights, activations, ops = conversion_elements(layer, choice, path,
-                                                    unfused(path, output_format(layer, policy, outputs), profile))
-    row = np.zeros(len(weight_groups) + 2)
-    converted = profile.converted_format(choice.weight)
-    row[weight_groups.index(converted) if converted in weight_groups else 0] = weights
-    row[-2:] = activations, ops
-    return row
+    conversions = np.zeros(len(weight_groups) + 2)
+    for layer, c in zip(layers, cost.layers):
+        weights, activations, ops = c.conversions
+        converted = profile.converted_format(policy.choice(layer.name).weight)
+        conversions[weight_groups.index(converted) if converted in weight_groups else 0] += weights
+        conversions[-2:] += activations, ops
+    return (parts, [c.dequantized for c in cost.layers], conversions,
+            float(cost.bytes - sum(c.bytes for c in cost.layers)))
 
 
 @dataclass(frozen=True)
@@ -86,13 +81,11 @@ class _ModelDesign:
         weight_groups = ("weight", *sorted(base.weight_conversion_by_format))
         parts, group, dequantized, glue_bytes, conversions = [], [], [], [], []
         for m, row in enumerate(rows):
-            layer_rows, flags, moved = _parts(layers, row.policy, base, glue, outputs)
+            layer_rows, flags, by_layers, moved = _parts(layers, row.policy, base, glue, outputs, weight_groups)
             parts += layer_rows
             dequantized += flags
             group += [m] * len(layer_rows)
             glue_bytes.append(moved)
-            by_layers = np.sum([_conversions(layer, row.policy, base, outputs, weight_groups) for layer in layers],
-                               axis=0)
             elements, ops = tensor_conversions(row.policy, converted)
             by_layers[-2:] += elements, ops
             conversions.append(by_layers)

@@ -46,6 +46,7 @@ def channel_groups(model: onnx.ModelProto) -> list[ChannelGroup]:
     spaces = _Spaces()
     space_of: dict[str, int] = {}
     outputs = {value.name for value in graph.output}
+    producers = {name: node for node in graph.node for name in node.output}
     for node in graph.node:
         inputs = [name for name in node.input if name]
         carried = [space_of[name] for name in inputs if name in space_of]
@@ -81,7 +82,8 @@ def channel_groups(model: onnx.ModelProto) -> list[ChannelGroup]:
                 space_of[node.output[0]] = spaces.root(carried[0])
             else:
                 spaces.block(carried[0], f"{node.name} ({op}) combines it with a tensor of no channel space")
-        elif op == "Flatten" and _one_pixel(graph, inputs[0]):
+        elif op == "Flatten" and producers[inputs[0]].op_type in ("GlobalAveragePool", "GlobalMaxPool"):
+            # a one-pixel map: its flattened features are its channels
             space_of[node.output[0]] = spaces.root(carried[0])
             spaces.flattened(carried[0], node.output[0])
         elif op in ("Gemm", "MatMul") and len(inputs) >= 2 and inputs[1] in constants and inputs[0] in space_of \
@@ -98,14 +100,13 @@ def channel_groups(model: onnx.ModelProto) -> list[ChannelGroup]:
 
 
 def folded_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Initializers, Constant nodes, and what Reshape, Unsqueeze, Squeeze, Cast and Identity make of them
-    alone (exporters write a Conv's bias as an Add of a reshaped constant)."""
+    """Initializers, and what Reshape, Unsqueeze, Squeeze, Cast and Identity make of them alone (exporters
+    write a Conv's bias as an Add of a reshaped constant). Constant nodes are initializers already in a model
+    as `load_model` normalises it."""
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         inputs = [name for name in node.input if name]
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Cast", "Identity") and inputs \
+        if node.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Cast", "Identity") and inputs \
                 and all(name in constants for name in inputs):
             data = constants[inputs[0]]
             if node.op_type == "Reshape":
@@ -131,12 +132,6 @@ def _per_channel(constant: np.ndarray, channels: int) -> bool:
         return True
     shape = constant.shape
     return len(shape) >= 3 and shape[-3] == channels and constant.size == channels
-
-
-def _one_pixel(graph: onnx.GraphProto, name: str) -> bool:
-    """Whether the tensor is a map of one pixel (global pooling's output), from its producer."""
-    producer = next((node for node in graph.node if name in node.output), None)
-    return producer is not None and producer.op_type in ("GlobalAveragePool", "GlobalMaxPool")
 
 
 class _Spaces:
@@ -185,7 +180,6 @@ class _Spaces:
         kept, gone = self.group[a], self.group[b]
         for name in ("producers", "carriers", "readers"):
             getattr(kept, name).extend(getattr(gone, name))
-        kept.tensors |= gone.tensors
         if not gone.prunable:
             self.block(a, gone.why)
         self.flat.setdefault(a, set()).update(self.flat.pop(b, set()))
@@ -213,11 +207,11 @@ class _Spaces:
 def importance(model: onnx.ModelProto, group: ChannelGroup) -> np.ndarray:
     """Each channel's L1 norm of the producers' weights, each producer's share scaled to sum 1 (cheap, and
     blind to the data: the refit of the readers is what recovers the output)."""
-    weights = {t.name: t for t in model.graph.initializer}
+    weights = folded_constants(model.graph)   # where channel_groups found the producers' weights
     nodes = {node.name: node for node in model.graph.node}
     score = np.zeros(group.channels)
     for name in group.producers:
-        values = np.abs(numpy_helper.to_array(weights[nodes[name].input[1]]).astype(np.float64))
+        values = np.abs(weights[nodes[name].input[1]].astype(np.float64))
         per_channel = values.reshape(values.shape[0], -1).sum(axis=1)
         score += per_channel / max(per_channel.sum(), 1e-30)
     return score

@@ -88,22 +88,17 @@ def _output_error(weight: np.ndarray, restore, rows: np.ndarray, choice: LayerCh
 def _second_order(weight: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, choice: LayerChoice,
                   channel_axis: int | None, gram) -> np.ndarray:
     """GPTQ codes on the grid of `scale` and `zero_point` (one per weight element), in the weight's layout."""
-    from .recovery import gptq_codes, weight_matrix
+    from .recovery import by_input_group, from_weight_matrix, gptq_codes, weight_matrix
 
     if gram is None or channel_axis is None:
         raise ValueError("gptq rounding needs the Gram matrix of the layer's inputs and its output axis")
-    grams = gram if isinstance(gram, (list, tuple)) else [gram]
     qmin, qmax = int_grid(choice.weight_bits, choice.symmetric)
-    matrix, scale, zero_point = (weight_matrix(v, channel_axis) for v in (weight, scale, zero_point))
-    rows = len(matrix) // len(grams)   # a grouped Conv's output channels read their own group's inputs
-    # a pruned weight (N:M sparsity) keeps its zero: rounding may not move error onto it
-    keep = matrix != 0 if choice.sparsity != "dense" else None
-    codes = np.concatenate([gptq_codes(matrix[g * rows:(g + 1) * rows], scale[g * rows:(g + 1) * rows],
-                                       zero_point[g * rows:(g + 1) * rows], qmin, qmax, part,
-                                       None if keep is None else keep[g * rows:(g + 1) * rows])
-                            for g, part in enumerate(grams)])
-    moved = np.moveaxis(weight, channel_axis, 0).shape
-    return np.moveaxis(codes.reshape(moved), 0, channel_axis).astype(np.float32)
+    matrices = [weight_matrix(v, channel_axis) for v in (weight, scale, zero_point)]
+    if choice.sparsity != "dense":   # a pruned weight (N:M sparsity) keeps its zero: rounding may not move error onto it
+        matrices.append(matrices[0] != 0)
+    codes = by_input_group(gram, lambda part, m, s, z, keep=None: gptq_codes(m, s, z, qmin, qmax, part, keep),
+                           *matrices)
+    return from_weight_matrix(codes, weight.shape, channel_axis).astype(np.float32)
 
 
 def _row_codes(rows: np.ndarray, choice: LayerChoice, output_error=None):

@@ -161,6 +161,23 @@ def weight_matrix(weight: np.ndarray, channel_axis: int) -> np.ndarray:
     return moved.reshape(moved.shape[0], -1)
 
 
+def from_weight_matrix(matrix: np.ndarray, shape: tuple[int, ...], channel_axis: int) -> np.ndarray:
+    """The inverse of `weight_matrix`: [outputs, inputs] back to a weight of `shape`."""
+    axis = channel_axis % len(shape)
+    moved = (shape[axis], *shape[:axis], *shape[axis + 1:])
+    return np.moveaxis(np.asarray(matrix).reshape(moved), 0, axis)
+
+
+def by_input_group(grams, solve, *matrices: np.ndarray) -> np.ndarray:
+    """`solve(gram, *rows)` for each group of output channels that reads its own inputs (a grouped Conv has one
+    Gram matrix per group, any other layer one), on those rows of each [outputs, inputs] matrix; the results
+    stacked back in row order."""
+    grams = grams if isinstance(grams, (list, tuple)) else [grams]
+    rows = len(matrices[0]) // len(grams)
+    return np.concatenate([solve(gram, *(m[g * rows:(g + 1) * rows] for m in matrices))
+                           for g, gram in enumerate(grams)])
+
+
 def input_columns(op_type: str, inputs: np.ndarray, attributes: dict, weight_shape: tuple[int, ...],
                   channel_axis: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
     """The columns X [inputs, samples] a batch of layer inputs gives, in `weight_matrix`'s column order:

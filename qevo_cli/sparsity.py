@@ -67,15 +67,11 @@ def pruned(weight: np.ndarray, layer: Layer, pattern: str, gram=None) -> np.ndar
     keep = keep_mask(weight, layer.reduce_axis, pattern)
     if gram is None:
         return np.where(keep, weight, 0).astype(np.float32)
-    from .recovery import masked_reconstruction, weight_matrix
+    from .recovery import by_input_group, from_weight_matrix, masked_reconstruction, weight_matrix
 
-    grams = gram if isinstance(gram, (list, tuple)) else [gram]
-    matrix, kept = weight_matrix(weight, layer.channel_axis), weight_matrix(keep, layer.channel_axis)
-    rows = len(matrix) // len(grams)
-    rebuilt = np.concatenate([masked_reconstruction(matrix[g * rows:(g + 1) * rows], kept[g * rows:(g + 1) * rows],
-                                                    part) for g, part in enumerate(grams)])
-    moved = np.moveaxis(weight, layer.channel_axis, 0).shape
-    return np.moveaxis(rebuilt.reshape(moved), 0, layer.channel_axis).astype(np.float32)
+    rebuilt = by_input_group(gram, lambda part, m, k: masked_reconstruction(m, k, part),
+                             weight_matrix(weight, layer.channel_axis), weight_matrix(keep, layer.channel_axis))
+    return from_weight_matrix(rebuilt, weight.shape, layer.channel_axis).astype(np.float32)
 
 
 def holds(weight: np.ndarray, reduce_axis: int, pattern: str) -> bool:
