@@ -25,7 +25,7 @@ from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUN
                      LayerChoice, Policy, activation_bits, tensor_order)
 from .recovery import corrects_bias, supports as recovers
 from .smoothing import smooths
-from .sparsity import applies as sparsity_applies, parse as sparse_pattern
+from .sparsity import applies as sparsity_applies, checked as check_sparsity
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup, activation_groups, output_tensors
 
@@ -46,11 +46,7 @@ class Allowed:
 
     def __post_init__(self) -> None:
         for value in self.sparsities:
-            if value != "dense":
-                try:
-                    sparse_pattern(value)
-                except ValueError as err:
-                    raise QevoError(str(err), field="--sparsity") from None
+            check_sparsity(value, "--sparsity")
         for name, values, known in (("--weight-formats", self.weight_formats, WEIGHT_FORMATS),
                                     ("--act-formats", self.activation_formats, ACTIVATION_FORMATS),
                                     ("--granularity", self.granularities, GRANULARITIES),

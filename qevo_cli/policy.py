@@ -109,13 +109,9 @@ class LayerChoice:
             raise QevoError(f"got {self.smoothing!r}, expected none or a strength between 0 and 1", field="smoothing")
         object.__setattr__(self, "smoothing", float(self.smoothing))
         if self.sparsity != "dense":
-            from .sparsity import from_yaml, parse
+            from .sparsity import checked, from_yaml
 
-            object.__setattr__(self, "sparsity", from_yaml(self.sparsity))
-            try:
-                parse(self.sparsity)
-            except ValueError as err:
-                raise QevoError(str(err), field="sparsity") from None
+            object.__setattr__(self, "sparsity", checked(from_yaml(self.sparsity), "sparsity"))
 
     @property
     def weight_bits(self) -> int:

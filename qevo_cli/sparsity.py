@@ -38,6 +38,18 @@ def parse(pattern: str) -> tuple[int, int]:
     return n, m
 
 
+def checked(value, field: str) -> str:
+    """`value` if it is 'dense' or an 'N:M' pattern, else a QevoError naming `field`."""
+    from .errors import QevoError
+
+    if value != DENSE:
+        try:
+            parse(value)
+        except ValueError as err:
+            raise QevoError(str(err), field=field) from None
+    return value
+
+
 def applies(layer: Layer, pattern: str) -> bool:
     """Whether a layer can hold `pattern`: a Conv (not depthwise), Gemm or MatMul with a constant weight in the
     top graph (the layers second-order rounding reconstructs), whose summed dimension splits into blocks of M."""
