@@ -63,6 +63,25 @@ def _strengths(value: Any) -> tuple[str, ...]:
     return _names(value)
 
 
+def _shares(value: Any) -> tuple[str, ...]:
+    """Shares of channels to prune: numbers in YAML (0.25 or [0.25, 0.5]), names like any other list."""
+    value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if isinstance(value, (list, tuple)):
+        value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
+    return _names(value)
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share < 1.0:
+        raise QevoError(f"got {value!r}, expected shares of channels from 0 to below 1, such as 0.25,0.5",
+                        field="--prune")
+    return share
+
+
 def _integer(low: int, high: int | None = None):
     def check(value: Any) -> Any:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low
@@ -165,6 +184,7 @@ class SearchConfig(BaseModel):
     weight_range: Names = ("minmax",)
     smoothing: _checked(_strengths, tuple[str, ...]) = ("none",)
     sparsity: _checked(_patterns, tuple[str, ...]) = ("dense",)   # N:M patterns besides dense, where faster
+    prune: _checked(_shares, tuple[str, ...]) = ("0",)   # shares of a Conv group's output channels to remove
     algorithm: _checked(_algorithm, str) = "auto"
     pop: _checked(_integer(4, MAX_POP), int) = 32
     generations: _checked(_integer(1), int) = 30
@@ -208,7 +228,8 @@ class SearchConfig(BaseModel):
         return Allowed(self.weight_formats, self.act_formats, self.granularity, self.calibration, self.rounding,
                        tuple(value == "on" for value in self.bias_correction), self.weight_range,
                        tuple(_strength(value) for value in self.smoothing),
-                       ("dense",) + tuple(p for p in self.sparsity if p != "dense"))
+                       ("dense",) + tuple(p for p in self.sparsity if p != "dense"),
+                       tuple(sorted({0.0, *(_share(value) for value in self.prune)})))
 
     def budgets(self) -> dict[str, float]:
         limits = {"metric": self.max_drop, "size": self.max_size_mb, "latency": self.max_latency_ms,

@@ -15,6 +15,7 @@ from .calibration import ActivationCalibrator
 from .data import Dataset
 from .errors import QevoError, first_line
 from .graph_edit import GraphEditor
+from .structure import Structures, group_shares
 from .metrics import Metric
 from .model import LoadedModel
 from .policy import FP32, Policy
@@ -77,6 +78,7 @@ class Evaluator:
         self.options = session_options(threads)
         self.calibrator = ActivationCalibrator(model, calib or data, self.options)
         self.editor = GraphEditor(model, self.calibrator)
+        self.structures = Structures(model, self.calibrator)
         self._base_bytes = model.proto.SerializeToString()
         self.reference = self._run(self._base_bytes)
         problem = metric.check_labels(data.labels, self.reference) if data.labels is not None else None
@@ -88,7 +90,7 @@ class Evaluator:
     def evaluate(self, policy: Policy) -> float:
         """The metric of the policy's variant on the evaluation data."""
         if all(choice == FP32 for choice in policy.layers.values()) and \
-                all(fmt == "fp32" for fmt in policy.tensors.values()):
+                all(fmt == "fp32" for fmt in policy.tensors.values()) and not policy.prune:
             return self.fp32_score   # the float model itself: measured when the evaluator opened
         return self.metric(self.outputs(policy), self.data.labels, self.reference)
 
@@ -108,14 +110,19 @@ class Evaluator:
 
     def outputs(self, policy: Policy, data: Dataset | None = None) -> list[np.ndarray]:
         """Model outputs of the policy's variant over `data` (default: the evaluation data)."""
-        if not policy.layers and not policy.tensors and data is None:
+        if not policy.layers and not policy.tensors and not policy.prune and data is None:
             return self.reference
         return self._run(self.variant(policy).SerializeToString(), data)
 
     def variant(self, policy: Policy) -> onnx.ModelProto:
-        """The float model with the policy's quantization simulated in the graph."""
+        """The float model (its channels pruned as the policy says) with the policy's quantization simulated in
+        the graph."""
         self.check(policy)
-        return self.editor.build(policy)
+        return self.editor_for(policy).build(policy.without_pruning())
+
+    def editor_for(self, policy: Policy) -> GraphEditor:
+        """The editor of the model the policy's structure leaves: the loaded model's, or a pruned one's."""
+        return self.structures.editor(policy.prune) if policy.prune else self.editor
 
     def check(self, policy: Policy) -> None:
         known = {layer.name for layer in self.model.layers}
@@ -130,6 +137,8 @@ class Evaluator:
                     raise QevoError(f"policy names tensor {name!r}, which is not a float activation of "
                                     f"{self.model.path.name}'s top graph (see qevo inspect --target)",
                                     field=f"tensors.{name}")
+        if policy.prune:
+            group_shares(self.structures.groups, policy.prune)
 
     # -- running ----------------------------------------------------------------------------------
     def _run(self, model_bytes: bytes, data: Dataset | None = None) -> list[np.ndarray]:

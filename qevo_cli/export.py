@@ -48,9 +48,10 @@ def simulated_layers(evaluator: Evaluator, policy: Policy) -> list[str]:
 def stored_form(evaluator: Evaluator, policy: Policy) -> tuple[onnx.ModelProto, int]:
     """The policy's model with its weights stored as the runtime keeps them, and its default opset (raised
     where storage needs a newer DequantizeLinear)."""
-    editor = evaluator.editor
-    opset = max(default_opset(evaluator.model.proto), editor.required_opset(policy))
-    return editor.build(policy, store=True, base=editor.at_opset(opset)), opset
+    editor = evaluator.editor_for(policy)
+    unpruned = policy.without_pruning()
+    opset = max(default_opset(editor.model.proto), editor.required_opset(unpruned))
+    return editor.build(unpruned, store=True, base=editor.at_opset(opset)), opset
 
 
 def export_onnx(evaluator: Evaluator, policy: Policy, output: str | Path, allow_simulated: bool = False,

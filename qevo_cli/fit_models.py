@@ -36,6 +36,7 @@ class ModelMeasurement:
     label: str
     policy: Policy
     latency_s: float
+    layers: Sequence[Layer] | None = None   # the layers as the policy's structure leaves them, when pruned
 
 
 def _parts(layers: Sequence[Layer], policy: Policy, profile: Profile, glue, outputs,
@@ -81,7 +82,8 @@ class _ModelDesign:
         weight_groups = ("weight", *sorted(base.weight_conversion_by_format))
         parts, group, dequantized, glue_bytes, conversions = [], [], [], [], []
         for m, row in enumerate(rows):
-            layer_rows, flags, by_layers, moved = _parts(layers, row.policy, base, glue, outputs, weight_groups)
+            layer_rows, flags, by_layers, moved = _parts(row.layers or layers, row.policy, base, glue, outputs,
+                                                         weight_groups)
             parts += layer_rows
             dequantized += flags
             group += [m] * len(layer_rows)
@@ -154,7 +156,7 @@ def fit_to_models(base: Profile, layers: Sequence[Layer], rows: Sequence[ModelMe
 
     def errors(profile: Profile) -> list[RowError]:
         return [RowError(i, row.label, row.latency_s,
-                         model_cost(layers, row.policy, profile, glue=glue, outputs=outputs,
+                         model_cost(row.layers or layers, row.policy, profile, glue=glue, outputs=outputs,
                                     converted=converted).latency_s)
                 for i, row in enumerate(rows)]
 
@@ -186,8 +188,10 @@ def run_rows(run_dir: str | Path) -> tuple[Sequence[Layer], tuple[dict, dict, di
         store.close()
     model = load_model(config.model or DEFAULT_MODEL)
     space = space_for(model, profile, config.allowed())
-    measured = [ModelMeasurement(f"#{row['id']}", Policy.from_dict(row["policy"]), row["objectives"]["latency"] / 1e3)
-                for row in rows]
+    policies = [Policy.from_dict(row["policy"]) for row in rows]
+    measured = [ModelMeasurement(f"#{row['id']}", policy, row["objectives"]["latency"] / 1e3,
+                                 space.cost_layers(policy) if policy.prune else None)
+                for row, policy in zip(rows, policies)]
     digest = hashlib.sha256("".join(sorted(f"{m.policy.key()}{m.latency_s}" for m in measured)).encode()).hexdigest()
     return model.layers, (dict(space.tensors.traffic), space.tensors.outputs, space.tensors.converted), measured, digest
 

@@ -28,6 +28,7 @@ from .smoothing import smooths
 from .sparsity import applies as sparsity_applies, checked as check_sparsity
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup, activation_groups, output_tensors
+from .structure import PruneGroup, prune_groups, scaled_layers
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Allowed:
     weight_ranges: tuple[str, ...] = ("minmax",)
     smoothings: tuple[float, ...] = (0.0,)
     sparsities: tuple[str, ...] = ("dense",)   # N:M patterns; offered where the target runs them faster
+    prunes: tuple[float, ...] = (0.0,)         # shares of a channel group's output channels removed
 
     def __post_init__(self) -> None:
         for value in self.sparsities:
@@ -101,40 +103,67 @@ class TensorGenes:
 
 
 @dataclass(frozen=True)
+class PruneGenes:
+    """The channel groups the search may prune (structure.py), each a gene over its shares."""
+
+    groups: tuple[PruneGroup, ...] = ()
+    options: tuple[tuple[float, ...], ...] = ()   # per group: from the most channels removed to none (0.0)
+
+    def shares(self, picks: Sequence[int]) -> dict[str, float]:
+        """A policy's prune map for one option index per group."""
+        return {name: self.options[g][k] for g, k in enumerate(picks) if self.options[g][k]
+                for name in self.groups[g].producers}
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     layers: tuple[Layer, ...]
     options: tuple[tuple[LayerChoice, ...], ...]   # per layer, fewest bits first
     genes: tuple[int, ...]                          # layer indices that have a gene
     notes: tuple[str, ...] = field(default=())
     tensors: TensorGenes = field(default_factory=TensorGenes)
+    prune: PruneGenes = field(default_factory=PruneGenes)
 
     @property
     def n_var(self) -> int:
-        return len(self.genes) + len(self.tensors.genes)
+        return len(self.genes) + len(self.tensors.genes) + len(self.prune.groups)
 
     @property
     def upper(self) -> np.ndarray:
         return np.array([len(self.options[i]) - 1 for i in self.genes] +
-                        [len(self.tensors.options[t]) - 1 for t in self.tensors.genes], dtype=int)
+                        [len(self.tensors.options[t]) - 1 for t in self.tensors.genes] +
+                        [len(options) - 1 for options in self.prune.options], dtype=int)
+
+    @property
+    def first_prune_gene(self) -> int:
+        return len(self.genes) + len(self.tensors.genes)
+
+    def cost_layers(self, policy: Policy) -> Sequence[Layer]:
+        """The layers as the policy's structure leaves them, for costing."""
+        return scaled_layers(self.layers, self.prune.groups, policy.prune) if policy.prune else self.layers
 
     @property
     def size(self) -> int:
         """Number of distinct policies in the space."""
         return math.prod(len(o) for o in self.options) * \
-            math.prod(len(self.tensors.options[t]) for t in self.tensors.genes)
+            math.prod(len(self.tensors.options[t]) for t in self.tensors.genes) * \
+            math.prod(len(o) for o in self.prune.options)
 
     def decode(self, x: Sequence[int] | np.ndarray) -> Policy:
         picks = [0] * len(self.layers)
         for gene, layer_index in enumerate(self.genes):
             picks[layer_index] = int(np.clip(round(float(x[gene])), 0, len(self.options[layer_index]) - 1))
         choices = {layer.name: self.options[i][picks[i]] for i, layer in enumerate(self.layers)}
+        first = self.first_prune_gene
+        prune = self.prune.shares([int(np.clip(round(float(x[first + g])), 0, len(options) - 1))
+                                   for g, options in enumerate(self.prune.options)])
         tensors = self.tensors
         if not tensors.names:
-            return Policy(choices)
+            return Policy(choices, prune=prune)
         formats = [options[0] for options in tensors.options]
         for offset, t in enumerate(tensors.genes, start=len(self.genes)):
             formats[t] = tensors.options[t][int(np.clip(round(float(x[offset])), 0, len(tensors.options[t]) - 1))]
-        return self._with_formats(choices, [formats[root] for root in tensors.follows])
+        return replace(self._with_formats(choices, [formats[root] for root in tensors.follows]), prune=prune)
 
     def encode(self, policy: Policy, recovered: bool = False) -> np.ndarray:
         """The row of `policy`. With `recovered`, a layer's recovery (rounding, bias correction, the output-mse
@@ -158,6 +187,12 @@ class SearchSpace:
             if fmt not in tensors.options[t]:
                 raise QevoError(f"tensor {tensors.names[t]!r}: {fmt} is not in the search space")
             x[offset] = tensors.options[t].index(fmt)
+        for g, (group, options) in enumerate(zip(self.prune.groups, self.prune.options)):
+            share = policy.prune.get(group.producers[0], 0.0)
+            if share not in options:
+                raise QevoError(f"layer {group.producers[0]!r}: pruning {share:g} of its channels is not in the "
+                                "search space")
+            x[self.first_prune_gene + g] = options.index(share)
         return x
 
     def tensor_row(self, fmt: str) -> list[int]:
@@ -204,14 +239,29 @@ def _nearest_format(options: Sequence[str], fmt: str) -> str:
 
 def space_for(model, profile: Profile, allowed: Allowed) -> "SearchSpace":
     """The search space of a loaded model on `profile`, with a gene per activation tensor where the target
-    quantizes more than the layers' inputs."""
+    quantizes more than the layers' inputs, and one per prunable channel group where pruning is allowed."""
     scope = profile.activation_scope
     groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
     space = build_space(model.layers, profile, allowed, groups)
+    if any(allowed.prunes):
+        space = replace(space, prune=prune_genes(prune_groups(model), allowed.prunes))
     if not space.tensors.names:
         return space
     writes = tuple(output_tensors(model, scope, list(groups)).items())
     return replace(space, tensors=replace(space.tensors, writes=writes))
+
+
+def prune_genes(groups: Sequence[PruneGroup], shares: Sequence[float]) -> PruneGenes:
+    """A gene for each group over the allowed shares that keep distinct channel counts (most removed first)."""
+    genes, options = [], []
+    for group in groups:
+        by_kept: dict[int, float] = {}
+        for share in sorted(set(shares) | {0.0}):   # the smallest share that keeps a count names it
+            by_kept.setdefault(group.kept(share), share)
+        if len(by_kept) > 1:
+            genes.append(group)
+            options.append(tuple(by_kept[kept] for kept in sorted(by_kept)))
+    return PruneGenes(tuple(genes), tuple(options))
 
 
 def build_space(layers: Sequence[Layer], profile: Profile, allowed: Allowed,

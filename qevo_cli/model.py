@@ -122,6 +122,19 @@ def load_model(path: str | Path, dims: dict[str, int] | None = None) -> LoadedMo
                        float_type=float_type, mixed_float=mixed, dims=fixed, notes=notes, shapes=shapes)
 
 
+def derived_model(proto: onnx.ModelProto, original: LoadedModel) -> LoadedModel:
+    """A model qevo made from `original` (a pruned one), read as `load_model` reads a file: same inputs and
+    fixed dims, its own shapes, layers and digest."""
+    shapes = _tensor_shapes(proto, original.inputs, original.dims)
+    layers = list_layers(proto, shapes)
+    serialized = proto.SerializeToString(deterministic=True)
+    return LoadedModel(path=original.path, proto=proto, layers=layers, inputs=original.inputs,
+                       output_names=[o.name for o in proto.graph.output],
+                       digest=hashlib.sha256(serialized).hexdigest(), file_bytes=len(serialized),
+                       other_bytes=_other_bytes(proto, layers, len(serialized)), float_type=original.float_type,
+                       mixed_float=original.mixed_float, dims=original.dims, shapes=shapes)
+
+
 def _other_bytes(proto: onnx.ModelProto, layers: list[Layer], file_bytes: int) -> int:
     """What the file holds besides the quantizable weights (each counted once, however many layers read it)."""
     sizes = {t.name: tensor_bytes(t) for t in all_initializers(proto.graph)}

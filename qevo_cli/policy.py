@@ -16,6 +16,7 @@ from .errors import QevoError, first_line
 from .files import load_yaml, read_text
 
 POLICY_VERSION = 1
+PRUNED_POLICY_VERSION = 2   # a policy that removes channels: a reader that knows only version 1 must refuse it
 
 WEIGHT_FORMATS = ("fp32", "fp16", "int2", "int3", "int4", "int5", "int6", "int7", "int8")
 ACTIVATION_FORMATS = ("fp32", "fp16", "int8", "int16", "dynamic-int8")
@@ -172,17 +173,27 @@ class Policy:
     """Per-layer choices, keyed by layer name (unnamed layers stay fp32), and the formats of activation
     tensors quantized where they are produced, for targets that quantize more than layer inputs
     (see scope.py; unnamed tensors stay float, min-max calibrated when named). `scope` names the
-    runtime's rules those tensors follow (fullgraph.py)."""
+    runtime's rules those tensors follow (fullgraph.py). `prune` maps a Conv layer to the share of its output
+    channels removed (structure.py; layers tied by a residual prune the same share), before any quantization."""
 
     layers: Mapping[str, LayerChoice] = field(default_factory=dict)
     version: int = POLICY_VERSION
     tensors: Mapping[str, str] = field(default_factory=dict)
     scope: str = "all-tensors"
+    prune: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, fmt in self.tensors.items():
             _check(fmt, TENSOR_FORMATS, f"tensors.{name}")
         _check(self.scope, TENSOR_SCOPES, "scope")
+        shares = {}
+        for name, share in self.prune.items():
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+                raise QevoError(f"got {share!r}, expected a share of channels from 0 to below 1", field=f"prune.{name}")
+            if share:   # 0 removes nothing: left out, so equal structures give equal keys
+                shares[name] = float(share)
+        object.__setattr__(self, "prune", shares)
+        object.__setattr__(self, "version", PRUNED_POLICY_VERSION if shares else POLICY_VERSION)
 
     @classmethod
     def uniform(cls, layer_names: Iterable[str], choice: LayerChoice) -> "Policy":
@@ -197,6 +208,10 @@ class Policy:
     def with_layer(self, layer_name: str, choice: LayerChoice) -> "Policy":
         return replace(self, layers={**self.layers, layer_name: choice})
 
+    def without_pruning(self) -> "Policy":
+        """The same precision choices on the model as it is (applied to an already pruned model)."""
+        return replace(self, prune={})
+
     @property
     def is_recovered(self) -> bool:
         """Whether any layer's weights are recovered (gptq rounding, bias correction, the output-mse range)."""
@@ -210,7 +225,8 @@ class Policy:
     def summary(self) -> str:
         """Bit summary such as 'W4:3 W8:4 A8:7' (an 'f' marks a float format: 'W16f'). With tensors quantized
         where they are produced, their formats replace the layers' activations: 'W8:3 T8:60 T16:19'. Layers
-        with recovered weights are counted last: 'gptq:2 bc:3 omse:2', then sparse ones: 'sp2:4:5'."""
+        with recovered weights are counted last: 'gptq:2 bc:3 omse:2', then sparse ones: 'sp2:4:5', then the
+        Convs whose channels are pruned: 'pr:6'."""
         counts: dict[str, int] = {}
         def count(tag: str) -> None:
             counts[tag] = counts.get(tag, 0) + 1
@@ -230,6 +246,7 @@ class Policy:
                      "sq": sum(c.smoothed for c in self.layers.values())}
         recovered.update({f"sp{pattern}": sum(c.sparsity == pattern for c in self.layers.values())
                           for pattern in sorted({c.sparsity for c in self.layers.values()} - {"dense"})})
+        recovered["pr"] = len(self.prune)
         return " ".join([f"{tag}:{counts[tag]}" for tag in sorted(counts, key=order)] +
                         [f"{tag}:{n}" for tag, n in recovered.items() if n])
 
@@ -240,6 +257,8 @@ class Policy:
             data["tensors"] = dict(sorted(self.tensors.items()))
             if self.scope != "all-tensors":
                 data["scope"] = self.scope
+        if self.prune:
+            data["prune"] = dict(sorted(self.prune.items()))
         return data
 
     @classmethod
@@ -248,23 +267,31 @@ class Policy:
             if not isinstance(data, Mapping):
                 raise QevoError("expected a mapping with 'version' and 'layers'")
             version = data.get("version")
-            if version != POLICY_VERSION or isinstance(version, bool):   # True == 1 in Python
-                raise QevoError(f"got {version!r}, expected {POLICY_VERSION}", field="version")
+            if version not in (POLICY_VERSION, PRUNED_POLICY_VERSION) or isinstance(version, bool):   # True == 1
+                raise QevoError(f"got {version!r}, expected {POLICY_VERSION}, or {PRUNED_POLICY_VERSION} for a "
+                                "policy that prunes channels", field="version")
             layers = data.get("layers")
             if not isinstance(layers, Mapping):
                 raise QevoError("expected a mapping of layer name to choice", field="layers")
-            extra = sorted(set(data) - {"version", "layers", "tensors", "scope", "model", "target", "objectives",
-                                        "metric"})
+            extra = sorted(set(data) - {"version", "layers", "tensors", "scope", "prune", "model", "target",
+                                        "objectives", "metric"})
             if extra:
-                raise QevoError(f"unknown key {extra[0]!r}, expected version, layers, tensors and scope",
+                raise QevoError(f"unknown key {extra[0]!r}, expected version, layers, tensors, scope and prune",
                                 field=extra[0])
             tensors = data.get("tensors") or {}
             if not isinstance(tensors, Mapping):
                 raise QevoError("expected a mapping of tensor name to format", field="tensors")
+            prune = data.get("prune") or {}
+            if not isinstance(prune, Mapping):
+                raise QevoError("expected a mapping of Conv layer name to the share of channels removed",
+                                field="prune")
+            if prune and version != PRUNED_POLICY_VERSION:
+                raise QevoError(f"got {version!r}, expected {PRUNED_POLICY_VERSION}: the policy prunes channels",
+                                field="version")
             return cls({str(name): LayerChoice.from_dict(choice, f"layers.{name}")
-                        for name, choice in layers.items()}, version=version,
+                        for name, choice in layers.items()},
                        tensors={str(name): fmt for name, fmt in tensors.items()},
-                       scope=data.get("scope", "all-tensors"))
+                       scope=data.get("scope", "all-tensors"), prune={str(n): v for n, v in prune.items()})
         except QevoError as err:
             if path is None:
                 raise

@@ -74,7 +74,7 @@ class Costing:
     def values(self, policy: Policy, metric: float, timed: bool = True) -> dict[str, float]:
         """The objectives; `timed=False` predicts a measured latency from the profile instead of timing it (to
         place a policy before it is measured)."""
-        cost = model_cost(self.space.layers, policy, self.profile, other_bytes=self.other_bytes, glue=self.glue,
+        cost = model_cost(self.space.cost_layers(policy), policy, self.profile, other_bytes=self.other_bytes, glue=self.glue,
                           outputs=self.outputs, converted=self.converted)
         latency_ms = cost.latency_s * 1e3
         if self.latency is not None:

@@ -107,6 +107,7 @@ class ProxyTable:
     # but take the median ratio of those of their kind computed before
     deadline: float | None = None
     covered_readers: dict = field(default_factory=dict)   # tensor -> covered layers reading it
+    structures: Any = None                 # the evaluator's pruned structures: the refit's error of a group
     _noise: dict = field(default_factory=dict, repr=False)
     _weights: dict = field(default_factory=dict, repr=False)
     _ratios: dict = field(default_factory=dict, repr=False)
@@ -143,6 +144,31 @@ class ProxyTable:
             share = self.tensor_cost(layer.input, choice.activation) / max(self.covered_readers.get(layer.input, 1), 1)
             activation_part = share * (self._smoothing_ratio(layer, choice.smoothing) - 1.0)
         return max(weight_part + activation_part, 0.0)
+
+    def prune_cost(self, group, share: float) -> float:
+        """Predicted distortion of one channel group alone pruned by `share`: its probe's, scaled by the refit's
+        local error at `share` over that at the probe's share."""
+        if not share:
+            return 0.0
+        measured = self.measured.get(f"P:{group.producers[0]}", {})
+        if f"P:{share:g}" in measured:
+            return measured[f"P:{share:g}"]
+        local = self.structures.local_error(group, share)
+        if not measured:   # left unprobed by the deadline: the median distortion per unit of local error
+            return local * self._median_prune_gain()
+        column, value = next(iter(measured.items()))
+        probe = self.structures.local_error(group, float(column[2:]))
+        return value * local / probe if probe > 0 else value
+
+    def _median_prune_gain(self) -> float:
+        if "prune" not in self._estimates:
+            groups = {group.producers[0]: group for group in self.structures.groups}
+            gains = [value / self.structures.local_error(groups[row[2:]], float(column[2:]))
+                     for row, columns in self.measured.items() if row.startswith("P:") and row[2:] in groups
+                     for column, value in columns.items()
+                     if self.structures.local_error(groups[row[2:]], float(column[2:])) > 0]
+            self._estimates["prune"] = float(np.median(gains)) if gains else 0.0
+        return self._estimates["prune"]
 
     def _smoothing_ratio(self, layer: Layer, alpha: float) -> float:
         """The layer's input quantization noise at its output, smoothed over plain (smoothing.py)."""
@@ -285,13 +311,14 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
                   progress: Callable[[int, int], None] | None = None,
                   tensors: Sequence[str] = (), covered: Collection[str] = (),
                   tensor_formats: Sequence[str] = (), members: Mapping[str, Sequence[str]] = {},
-                  scope: str = "all-tensors") -> ProxyTable:
+                  scope: str = "all-tensors", prune: Sequence[tuple[Any, float]] = ()) -> ProxyTable:
     """Probe every layer (weights at WEIGHT_PROBE, activations at ACTIVATION_PROBE), every one of `tensors`
     (a target's activation tensors, at ACTIVATION_PROBE), then the weight formats below the probe, while time
     allows. The activations of `covered` layers are their input tensors' and get no probe of their own;
     `tensor_formats` are the formats the tensors may take; `members` names the tensors that take a probed
     tensor's format with it (outputs of ops that only move values); `scope` names the runtime's rules the
-    tensors follow.
+    tensors follow. Each of `prune`'s (structure.PruneGroup, share) is probed as that group alone pruned by that
+    share, before the weight formats below the probe.
     `deadline` is a time.perf_counter() value."""
     started = time.perf_counter()
     store = store or ProbeStore()
@@ -315,6 +342,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
         if act_probe and not layer.weight_only and layer.name not in covered:
             first.append((layer, f"A:{act_probe}"))
     first.extend((tensor, f"A:{ACTIVATION_PROBE}") for tensor in tensors)
+    first.extend((group, f"P:{share:g}") for group, share in prune)
     # then the formats below the probe, where distortion stops growing smoothly with noise
     last = [(layer, f"W:{fmt}")
             for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),
@@ -323,6 +351,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
 
     measured: dict[str, dict[str, float]] = {layer.name: {} for layer in layers}
     measured.update({f"T:{tensor}": {} for tensor in tensors})
+    measured.update({f"P:{group.producers[0]}": {} for group, _ in prune})
     counts = {"probes": 0, "done": 0, "total": len(first) + len(last)}
     prefix = f"proxy/v{PROXY_VERSION}/rows{data.size}/"
 
@@ -331,11 +360,15 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
         for what, column in plan:
             if isinstance(what, Layer):
                 row, probe = what.name, Policy({what.name: _probe_choice(column)})
+            elif column.startswith("P:"):   # a channel group pruned
+                row, probe = f"P:{what.producers[0]}", Policy({}, prune={name: float(column[2:])
+                                                                      for name in what.producers})
             else:   # an activation tensor
                 row, probe = f"T:{what}", Policy({}, tensors={t: column[2:] for t in members.get(what, (what,))},
                                                  scope=scope)
             # a tensor probed under other rules measures something else (earlier keys are all-tensors')
-            key = prefix + ("" if scope == "all-tensors" or isinstance(what, Layer) else f"{scope}/") + f"{row}/{column}"
+            key = prefix + ("" if scope == "all-tensors" or not isinstance(what, str) else f"{scope}/") + \
+                f"{row}/{column}"
             found = store.get(key)
             if found is None:
                 if deadline is not None and time.perf_counter() >= deadline:
@@ -365,7 +398,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
     weights = {layer.name: _weight_array(evaluator, layer) for layer in layers if layer.weight is not None}
     readers = Counter(layer.input for layer in evaluator.model.layers if layer.name in covered)
     table = ProxyTable(data.size, {}, {}, measured, probes, 0.0, complete, covered=covered, editor=evaluator.editor,
-                       covered_readers=dict(readers),
+                       covered_readers=dict(readers), structures=evaluator.structures,
                        _weights=weights)
     for layer in layers:
         row = measured[layer.name]

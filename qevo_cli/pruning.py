@@ -298,3 +298,16 @@ def refit(weight: np.ndarray, gram: np.ndarray, keep: np.ndarray, axis: int) -> 
     solved = np.linalg.solve(kept + damping * np.eye(len(columns)), (matrix @ gram[:, columns]).T).T
     shaped = solved.reshape(moved.shape[0], len(keep), *moved.shape[2:])
     return np.moveaxis(shaped, 1, axis).astype(weight.dtype)
+
+
+def refit_error(weight: np.ndarray, gram: np.ndarray, keep: np.ndarray, axis: int) -> tuple[float, float]:
+    """(squared output error of the refitted reader, squared output of the full one) over the inputs whose Gram
+    matrix is `gram`: how much of the reader's output the removed channels take with them after the refit."""
+    full = np.moveaxis(np.asarray(weight, np.float64), axis, 1)
+    matrix = full.reshape(full.shape[0], -1)
+    refitted = np.zeros_like(full)
+    np.put_along_axis(refitted, np.asarray(keep).reshape((1, -1) + (1,) * (full.ndim - 2)),
+                      np.moveaxis(refit(weight, gram, keep, axis).astype(np.float64), axis, 1), axis=1)
+    difference = matrix - refitted.reshape(matrix.shape)
+    return float(np.einsum("ij,jk,ik->", difference, gram, difference)), \
+        float(np.einsum("ij,jk,ik->", matrix, gram, matrix))

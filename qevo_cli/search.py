@@ -191,7 +191,8 @@ class Search:
         weights, activations = probed_formats(config.weight_formats, config.act_formats)
         tensors = self.space.tensors
         probed = [tensors.names[t] for t in tensors.genes]
-        if not weights and not activations and not probed:
+        prune = self.space.prune
+        if not weights and not activations and not probed and not prune.groups:
             return None
         deadline = self.started + SENSITIVITY_SHARE * config.time_limit if config.time_limit else None
         covered = [layer.name for layer, read in zip(self.space.layers, tensors.reads) if read]
@@ -201,6 +202,7 @@ class Search:
                               members={tensors.names[t]: [tensors.names[m] for m in tensors.members(t)]
                                        for t in tensors.genes},
                               scope=tensors.scope,
+                              prune=[(group, options[0]) for group, options in zip(prune.groups, prune.options)],
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
         if not table.complete:
@@ -343,7 +345,7 @@ class Search:
         ends = [self.space.decode(np.zeros(self.space.n_var, dtype=int)), self.space.decode(self.space.upper),
                 self._uniform_w8()]
         model = self.evaluator.model
-        latencies = [model_cost(self.space.layers, p, self.profile, model.other_bytes,
+        latencies = [model_cost(self.space.cost_layers(p), p, self.profile, model.other_bytes,
                                 self.space.tensors.traffic, self.space.tensors.outputs,
                                 self.space.tensors.converted).latency_s * 1e3 for p in ends]
         span = relative_span(latencies)

@@ -22,6 +22,7 @@ import numpy as np
 from .cost import glue_bytes, layer_cost, tensor_node_bytes
 from .genome import SearchSpace
 from .profiles import Profile
+from .structure import scaled_layers
 
 ILP_BUDGETS = 240
 # A distortion of 1 is an output as far from the reference as all zeros: beyond it a choice is simply
@@ -42,6 +43,9 @@ def gene_score(space: SearchSpace, table) -> GeneScore:
         if g < layer_genes:
             i = space.genes[g]
             return table.cost(space.layers[i], space.options[i][k])
+        if g >= space.first_prune_gene:
+            p = g - space.first_prune_gene
+            return table.prune_cost(space.prune.groups[p], space.prune.options[p][k])
         t = space.tensors.genes[g - layer_genes]
         return table.tensor_cost(space.tensors.names[t], space.tensors.options[t][k])
     return score
@@ -53,7 +57,8 @@ def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
     fewest = min(activations, key=lambda a: (0 if a.startswith("int") else 1, a)) if activations else "int8"
     weights = sorted({c.weight for options in space.options for c in options})
     tensors = space.tensor_row(fewest)
-    return [np.array([space.nearest(i, weight, fewest) for i in space.genes] + tensors, dtype=int)
+    unpruned = [len(options) - 1 for options in space.prune.options]
+    return [np.array([space.nearest(i, weight, fewest) for i in space.genes] + tensors + unpruned, dtype=int)
             for weight in weights]
 
 
@@ -82,6 +87,27 @@ def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.nda
                     value += getattr(layer_cost(space.layers[i], replace(richest, activation=fmt), profile), field) \
                         - getattr(layer_cost(space.layers[i], richest, profile), field)
             row.append(value * scale)
+        costs.append(np.array(row))
+    costs.extend(prune_costs(space, profile, axis))
+    return costs
+
+
+def prune_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.ndarray]:
+    """Per channel group, what each share saves along `axis` on the layers it shrinks (negative: a saving), with
+    those layers at their richest option, so that the costs of genes add up."""
+    field, scale = COST_AXES[axis], UNITS[axis]
+    index = {layer.name: i for i, layer in enumerate(space.layers)}
+    costs = []
+    for group, options in zip(space.prune.groups, space.prune.options):
+        touched = [index[name] for name in dict.fromkeys(group.producers + group.readers + group.depthwise)]
+        layers = [space.layers[i] for i in touched]
+        richest = [space.options[i][-1] for i in touched]
+        before = sum(getattr(layer_cost(layer, choice, profile), field) for layer, choice in zip(layers, richest))
+        row = []
+        for share in options:
+            shrunk = scaled_layers(layers, [group], {name: share for name in group.producers})
+            row.append((sum(getattr(layer_cost(layer, choice, profile), field)
+                            for layer, choice in zip(shrunk, richest)) - before) * scale)
         costs.append(np.array(row))
     return costs
 

@@ -16,7 +16,9 @@ from ..profiles import load_profile, uniform_policy
 from ..proxy import ProbeStore, measure_proxy
 from ..scope import activation_groups
 from ..genome import Allowed, build_space
+from ..pruning import channel_groups
 from ..recovery import supports
+from ..structure import MIN_CHANNELS, prune_groups
 from ..sensitivity import RECOVERED_FORMATS, measure_sensitivity
 from ..store import EvaluationCache
 from ..metrics import short_name
@@ -52,6 +54,9 @@ def inspect(
     target: Annotated[Optional[str], typer.Option(
         "--target", help="Hardware profile (built-in name or YAML file): per-layer latency, energy and size "
                          "at fp32, W8A8 and W4A8, and whether each layer is compute- or memory-bound.")] = None,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="The model's channel groups: the Convs whose output channels prune together (tied by "
+                        "residuals), the layers that read them, and why a group cannot be pruned.")] = False,
     threads: ThreadsOpt = 1,
     json_output: JsonOpt = False,
 ) -> None:
@@ -80,6 +85,8 @@ def inspect(
     }
     if profile is not None:
         report["target"] = _target_costs(loaded, profile)
+    if prune:
+        report["channel_groups"] = channel_group_report(loaded)
     if full and not sensitivity:
         raise QevoError("--full goes with --sensitivity", field="--full")
     if recovery and not sensitivity:
@@ -105,6 +112,8 @@ def inspect(
         print_json(report)
         return
     _render_layers(report)
+    if prune:
+        _render_groups(report["channel_groups"])
     if profile is not None:
         _render_target(report["target"])
     if table is not None:
@@ -144,6 +153,32 @@ def _render_layers(report: dict) -> None:
     out.print(f"inputs: {inputs}")
     for note in report["notes"]:
         out.print(f"[dim]note: {note}[/]")
+
+
+def channel_group_report(loaded: LoadedModel) -> list[dict]:
+    """Every channel group of the top graph, with whether the search may prune it (structure.py)."""
+    offered = {group.index: group for group in prune_groups(loaded)}
+    rows = []
+    for index, group in enumerate(channel_groups(loaded.proto)):
+        why = group.why if not group.prunable else "" if index in offered else \
+            f"fewer than {MIN_CHANNELS} channels"
+        rows.append({"producers": list(group.producers), "channels": group.channels,
+                     "readers": [name for name, _ in group.readers],
+                     "carriers": [f"{name} ({kind})" for name, kind in group.carriers],
+                     "prunable": index in offered, "why_not": why})
+    return rows
+
+
+def _render_groups(rows: list[dict]) -> None:
+    offered = sum(row["prunable"] for row in rows)
+    table = Table(title=f"{len(rows)} channel groups, {offered} prunable (--prune offers them to the search)",
+                  title_justify="left")
+    for column, justify in (("producers", "left"), ("channels", "right"), ("read by", "left"), ("prunable", "left")):
+        table.add_column(column, justify=justify)
+    for row in rows:
+        table.add_row(", ".join(row["producers"]), str(row["channels"]), ", ".join(row["readers"]) or "-",
+                      "yes" if row["prunable"] else f"no: {row['why_not']}")
+    out.print(table)
 
 
 COSTED = {"fp32": FP32, "W8A8": LayerChoice(weight="int8", activation="int8"),

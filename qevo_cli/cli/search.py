@@ -26,7 +26,7 @@ FIELDS = {
     "max_latency_ms": "max_latency_ms", "max_energy_mj": "max_energy_mj", "weight_formats": "weight_formats",
     "act_formats": "act_formats", "granularity": "granularity", "calibration": "calibration", "rounding": "rounding",
     "bias_correction": "bias_correction", "weight_range": "weight_range", "smoothing": "smoothing",
-    "sparsity": "sparsity",
+    "sparsity": "sparsity", "prune": "prune",
     "algorithm": "algorithm", "pop": "pop", "generations": "generations", "evaluations": "evaluations",
     "time_limit": "time_limit", "seed": "seed", "workers": "workers", "dask": "dask", "out": "out",
     "threads": "threads", "racing": "racing", "recover_front": "recover_front", "latency_cmd": "latency_cmd",
@@ -77,6 +77,10 @@ def search(
         "--sparsity", help="N:M sparsity patterns to offer besides dense, such as 2:4: at most N non-zero weights "
                            "in every M along a Conv's, MatMul's or Gemm's input, on targets that run them faster "
                            "(nvidia-trt: 2:4).")] = "dense",
+    prune: Annotated[str, typer.Option(
+        "--prune", help="Shares of output channels the search may remove from each prunable Conv group besides "
+                        "none, such as 0.25,0.5: the smaller model's readers are refitted on calibration data "
+                        "(see qevo inspect --prune).")] = "0",
     smoothing: Annotated[str, typer.Option(
         "--smoothing", help="SmoothQuant strengths to choose from for MatMul and Gemm inputs: none, or alphas "
                             "such as none,0.5,0.8 (not on targets that quantize every tensor).")] = "none",

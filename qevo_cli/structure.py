@@ -1,0 +1,246 @@
+"""A policy's structure: the model without the output channels its `prune` map removes, the layers as that
+model holds them, and the editor that quantizes it.
+
+The channel groups come from `pruning.channel_groups`; a group prunes when its producers (Convs tied by
+residuals prune together) name one share in the policy. The kept channels are the most important ones by
+`pruning.importance`, their count rounded to a multiple of KEEP_MULTIPLE (SIMD lanes and tensor-core tiles
+come in fours and eights, and a 3x3 reader of such a count still splits into 2:4 blocks). Each reader of a
+pruned group is refitted by least squares on its input's Gram matrix from the calibration data.
+
+The pruned model is a model of its own: quantized by an editor of its own, on activation ranges from its own
+calibration pass. The input statistics second-order rounding uses (Gram matrices, means, column ranges) are
+the original model's on the kept columns: computing them anew per structure would cost a pass and disk per
+policy, and after the refit each layer's input is the original's on those columns up to the refit's error.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .calibration import ActivationCalibrator
+from .errors import QevoError
+from .layers import Layer
+from .model import LoadedModel, derived_model
+from .pruning import ChannelGroup, channel_groups, folded_constants, importance, prune, refit_error
+from .recovery import supports
+
+KEEP_MULTIPLE = 4
+MIN_CHANNELS = 8          # narrower groups offer no pruning
+STRUCTURES_KEPT = 4       # pruned models (and their editors) kept in memory per evaluator
+
+
+@dataclass(frozen=True)
+class PruneGroup:
+    """A prunable channel group, by the layers it touches (plain data: it travels to workers)."""
+
+    producers: tuple[str, ...]      # Conv layers writing the channels
+    channels: int
+    readers: tuple[str, ...]        # layers summing over the channels (their input channels shrink)
+    depthwise: tuple[str, ...]      # depthwise Conv layers carrying them (input and output shrink)
+    index: int                      # position among pruning.channel_groups(model)
+
+    def kept(self, share: float) -> int:
+        return kept_channels(self.channels, share)
+
+
+def kept_channels(channels: int, share: float) -> int:
+    """Output channels left when `share` of `channels` are removed, a multiple of KEEP_MULTIPLE."""
+    if not share:
+        return channels
+    wanted = channels * (1.0 - share)
+    return int(min(channels, max(KEEP_MULTIPLE, round(wanted / KEEP_MULTIPLE) * KEEP_MULTIPLE)))
+
+
+def prune_groups(model: LoadedModel) -> list[PruneGroup]:
+    """The model's prunable channel groups of at least MIN_CHANNELS channels, in graph order."""
+    by_node = {layer.node_name: layer.name for layer in model.layers if not layer.subgraph}
+    found = []
+    for index, group in enumerate(channel_groups(model.proto)):
+        if not group.prunable or group.channels < MIN_CHANNELS:
+            continue
+        nodes = group.producers + [node for node, _ in group.readers] + \
+            [node for node, kind in group.carriers if kind == "depthwise"]
+        if any(node not in by_node for node in nodes):   # a Conv, Gemm or MatMul qevo does not list as a layer
+            continue
+        found.append(PruneGroup(tuple(by_node[n] for n in group.producers), group.channels,
+                                tuple(by_node[n] for n, _ in group.readers),
+                                tuple(by_node[n] for n, kind in group.carriers if kind == "depthwise"), index))
+    return found
+
+
+def group_shares(groups: Sequence[PruneGroup], shares: Mapping[str, float]) -> dict[int, float]:
+    """Group position -> share removed, from a policy's `prune` map (layer -> share). Every producer of a group
+    must name the same share."""
+    producer_of = {name: g for g, group in enumerate(groups) for name in group.producers}
+    for name in shares:
+        if name not in producer_of:
+            raise QevoError(f"layer {name!r} heads no prunable channel group (see qevo inspect --prune)",
+                            field=f"prune.{name}")
+    found: dict[int, float] = {}
+    for g, group in enumerate(groups):
+        named = {shares.get(name, 0.0) for name in group.producers}
+        if len(named) > 1:
+            raise QevoError(f"layers {', '.join(group.producers)} write channels a residual adds together: give "
+                            "each the same share", field=f"prune.{group.producers[0]}")
+        share = named.pop()
+        if share:
+            found[g] = share
+    return found
+
+
+def scaled_layers(layers: Sequence[Layer], groups: Sequence[PruneGroup], shares: Mapping[str, float]) -> list[Layer]:
+    """`layers` as the pruned model holds them: weights, MACs and activations shrunk by the kept channels
+    (for costing without building the model)."""
+    if not shares:
+        return list(layers)
+    out_kept: dict[str, int] = {}
+    in_kept: dict[str, int] = {}
+    for g, share in group_shares(groups, shares).items():
+        group = groups[g]
+        kept = group.kept(share)
+        for name in group.producers + group.depthwise:
+            out_kept[name] = kept
+        for name in group.readers + group.depthwise:
+            in_kept[name] = kept
+    scaled = []
+    for layer in layers:
+        if layer.name not in out_kept and layer.name not in in_kept:
+            scaled.append(layer)
+            continue
+        shape = list(layer.weight_shape)
+        out_share = in_share = 1.0
+        if layer.name in out_kept:
+            out_share = out_kept[layer.name] / shape[layer.channel_axis]
+            shape[layer.channel_axis] = out_kept[layer.name]
+        if layer.name in in_kept:
+            if layer.name in layer_depthwise(groups):   # [C, 1, k, k]: its input channels are its output's
+                in_share = out_share
+            else:
+                axis = 1 if layer.op_type == "Conv" else layer.reduce_axis
+                in_share = in_kept[layer.name] / shape[axis]
+                shape[axis] = in_kept[layer.name]
+        params = int(np.prod(shape))
+        ratio = params / max(layer.params, 1)
+        scaled.append(replace(layer, weight_shape=tuple(shape), params=params, macs=int(round(layer.macs * ratio)),
+                              input_elems=int(round(layer.input_elems * in_share)),
+                              output_elems=int(round(layer.output_elems * out_share))))
+    return scaled
+
+
+def layer_depthwise(groups: Sequence[PruneGroup]) -> set[str]:
+    return {name for group in groups for name in group.depthwise}
+
+
+class Structures:
+    """The pruned models of one loaded model, built on demand: their channels to keep, their refitted weights,
+    their calibrators and editors (the last few kept)."""
+
+    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator):
+        self.model = model
+        self.calibrator = calibrator
+        self._channel_groups: list[ChannelGroup] | None = None
+        self._groups: list[PruneGroup] | None = None
+        self._keep: dict[tuple, np.ndarray] = {}   # kept channels, and the refit's error, per group and count
+        self._built: OrderedDict[str, tuple[LoadedModel, object]] = OrderedDict()
+
+    @property
+    def groups(self) -> list[PruneGroup]:
+        if self._groups is None:
+            self._groups = prune_groups(self.model)
+        return self._groups
+
+    def channel_group(self, group: PruneGroup) -> ChannelGroup:
+        if self._channel_groups is None:
+            self._channel_groups = channel_groups(self.model.proto)
+        return self._channel_groups[group.index]
+
+    def keep(self, group: PruneGroup, share: float) -> np.ndarray:
+        """The channels `share` keeps: the most important ones, in their order."""
+        count = group.kept(share)
+        if (group.index, count) not in self._keep:
+            score = importance(self.model.proto, self.channel_group(group))
+            self._keep[(group.index, count)] = np.sort(np.argsort(-score, kind="stable")[:count])
+        return self._keep[(group.index, count)]
+
+    def local_error(self, group: PruneGroup, share: float) -> float:
+        """The share of its readers' output energy that pruning `group` by `share` loses after the refit, on the
+        calibration data (0 with nothing pruned)."""
+        if not share or group.kept(share) == group.channels:
+            return 0.0
+        key = (group.index, group.kept(share), "error")
+        if key not in self._keep:
+            layers = {layer.name: layer for layer in self.model.layers}
+            weights = folded_constants(self.model.proto.graph)
+            nodes = {node.name: node for node in self.model.proto.graph.node}
+            lost = total = 0.0
+            for name in group.readers:
+                layer = layers[name]
+                if not supports(layer):
+                    continue
+                node = nodes[layer.node_name]
+                axis = 1 if layer.op_type == "Conv" else layer.reduce_axis
+                error, energy = refit_error(weights[node.input[1]], self.calibrator.gram(layer)[0],
+                                            self.keep(group, share), axis)
+                lost, total = lost + error, total + energy
+            self._keep[key] = np.array(lost / total if total > 0 else 0.0)
+        return float(self._keep[key])
+
+    def editor(self, shares: Mapping[str, float]):
+        """The graph editor of the model `shares` (a policy's prune map) leaves."""
+        from .graph_edit import GraphEditor
+
+        key = repr(sorted(shares.items()))
+        if key not in self._built:
+            pruned, columns = self._pruned(shares)
+            calibrator = PrunedCalibrator(pruned, self.calibrator, columns)
+            self._built[key] = (pruned, GraphEditor(pruned, calibrator))
+            while len(self._built) > STRUCTURES_KEPT:
+                self._built.popitem(last=False)
+        self._built.move_to_end(key)
+        return self._built[key][1]
+
+    def _pruned(self, shares: Mapping[str, float]) -> tuple[LoadedModel, dict[str, tuple[str, np.ndarray]]]:
+        layers = {layer.name: layer for layer in self.model.layers}
+        proto = self.model.proto
+        columns: dict[str, tuple[str, np.ndarray]] = {}
+        for g, share in group_shares(self.groups, shares).items():
+            group = self.groups[g]
+            keep = self.keep(group, share)
+            channel_group = self.channel_group(group)
+            grams = {layers[name].node_name: self.calibrator.gram(layers[name])[0]
+                     for name in group.readers if supports(layers[name])}
+            proto = prune(proto, channel_group, keep, grams)
+            columns.update({name: ("dense", keep) for name in group.readers})
+            columns.update({name: ("grouped", keep) for name in group.depthwise})
+        return derived_model(proto, self.model), columns
+
+
+class PrunedCalibrator(ActivationCalibrator):
+    """Ranges from a pass over the pruned model; input statistics from the original model's calibrator on the
+    columns the pruned model keeps."""
+
+    def __init__(self, model: LoadedModel, original: ActivationCalibrator,
+                 columns: Mapping[str, tuple[str, np.ndarray]]):
+        super().__init__(model, original.calib, original._options)
+        self.original = original
+        self.columns = dict(columns)
+
+    def _input_stats(self, layer) -> tuple[list[np.ndarray], ...]:
+        if layer.name in self._grams:
+            return self._grams[layer.name]
+        stats = self.original._input_stats(self.original.model.layer(layer.name))
+        if layer.name in self.columns:
+            kind, keep = self.columns[layer.name]
+            if kind == "grouped":   # one matrix per channel
+                stats = tuple([values[k] for k in keep] for values in stats)
+            else:
+                per_channel = stats[1][0].shape[0] // self.original.model.layer(layer.name).weight_shape[
+                    1 if layer.op_type == "Conv" else layer.reduce_axis]
+                kept = (keep[:, None] * per_channel + np.arange(per_channel)).reshape(-1)
+                stats = (([stats[0][0][np.ix_(kept, kept)]],) +
+                         tuple([values[0][kept]] for values in stats[1:]))
+        self._grams[layer.name] = stats
+        return stats
