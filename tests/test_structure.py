@@ -1,6 +1,5 @@
 """Channel pruning as part of a policy: the prune map, the pruned model the evaluator builds and exports, the
 costing of its smaller layers, and the genes and proxy of the search."""
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
