@@ -32,7 +32,7 @@ def test_files_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"version": 2, "layers": {}}, "version: got 2, expected 1"),
+    ({"version": 3, "layers": {}}, "version: got 3, expected 1, or 2 for a policy that prunes channels"),
     ({"version": 1}, "layers: expected a mapping"),
     ({"version": 1, "layers": {"c": {"weight": "int9"}}}, "layers.c.weight: got 'int9', expected one of"),
     ({"version": 1, "layers": {"c": {"wieght": "int8"}}}, "layers.c.wieght: unknown key 'wieght'"),
