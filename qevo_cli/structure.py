@@ -98,6 +98,7 @@ def scaled_layers(layers: Sequence[Layer], groups: Sequence[PruneGroup], shares:
         return list(layers)
     out_kept: dict[str, int] = {}
     in_kept: dict[str, int] = {}
+    depthwise = {name for group in groups for name in group.depthwise}
     for g, share in group_shares(groups, shares).items():
         group = groups[g]
         kept = group.kept(share)
@@ -116,7 +117,7 @@ def scaled_layers(layers: Sequence[Layer], groups: Sequence[PruneGroup], shares:
             out_share = out_kept[layer.name] / shape[layer.channel_axis]
             shape[layer.channel_axis] = out_kept[layer.name]
         if layer.name in in_kept:
-            if layer.name in layer_depthwise(groups):   # [C, 1, k, k]: its input channels are its output's
+            if layer.name in depthwise:   # [C, 1, k, k]: its input channels are its output's
                 in_share = out_share
             else:
                 axis = 1 if layer.op_type == "Conv" else layer.reduce_axis
@@ -130,10 +131,6 @@ def scaled_layers(layers: Sequence[Layer], groups: Sequence[PruneGroup], shares:
     return scaled
 
 
-def layer_depthwise(groups: Sequence[PruneGroup]) -> set[str]:
-    return {name for group in groups for name in group.depthwise}
-
-
 class Structures:
     """The pruned models of one loaded model, built on demand: their channels to keep, their refitted weights,
     their calibrators and editors (the last few kept)."""
@@ -143,7 +140,8 @@ class Structures:
         self.calibrator = calibrator
         self._channel_groups: list[ChannelGroup] | None = None
         self._groups: list[PruneGroup] | None = None
-        self._keep: dict[tuple, np.ndarray] = {}   # kept channels, and the refit's error, per group and count
+        self._keep: dict[tuple[int, int], np.ndarray] = {}   # per group and kept count
+        self._errors: dict[tuple[int, int], float] = {}
         self._built: OrderedDict[str, tuple[LoadedModel, object]] = OrderedDict()
 
     @property
@@ -170,8 +168,8 @@ class Structures:
         calibration data (0 with nothing pruned)."""
         if not share or group.kept(share) == group.channels:
             return 0.0
-        key = (group.index, group.kept(share), "error")
-        if key not in self._keep:
+        key = (group.index, group.kept(share))
+        if key not in self._errors:
             layers = {layer.name: layer for layer in self.model.layers}
             weights = folded_constants(self.model.proto.graph)
             nodes = {node.name: node for node in self.model.proto.graph.node}
@@ -185,8 +183,8 @@ class Structures:
                 error, energy = refit_error(weights[node.input[1]], self.calibrator.gram(layer)[0],
                                             self.keep(group, share), axis)
                 lost, total = lost + error, total + energy
-            self._keep[key] = np.array(lost / total if total > 0 else 0.0)
-        return float(self._keep[key])
+            self._errors[key] = lost / total if total > 0 else 0.0
+        return self._errors[key]
 
     def editor(self, shares: Mapping[str, float]):
         """The graph editor of the model `shares` (a policy's prune map) leaves."""

@@ -1,5 +1,6 @@
 """Channel pruning as part of a policy: the prune map, the pruned model the evaluator builds and exports, the
 costing of its smaller layers, and the genes and proxy of the search."""
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -79,10 +80,15 @@ def test_the_evaluated_model_is_the_pruned_one_and_costs_what_it_holds(default_e
     assert 0.0 <= score <= 100.0 and score != evaluator.evaluate(policy.without_pruning())
 
 
-def test_a_pruned_export_loads_in_plain_onnxruntime_and_measures_what_the_search_said(default_evaluator, tmp_path):
+@pytest.mark.parametrize("choice", [LayerChoice(), LayerChoice(weight="int4", rounding="gptq"),
+                                    LayerChoice(rounding="gptq", sparsity="2:4")], ids=["w8a8", "w4-gptq", "2:4"])
+def test_a_pruned_export_loads_in_plain_onnxruntime_and_measures_what_the_search_said(default_evaluator, tmp_path,
+                                                                                        choice):
     evaluator = default_evaluator
     group = evaluator.structures.groups[1]
-    policy = Policy({layer.name: LayerChoice() for layer in evaluator.model.layers},
+    sparse = [layer.name for layer in evaluator.model.layers if layer.op_type == "Conv" and layer.weight_shape[1] > 1]
+    policy = Policy({layer.name: choice if layer.name in sparse or choice.sparsity == "dense" else LayerChoice()
+                     for layer in evaluator.model.layers},
                     prune={name: 0.5 for name in group.producers})
     expected = evaluator.evaluate(policy)
     report = export_onnx(evaluator, policy, tmp_path / "pruned.onnx", expected=expected)
@@ -95,6 +101,11 @@ def test_a_pruned_export_loads_in_plain_onnxruntime_and_measures_what_the_search
     codes = {t.name: t for t in exported.graph.initializer if t.name in dequantized}
     shapes = sorted(tuple(t.dims) for t in codes.values() if len(t.dims) == 4)
     assert (4, 8, 3, 3) in shapes or (8, 4, 3, 3) in shapes   # the pruned Convs are stored smaller
+    if choice.sparsity == "2:4":   # every block of 4 input channels of a sparse Conv holds at most 2 codes
+        from onnx import numpy_helper
+        blocks = [np.moveaxis(numpy_helper.to_array(t), 1, -1).reshape(-1, 4) for t in codes.values()
+                  if len(t.dims) == 4 and t.dims[1] > 1]
+        assert blocks and all(((b != 0).sum(axis=1) <= 2).all() for b in blocks)
 
 
 def test_prune_genes_decode_encode_and_cost_savings(default_workspace):
