@@ -78,7 +78,7 @@ class Evaluator:
         self.options = session_options(threads)
         self.calibrator = ActivationCalibrator(model, calib or data, self.options)
         self.editor = GraphEditor(model, self.calibrator)
-        self.structures = Structures(model, self.calibrator)
+        self.structures = Structures(model, self.calibrator, self.editor)
         self._base_bytes = model.proto.SerializeToString()
         self.reference = self._run(self._base_bytes)
         problem = metric.check_labels(data.labels, self.reference) if data.labels is not None else None

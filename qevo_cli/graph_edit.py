@@ -54,12 +54,15 @@ class ActivationNodes:
 class GraphEditor(WeightWriter):
     """Builds quantized models of one loaded model; caches the weights and activation nodes it computes."""
 
-    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator):
+    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator, weights_of: "GraphEditor | None" = None):
+        """`weights_of` is the editor of the model `model` was pruned from: a layer's weight is a function of
+        its shape there (structure.py), so the two share the weights they compute, keyed by layer and shape."""
         self.model = model
         self.calibrator = calibrator
         self._initializers = {t.name: t for t in all_initializers(model.proto.graph)}
-        self._simulated: dict[tuple, onnx.TensorProto] = {}
-        self._pruned: dict[tuple, np.ndarray] = {}   # N:M pruned weights, per layer and pattern
+        self._simulated: dict[tuple, onnx.TensorProto] = weights_of._simulated if weights_of else {}
+        # N:M pruned weights, per layer, shape and pattern
+        self._pruned: dict[tuple, np.ndarray] = weights_of._pruned if weights_of else {}
         self._activations: dict[tuple, ActivationNodes] = {}
         self._converted: dict[int, onnx.ModelProto] = {}
         # Short names for what the editor adds (on a small model, long names cost more bytes than weights),
@@ -71,7 +74,7 @@ class GraphEditor(WeightWriter):
         self._constants: dict[str, tuple] = {}
         self._finite_constants: dict[str, bool] = {}
         self._corrected: dict[str, np.ndarray] = {}   # biases bias correction rewrote in the model being built
-        self._scales: dict[tuple, np.ndarray] = {}
+        self._scales: dict[tuple, np.ndarray] = weights_of._scales if weights_of else {}
 
     # -- the model -------------------------------------------------------------------------------
     def build(self, policy: Policy, store: bool = False, base: onnx.ModelProto | None = None) -> onnx.ModelProto:
@@ -191,7 +194,7 @@ class GraphEditor(WeightWriter):
         if not smooths(layer):
             raise QevoError(f"layer {layer.name!r}: smoothing applies to MatMul layers reading x @ W and to Gemm "
                             "layers of the top graph", field="smoothing")
-        key = (layer.name, alpha)
+        key = (layer.name, layer.weight_shape, alpha)
         if key not in self._scales:
             lows, highs = self.calibrator.input_range(layer)
             matrix = weight_matrix(self.weight_values(layer), layer.channel_axis)
@@ -207,7 +210,7 @@ class GraphEditor(WeightWriter):
         if choice.sparsity == "dense":
             return weight
         compensated = choice.rounding == "gptq"   # float weights too: the reconstruction needs no grid
-        key = (layer.name, choice.sparsity, compensated, choice.smoothed and choice.smoothing)
+        key = (layer.name, layer.weight_shape, choice.sparsity, compensated, choice.smoothed and choice.smoothing)
         if key not in self._pruned:
             if not sparsity.applies(layer, choice.sparsity):
                 raise QevoError(f"layer {layer.name!r} cannot hold {choice.sparsity} sparsity (a Conv, Gemm or MatMul "

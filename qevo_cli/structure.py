@@ -7,10 +7,11 @@ residuals prune together) name one share in the policy. The kept channels are th
 come in fours and eights, and a 3x3 reader of such a count still splits into 2:4 blocks). Each reader of a
 pruned group is refitted by least squares on its input's Gram matrix from the calibration data.
 
-The pruned model is a model of its own: quantized by an editor of its own, on activation ranges from its own
-calibration pass. The input statistics second-order rounding uses (Gram matrices, means, column ranges) are
-the original model's on the kept columns: computing them anew per structure would cost a pass and disk per
-policy, and after the refit each layer's input is the original's on those columns up to the refit's error.
+The pruned model is a model of its own, quantized by an editor of its own, on the original model's
+calibration: activation ranges by tensor name, and the input statistics second-order rounding uses (Gram
+matrices, means, column ranges) on the kept columns. After the refit each tensor is the original's (on the kept
+channels) up to the refit's error, and calibrating every structure again would cost a pass, or two on a target
+that quantizes every tensor, per policy.
 """
 from __future__ import annotations
 
@@ -135,9 +136,10 @@ class Structures:
     """The pruned models of one loaded model, built on demand: their channels to keep, their refitted weights,
     their calibrators and editors (the last few kept)."""
 
-    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator):
+    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator, editor=None):
         self.model = model
         self.calibrator = calibrator
+        self.original_editor = editor   # whose computed weights the pruned models' editors share
         self._channel_groups: list[ChannelGroup] | None = None
         self._groups: list[PruneGroup] | None = None
         self._keep: dict[tuple[int, int], np.ndarray] = {}   # per group and kept count
@@ -194,7 +196,7 @@ class Structures:
         if key not in self._built:
             pruned, columns = self._pruned(shares)
             calibrator = PrunedCalibrator(pruned, self.calibrator, columns)
-            self._built[key] = (pruned, GraphEditor(pruned, calibrator))
+            self._built[key] = (pruned, GraphEditor(pruned, calibrator, weights_of=self.original_editor))
             while len(self._built) > STRUCTURES_KEPT:
                 self._built.popitem(last=False)
         self._built.move_to_end(key)
@@ -217,14 +219,22 @@ class Structures:
 
 
 class PrunedCalibrator(ActivationCalibrator):
-    """Ranges from a pass over the pruned model; input statistics from the original model's calibrator on the
-    columns the pruned model keeps."""
+    """The original model's calibration, read for the pruned model: a tensor's range is the original tensor's
+    (a pruned tensor's kept channels lie within it, and the refit keeps every other tensor close to the
+    original), and the input statistics are the original's on the columns the pruned model keeps. So a
+    pruned policy costs no calibration pass of its own."""
 
     def __init__(self, model: LoadedModel, original: ActivationCalibrator,
                  columns: Mapping[str, tuple[str, np.ndarray]]):
         super().__init__(model, original.calib, original._options)
         self.original = original
         self.columns = dict(columns)
+
+    def range(self, tensor: str, method: str, bits: int) -> tuple[float, float]:
+        return self.original.range(tensor, method, bits)
+
+    def tensor_range(self, tensor: str) -> tuple[float, float]:
+        return self.original.tensor_range(tensor)
 
     def _input_stats(self, layer) -> tuple[list[np.ndarray], ...]:
         if layer.name in self._grams:

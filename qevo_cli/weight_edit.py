@@ -154,10 +154,11 @@ class WeightWriter:
 
     def simulated_weight(self, layer: Layer, choice: LayerChoice) -> onnx.TensorProto:
         """The layer's weight rounded to the choice's levels, in the model's own float type (cached)."""
-        key = (layer.name, choice.weight, choice.granularity, choice.symmetric, choice.weight_range, choice.rounding,
-               choice.smoothed and choice.smoothing, choice.sparsity)
+        key = (layer.name, layer.weight_shape, choice.weight, choice.granularity, choice.symmetric,
+               choice.weight_range, choice.rounding, choice.smoothed and choice.smoothing, choice.sparsity)
         if choice.weight in ("fp32", "fp16"):   # rounding is only how a sparse float weight is pruned
-            key = (layer.name, choice.weight, choice.sparsity, choice.sparsity != "dense" and choice.rounding)
+            key = (layer.name, layer.weight_shape, choice.weight, choice.sparsity,
+                   choice.sparsity != "dense" and choice.rounding)
         tensor = self._simulated.get(key)
         if tensor is None:
             dtype = numpy_helper.to_array(self._initializers[layer.weight]).dtype
