@@ -62,6 +62,20 @@ def uniform_rows(space: SearchSpace) -> list[np.ndarray]:
             for weight in weights]
 
 
+def structure_rows(space: SearchSpace) -> list[np.ndarray]:
+    """The richest option of every layer with every channel group pruned by one share, for each share offered
+    (a group whose shares collapse takes the largest of its own at most that share): the ends of the structure
+    axis, as uniform_rows are those of the formats."""
+    first = space.first_prune_gene
+    rows = []
+    for share in sorted({s for options in space.prune.options for s in options if s}, reverse=True):
+        row = space.upper.copy()
+        for g, options in enumerate(space.prune.options):
+            row[first + g] = options.index(max(s for s in options if s <= share))
+        rows.append(row)
+    return rows
+
+
 def option_costs(space: SearchSpace, profile: Profile, axis: str) -> list[np.ndarray]:
     """Per gene, the cost of each option along one objective axis, in the objective's own unit. A tensor's
     cost holds what the other ops move in it and what the layers reading it pay beyond its cheapest format
@@ -251,8 +265,9 @@ def initial_population(space: SearchSpace, pop_size: int, score: GeneScore | Non
                        seed: int, axis: str = "size", limits: dict[str, float] | None = None,
                        deadline: float | None = None) -> np.ndarray:
     """Distinct rows to measure first: every distinct ILP solution (up to ILP_SHARE x pop_size, coarse to fine;
-    the first generation may so be larger than the population, which the first survival trims), the greedy path,
-    then random rows to fill `pop_size`. Without a proxy: uniform policies, then random."""
+    the first generation may so be larger than the population, which the first survival trims), the uniformly
+    pruned structures at the richest formats, the greedy path, then random rows to fill `pop_size`. Without a
+    proxy: uniform policies, then random."""
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     seen: set[tuple] = set()
@@ -273,6 +288,8 @@ def initial_population(space: SearchSpace, pop_size: int, score: GeneScore | Non
     else:
         for row in uniform_rows(space):
             add(row, pop_size)
+    for row in structure_rows(space):
+        add(row, max(pop_size, len(rows) + 1))
     for row in greedy_path(space, score, profile, max(1, pop_size // 4)):
         add(row, max(pop_size, len(rows) + pop_size // 4))
     attempts = 0

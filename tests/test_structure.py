@@ -119,6 +119,13 @@ def test_prune_genes_decode_encode_and_cost_savings(default_workspace):
     assert (space.encode(policy) == row).all()
     costs = option_costs(space, profile, "latency")[space.first_prune_gene:]
     assert all(c[0] < 0 and c[-1] == 0 for c in costs)   # pruning saves time; none saves nothing
+    # the seeding measures the richest formats with every group pruned alike, for each share
+    from qevo_cli.seeding import initial_population, structure_rows
+    ends = structure_rows(space)
+    assert len(ends) == 1 and space.decode(ends[0]).prune == {name: 0.5 for group in space.prune.groups
+                                                             for name in group.producers}
+    population = initial_population(space, 8, None, profile, seed=0)
+    assert any((row == ends[0]).all() for row in population)
     # without --prune there is no gene
     assert not space_for(default_workspace.model, profile, Allowed(weight_formats=("int8",))).prune.groups
 
