@@ -25,10 +25,10 @@ from .policy import (ACTIVATION_FORMATS, CALIBRATIONS, FP32, GRANULARITIES, ROUN
                      LayerChoice, Policy, activation_bits, tensor_order)
 from .recovery import corrects_bias, supports as recovers
 from .smoothing import smooths
-from .sparsity import applies as sparsity_applies, checked as check_sparsity
+from .sparsity import applies as sparsity_applies, checked as check_sparsity, parse as parse_pattern
 from .profiles import Profile, supported_choices
 from .scope import TensorGroup, activation_groups, output_tensors
-from .structure import PruneGroup, prune_groups, scaled_layers
+from .structure import KEEP_MULTIPLE, PruneGroup, prune_groups, scaled_layers
 
 
 @dataclass(frozen=True)
@@ -244,11 +244,27 @@ def space_for(model, profile: Profile, allowed: Allowed) -> "SearchSpace":
     groups = activation_groups(model, scope) if scope != "layer-inputs" else ()
     space = build_space(model.layers, profile, allowed, groups)
     if any(allowed.prunes):
-        space = replace(space, prune=prune_genes(prune_groups(model), allowed.prunes))
+        space = _without_unpruneable_patterns(replace(space, prune=prune_genes(prune_groups(model), allowed.prunes)))
     if not space.tensors.names:
         return space
     writes = tuple(output_tensors(model, scope, list(groups)).items())
     return replace(space, tensors=replace(space.tensors, writes=writes))
+
+
+def _without_unpruneable_patterns(space: SearchSpace) -> SearchSpace:
+    """A layer reading a prunable group keeps an N:M option only if every kept channel count (a multiple of
+    KEEP_MULTIPLE) still splits its input into blocks of M."""
+    shrinking = {name for group in space.prune.groups for name in group.readers}
+    options = []
+    for layer, choices in zip(space.layers, space.options):
+        if layer.name in shrinking and layer.weight_shape:
+            per_channel = layer.params // (layer.weight_shape[layer.channel_axis] *
+                                           layer.weight_shape[1 if layer.op_type == "Conv" else layer.reduce_axis])
+            choices = tuple(c for c in choices if c.sparsity == "dense" or
+                            (KEEP_MULTIPLE * per_channel) % parse_pattern(c.sparsity)[1] == 0) or choices[:1]
+        options.append(choices)
+    genes = tuple(i for i, opts in enumerate(options) if len(opts) > 1)
+    return replace(space, options=tuple(options), genes=genes)
 
 
 def prune_genes(groups: Sequence[PruneGroup], shares: Sequence[float]) -> PruneGenes:

@@ -151,8 +151,8 @@ class ProxyTable:
         if not share:
             return 0.0
         measured = self.measured.get(f"P:{group.producers[0]}", {})
-        if f"P:{share:g}" in measured:
-            return measured[f"P:{share:g}"]
+        if f"P:{share}" in measured:
+            return measured[f"P:{share}"]
         local = self.structures.local_error(group, share)
         if not measured:   # left unprobed by the deadline: the median distortion per unit of local error
             return local * self._median_prune_gain()
@@ -342,7 +342,7 @@ def measure_proxy(evaluator: Evaluator, weight_formats: Sequence[str] = ("int2",
         if act_probe and not layer.weight_only and layer.name not in covered:
             first.append((layer, f"A:{act_probe}"))
     first.extend((tensor, f"A:{ACTIVATION_PROBE}") for tensor in tensors)
-    first.extend((group, f"P:{share:g}") for group, share in prune)
+    first.extend((group, f"P:{share}") for group, share in prune)   # str(float) reads back exactly
     # then the formats below the probe, where distortion stops growing smoothly with noise
     last = [(layer, f"W:{fmt}")
             for fmt in sorted((f for f in int_weights if weight_probe and weight_bits(f) < weight_bits(weight_probe)),

@@ -266,6 +266,7 @@ class Search:
                 set_running_time(algorithm, time.time() - (time.perf_counter() - self.started))
             algorithm.problem.measure = measure
             algorithm.problem.costing = self.costing   # a resumed run's own timer
+            algorithm.problem.space = self.space       # a checkpoint may hold an earlier qevo's space
             front = self._write_front(references)
             total = algorithm.termination.terminations[0].n_max_gen if hasattr(algorithm.termination,
                                                                                "terminations") else 0

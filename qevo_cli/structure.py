@@ -87,7 +87,7 @@ def group_shares(groups: Sequence[PruneGroup], shares: Mapping[str, float]) -> d
             raise QevoError(f"layers {', '.join(group.producers)} write channels a residual adds together: give "
                             "each the same share", field=f"prune.{group.producers[0]}")
         share = named.pop()
-        if share:
+        if share and group.kept(share) < group.channels:   # a share that keeps every channel changes nothing
             found[g] = share
     return found
 

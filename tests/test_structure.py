@@ -54,6 +54,8 @@ def test_tied_producers_must_prune_the_same_share(tmp_path):
     with pytest.raises(QevoError, match="heads no prunable channel group"):
         group_shares(groups, {"head": 0.5})
     assert group_shares(groups, {"conv1": 0.5, "conv2": 0.5}) == {groups.index(tied): 0.5}
+    # a share that keeps every channel prunes nothing (the readers are not refitted either)
+    assert group_shares(groups, {"conv1": 0.1, "conv2": 0.1}) == {}
 
 
 def test_the_evaluated_model_is_the_pruned_one_and_costs_what_it_holds(default_evaluator):

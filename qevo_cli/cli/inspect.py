@@ -161,7 +161,8 @@ def channel_group_report(loaded: LoadedModel) -> list[dict]:
     rows = []
     for index, group in enumerate(channel_groups(loaded.proto)):
         why = group.why if not group.prunable else "" if index in offered else \
-            f"fewer than {MIN_CHANNELS} channels"
+            f"fewer than {MIN_CHANNELS} channels" if group.channels < MIN_CHANNELS else \
+            "a Conv, Gemm or MatMul it touches is not a quantizable layer"
         rows.append({"producers": list(group.producers), "channels": group.channels,
                      "readers": [name for name, _ in group.readers],
                      "carriers": [f"{name} ({kind})" for name, kind in group.carriers],
