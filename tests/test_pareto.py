@@ -60,6 +60,21 @@ def test_show_table_marks_knee_and_references(run_dir):
     assert "knee" in result.stdout and "uniform W8A8" in result.stdout and "fp32" in result.stdout
 
 
+def test_layer_map_shows_each_policy_s_choice_per_layer_in_graph_order(run_dir):
+    result = runner.invoke(app, ["pareto", "show", str(run_dir), "--layers", "--json"])
+    assert result.exit_code == 0, result.output
+    grid = json.loads(result.stdout)["layers"]
+    front = Front.from_dict(json.loads((run_dir / "front.json").read_text()))
+    from qevo_cli.model import load_model
+    assert list(grid) == [layer.name for layer in load_model(front.model).layers]
+    for solution in front.solutions:
+        for layer, cells in grid.items():
+            assert cells[str(solution.id)].split()[0] == solution.policy.choice(layer).short()
+    assert all(cells["fp32"] == "W32fA32f" for cells in grid.values())
+    table = runner.invoke(app, ["pareto", "show", str(run_dir), "--layers"])
+    assert "which layer got which format" in table.stdout
+
+
 def test_plot_png_has_one_panel_per_pair(run_dir, tmp_path):
     plot = tmp_path / "front.png"
     result = runner.invoke(app, ["pareto", "show", str(run_dir), "--plot", str(plot), "--json"])

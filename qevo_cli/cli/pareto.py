@@ -11,6 +11,7 @@ from rich.table import Table
 from ..errors import QevoError
 from ..export import check_output, choose, write_choice
 from ..front import Front
+from ..layer_map import layer_map, style
 from ..pick import pick
 from ..plot import save_png, terminal_plot
 from ..runs import load_front
@@ -38,6 +39,10 @@ def show(
     pick_rule: PickOpt = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Write a PNG: the front against the references, one panel per pair of objectives.")] = None,
+    layers: Annotated[bool, typer.Option(
+        "--layers", help="Also show which layer got which format: one row per layer, one column per policy "
+                         "(g gptq, b bias correction, o output-mse range, s N:M sparse, -25% channels pruned).")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Show a run's Pareto front in human units, with the references and the knee marked."""
@@ -60,7 +65,8 @@ def show(
         print_json({"run_dir": str(directory), "target": front.target, "metric": front.metric,
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
                     "references": [r.to_dict() for r in front.references], "flat": front.flat_objectives(),
-                    "solutions": [{**s.to_dict(), "bits": s.policy.summary()} for s in solutions]})
+                    "solutions": [{**s.to_dict(), "bits": s.policy.summary()} for s in solutions],
+                    **({"layers": layer_map(front.model, front.references + solutions)} if layers else {})})
         return
     unit = front.metric_unit
     table = Table(title=f"{Path(front.model).name} on {front.target}: {len(front.solutions)} policies "
@@ -82,6 +88,8 @@ def show(
                  solution.policy.summary(), marks]
         table.add_row(*[f"[{style}]{c}[/]" if style and c else c for c in cells])
     out.print(table)
+    if layers:
+        _print_layer_map(front, solutions)
     if len(objectives) >= 2 and front.solutions and shutil.get_terminal_size((80, 24)).columns >= 60:
         x_name = "size" if "size" in objectives and objectives[0] == "metric" else objectives[1]
         for line in terminal_plot(front, x_name, objectives[0], width=min(60, out.width - 25), knee_id=knee):
@@ -93,6 +101,18 @@ def show(
                   f"({human(name, min(values), unit)} to {human(name, max(values), unit)})", style="yellow")
     if plot is not None:
         out.print(f"plot written to {plot}")
+
+
+def _print_layer_map(front: Front, solutions: list) -> None:
+    shown = front.references + solutions
+    grid = layer_map(front.model, shown)
+    table = Table(title=f"which layer got which format ({len(grid)} layers)", title_justify="left")
+    table.add_column("layer")
+    for s in shown:
+        table.add_column(str(s.id) if s.id is not None else s.name, justify="left")
+    for layer, cells in grid.items():
+        table.add_row(layer, *[f"[{style(text)}]{text}[/]" for text in cells.values()])
+    out.print(table)
 
 
 EXIT_MISMATCH = 4
