@@ -47,5 +47,52 @@ def layer_map(model_path: str, solutions: Sequence[Solution]) -> dict[str, dict[
 
 def style(text: str) -> str:
     """The rich style of a cell: by its weight bits."""
-    bits = int(text[1:].split("A")[0].rstrip("f"))
-    return WEIGHT_STYLES.get(bits, "")
+    return WEIGHT_STYLES.get(_bits(text), "")
+
+
+def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path: str | Path,
+                   title: str = "") -> Path:
+    """The grid as a PNG heatmap: layers down, policies across (`titles` label the columns), each cell coloured
+    by its weight bits and labelled with its text where the cells are large enough to read."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    from .files import atomic_write_bytes
+
+    layers = list(grid)
+    columns = list(next(iter(grid.values()))) if grid else []
+    bits = np.array([[_bits(grid[layer][column]) for column in columns] for layer in layers], dtype=float)
+    levels = [2, 3, 4, 8, 16, 32]
+    colours = ListedColormap(["#b2182b", "#ef8a62", "#fddbc7", "#67a9cf", "#2166ac", "#d9d9d9"])
+    norm = BoundaryNorm([1.5, 2.5, 3.5, 7.5, 15.5, 31.5, 32.5], colours.N)
+    height = min(2 + 0.28 * len(layers), 60)
+    width = min(3 + 1.1 * len(columns) + 0.06 * max((len(l) for l in layers), default=0), 40)
+    figure, ax = plt.subplots(figsize=(width, height))
+    ax.imshow(bits, aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
+    if len(layers) <= 80 and len(columns) <= 24:
+        for i, layer in enumerate(layers):
+            for j, column in enumerate(columns):
+                ax.text(j, i, grid[layer][column], ha="center", va="center", fontsize=6.5,
+                        color="white" if bits[i, j] in (2, 16) else "black")
+    ax.set_xticks(range(len(columns)), labels=list(titles), rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(layers)), labels=layers, fontsize=7 if len(layers) <= 80 else 4)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(k)) for k in range(len(levels))]
+    ax.legend(handles, ["2-bit", "3-bit", "4-7-bit", "8-bit", "16-bit float", "fp32"], title="weights",
+              bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def _bits(text: str) -> int:
+    return int(text[1:].split("A")[0].rstrip("f"))

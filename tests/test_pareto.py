@@ -75,6 +75,15 @@ def test_layer_map_shows_each_policy_s_choice_per_layer_in_graph_order(run_dir):
     assert "which layer got which format" in table.stdout
 
 
+def test_layer_map_png(run_dir, tmp_path):
+    result = runner.invoke(app, ["pareto", "show", str(run_dir), "--layers-png", str(tmp_path / "layers.png")])
+    assert result.exit_code == 0, result.output
+    width, height = _png_size(tmp_path / "layers.png")
+    assert width > height > 200   # policies across, seven layers down
+    bad = runner.invoke(app, ["pareto", "show", str(run_dir), "--layers-png", str(tmp_path / "layers.jpg")])
+    assert bad.exit_code == 2 and "--layers-png" in bad.output and not (tmp_path / "layers.jpg").exists()
+
+
 def test_plot_png_has_one_panel_per_pair(run_dir, tmp_path):
     plot = tmp_path / "front.png"
     result = runner.invoke(app, ["pareto", "show", str(run_dir), "--plot", str(plot), "--json"])

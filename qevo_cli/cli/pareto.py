@@ -11,7 +11,7 @@ from rich.table import Table
 from ..errors import QevoError
 from ..export import check_output, choose, write_choice
 from ..front import Front
-from ..layer_map import layer_map, style
+from ..layer_map import layer_map, save_layer_map, style
 from ..pick import pick
 from ..plot import save_png, terminal_plot
 from ..runs import load_front
@@ -43,11 +43,15 @@ def show(
         "--layers", help="Also show which layer got which format: one row per layer, one column per policy "
                          "(g gptq, b bias correction, o output-mse range, s N:M sparse, -25% channels pruned).")
     ] = False,
+    layers_png: Annotated[Optional[Path], typer.Option(
+        "--layers-png", help="Write the layer map as a PNG heatmap: layers down, policies across, coloured by "
+                             "weight bits.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Show a run's Pareto front in human units, with the references and the knee marked."""
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise QevoError(f"got {plot.suffix or 'no suffix'}, expected a .png file", path=plot, field="--plot")
+    for option, value in (("--plot", plot), ("--layers-png", layers_png)):
+        if value is not None and value.suffix.lower() != ".png":
+            raise QevoError(f"got {value.suffix or 'no suffix'}, expected a .png file", path=value, field=option)
     directory, front = load_front(run_dir)
     objectives = front.objectives
     if sort is not None and sort not in objectives:
@@ -61,6 +65,14 @@ def show(
     picked = pick(front, pick_rule).id if pick_rule else None
     if plot is not None:
         save_png(front, plot, knee_id=knee)
+    if layers_png is not None:
+        shown = front.references + solutions
+        unit = front.metric_unit
+        save_layer_map(layer_map(front.model, shown),
+                       [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], unit)})"
+                        for s in shown], layers_png,
+                       f"{Path(front.model).name} on {front.target}: weight formats per layer "
+                       f"(columns: policy, {metric_label(front)} drop)")
     if json_output:
         print_json({"run_dir": str(directory), "target": front.target, "metric": front.metric,
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
@@ -101,6 +113,8 @@ def show(
                   f"({human(name, min(values), unit)} to {human(name, max(values), unit)})", style="yellow")
     if plot is not None:
         out.print(f"plot written to {plot}")
+    if layers_png is not None:
+        out.print(f"layer map written to {layers_png}")
 
 
 def _print_layer_map(front: Front, solutions: list) -> None:
