@@ -54,8 +54,6 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
                    title: str = "") -> Path:
     """The grid as a PNG heatmap: layers down, policies across (`titles` label the columns), each cell coloured
     by its weight bits and labelled with its text where the cells are large enough to read."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +61,7 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
     import numpy as np
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    from .files import atomic_write_bytes
+    from .plot import save_figure
 
     layers = list(grid)
     columns = list(next(iter(grid.values()))) if grid else []
@@ -86,12 +84,7 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
     ax.legend(handles, ["2-bit", "3-bit", "4-7-bit", "8-bit", "16-bit float", "fp32"], title="weights",
               bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
     ax.set_title(title, fontsize=10)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    return save_figure(figure, path, dpi=110)
 
 
 def _bits(text: str) -> int:

@@ -24,8 +24,6 @@ def _axis(front: Front, name: str, values: list[float]) -> tuple[float, str]:
 
 def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path:
     """Write the front against its references: one panel per pair of objectives, knee marked."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,9 +57,18 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         ax.axis("off")
     axes.flat[0].legend(fontsize=8, loc="best")
     figure.suptitle(f"{Path(front.model).name} on {front.target}: {len(solutions)} policies")
+    return save_figure(figure, path, dpi=100)
+
+
+def save_figure(figure, path: str | Path, dpi: int) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG in one step (no half-written file) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
