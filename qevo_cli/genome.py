@@ -259,7 +259,7 @@ def _without_unpruneable_patterns(space: SearchSpace) -> SearchSpace:
     for layer, choices in zip(space.layers, space.options):
         if layer.name in shrinking and layer.weight_shape:
             per_channel = layer.params // (layer.weight_shape[layer.channel_axis] *
-                                           layer.weight_shape[1 if layer.op_type == "Conv" else layer.reduce_axis])
+                                           layer.weight_shape[layer.reduce_axis])
             choices = tuple(c for c in choices if c.sparsity == "dense" or
                             (KEEP_MULTIPLE * per_channel) % parse_pattern(c.sparsity)[1] == 0) or choices[:1]
         options.append(choices)

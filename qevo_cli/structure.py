@@ -25,7 +25,7 @@ from .calibration import ActivationCalibrator
 from .errors import QevoError
 from .layers import Layer
 from .model import LoadedModel, derived_model
-from .pruning import ChannelGroup, channel_groups, folded_constants, importance, prune, refit_error
+from .pruning import ChannelGroup, channel_groups, importance, prune, refit_error
 from .recovery import supports
 
 KEEP_MULTIPLE = 4
@@ -55,11 +55,12 @@ def kept_channels(channels: int, share: float) -> int:
     return int(min(channels, max(KEEP_MULTIPLE, round(wanted / KEEP_MULTIPLE) * KEEP_MULTIPLE)))
 
 
-def prune_groups(model: LoadedModel) -> list[PruneGroup]:
-    """The model's prunable channel groups of at least MIN_CHANNELS channels, in graph order."""
+def prune_groups(model: LoadedModel, groups: Sequence[ChannelGroup] | None = None) -> list[PruneGroup]:
+    """The model's prunable channel groups of at least MIN_CHANNELS channels, in graph order; `groups` are its
+    `pruning.channel_groups` when the caller has them already."""
     by_node = {layer.node_name: layer.name for layer in model.layers if not layer.subgraph}
     found = []
-    for index, group in enumerate(channel_groups(model.proto)):
+    for index, group in enumerate(channel_groups(model.proto) if groups is None else groups):
         if not group.prunable or group.channels < MIN_CHANNELS:
             continue
         nodes = group.producers + [node for node, _ in group.readers] + \
@@ -121,9 +122,8 @@ def scaled_layers(layers: Sequence[Layer], groups: Sequence[PruneGroup], shares:
             if layer.name in depthwise:   # [C, 1, k, k]: its input channels are its output's
                 in_share = out_share
             else:
-                axis = 1 if layer.op_type == "Conv" else layer.reduce_axis
-                in_share = in_kept[layer.name] / shape[axis]
-                shape[axis] = in_kept[layer.name]
+                in_share = in_kept[layer.name] / shape[layer.reduce_axis]
+                shape[layer.reduce_axis] = in_kept[layer.name]
         params = int(np.prod(shape))
         ratio = params / max(layer.params, 1)
         scaled.append(replace(layer, weight_shape=tuple(shape), params=params, macs=int(round(layer.macs * ratio)),
@@ -136,26 +136,29 @@ class Structures:
     """The pruned models of one loaded model, built on demand: their channels to keep, their refitted weights,
     their calibrators and editors (the last few kept)."""
 
-    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator, editor=None):
+    def __init__(self, model: LoadedModel, calibrator: ActivationCalibrator, editor):
         self.model = model
         self.calibrator = calibrator
-        self.original_editor = editor   # whose computed weights the pruned models' editors share
+        self.original_editor = editor   # the loaded model's: its weights, and its computed ones the pruned share
         self._channel_groups: list[ChannelGroup] | None = None
         self._groups: list[PruneGroup] | None = None
         self._keep: dict[tuple[int, int], np.ndarray] = {}   # per group and kept count
         self._errors: dict[tuple[int, int], float] = {}
-        self._built: OrderedDict[str, tuple[LoadedModel, object]] = OrderedDict()
+        self._built: OrderedDict[str, object] = OrderedDict()   # prune map -> the pruned model's editor
 
     @property
     def groups(self) -> list[PruneGroup]:
-        if self._groups is None:
-            self._groups = prune_groups(self.model)
+        self._find_groups()
         return self._groups
 
     def channel_group(self, group: PruneGroup) -> ChannelGroup:
-        if self._channel_groups is None:
-            self._channel_groups = channel_groups(self.model.proto)
+        self._find_groups()
         return self._channel_groups[group.index]
+
+    def _find_groups(self) -> None:
+        if self._groups is None:
+            self._channel_groups = channel_groups(self.model.proto)
+            self._groups = prune_groups(self.model, self._channel_groups)
 
     def keep(self, group: PruneGroup, share: float) -> np.ndarray:
         """The channels `share` keeps: the most important ones, in their order."""
@@ -172,18 +175,13 @@ class Structures:
             return 0.0
         key = (group.index, group.kept(share))
         if key not in self._errors:
-            layers = {layer.name: layer for layer in self.model.layers}
-            weights = folded_constants(self.model.proto.graph)
-            nodes = {node.name: node for node in self.model.proto.graph.node}
             lost = total = 0.0
             for name in group.readers:
-                layer = layers[name]
+                layer = self.model.layer(name)
                 if not supports(layer):
                     continue
-                node = nodes[layer.node_name]
-                axis = 1 if layer.op_type == "Conv" else layer.reduce_axis
-                error, energy = refit_error(weights[node.input[1]], self.calibrator.gram(layer)[0],
-                                            self.keep(group, share), axis)
+                error, energy = refit_error(self.original_editor.weight_values(layer), self.calibrator.gram(layer)[0],
+                                            self.keep(group, share), layer.reduce_axis)
                 lost, total = lost + error, total + energy
             self._errors[key] = lost / total if total > 0 else 0.0
         return self._errors[key]
@@ -196,11 +194,11 @@ class Structures:
         if key not in self._built:
             pruned, columns = self._pruned(shares)
             calibrator = PrunedCalibrator(pruned, self.calibrator, columns)
-            self._built[key] = (pruned, GraphEditor(pruned, calibrator, weights_of=self.original_editor))
+            self._built[key] = GraphEditor(pruned, calibrator, weights_of=self.original_editor)
             while len(self._built) > STRUCTURES_KEPT:
                 self._built.popitem(last=False)
         self._built.move_to_end(key)
-        return self._built[key][1]
+        return self._built[key]
 
     def _pruned(self, shares: Mapping[str, float]) -> tuple[LoadedModel, dict[str, tuple[str, np.ndarray]]]:
         layers = {layer.name: layer for layer in self.model.layers}
@@ -239,14 +237,14 @@ class PrunedCalibrator(ActivationCalibrator):
     def _input_stats(self, layer) -> tuple[list[np.ndarray], ...]:
         if layer.name in self._grams:
             return self._grams[layer.name]
-        stats = self.original._input_stats(self.original.model.layer(layer.name))
+        original = self.original.model.layer(layer.name)
+        stats = self.original._input_stats(original)
         if layer.name in self.columns:
             kind, keep = self.columns[layer.name]
             if kind == "grouped":   # one matrix per channel
                 stats = tuple([values[k] for k in keep] for values in stats)
             else:
-                per_channel = stats[1][0].shape[0] // self.original.model.layer(layer.name).weight_shape[
-                    1 if layer.op_type == "Conv" else layer.reduce_axis]
+                per_channel = stats[1][0].shape[0] // original.weight_shape[original.reduce_axis]
                 kept = (keep[:, None] * per_channel + np.arange(per_channel)).reshape(-1)
                 stats = (([stats[0][0][np.ix_(kept, kept)]],) +
                          tuple([values[0][kept]] for values in stats[1:]))

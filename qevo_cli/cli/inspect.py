@@ -157,9 +157,10 @@ def _render_layers(report: dict) -> None:
 
 def channel_group_report(loaded: LoadedModel) -> list[dict]:
     """Every channel group of the top graph, with whether the search may prune it (structure.py)."""
-    offered = {group.index: group for group in prune_groups(loaded)}
+    groups = channel_groups(loaded.proto)
+    offered = {group.index: group for group in prune_groups(loaded, groups)}
     rows = []
-    for index, group in enumerate(channel_groups(loaded.proto)):
+    for index, group in enumerate(groups):
         why = group.why if not group.prunable else "" if index in offered else \
             f"fewer than {MIN_CHANNELS} channels" if group.channels < MIN_CHANNELS else \
             "a Conv, Gemm or MatMul it touches is not a quantizable layer"
