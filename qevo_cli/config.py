@@ -55,16 +55,9 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return _names([from_yaml(v) for v in value] if isinstance(value, (list, tuple)) else value)
 
 
-def _strengths(value: Any) -> tuple[str, ...]:
-    """Smoothing strengths: YAML gives numbers (0.5 or [none, 0.5]); they are names like any other list."""
-    value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if isinstance(value, (list, tuple)):
-        value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
-    return _names(value)
-
-
-def _shares(value: Any) -> tuple[str, ...]:
-    """Shares of channels to prune: numbers in YAML (0.25 or [0.25, 0.5]), names like any other list."""
+def _numbers(value: Any) -> tuple[str, ...]:
+    """Lists YAML may give as numbers (smoothing: 0.5 or [none, 0.5]; prune: 0.25 or [0.25, 0.5]): names like
+    any other list, each checked where it is read."""
     value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     if isinstance(value, (list, tuple)):
         value = [v if isinstance(v, (str, bool)) else str(v) for v in value]
@@ -182,9 +175,9 @@ class SearchConfig(BaseModel):
     rounding: Names = ("nearest",)
     bias_correction: Names = ("off",)
     weight_range: Names = ("minmax",)
-    smoothing: _checked(_strengths, tuple[str, ...]) = ("none",)
+    smoothing: _checked(_numbers, tuple[str, ...]) = ("none",)
     sparsity: _checked(_patterns, tuple[str, ...]) = ("dense",)   # N:M patterns besides dense, where faster
-    prune: _checked(_shares, tuple[str, ...]) = ("0",)   # shares of a Conv group's output channels to remove
+    prune: _checked(_numbers, tuple[str, ...]) = ("0",)   # shares of a Conv group's output channels to remove
     algorithm: _checked(_algorithm, str) = "auto"
     pop: _checked(_integer(4, MAX_POP), int) = 32
     generations: _checked(_integer(1), int) = 30
