@@ -45,15 +45,35 @@ def layer_map(model_path: str, solutions: Sequence[Solution]) -> dict[str, dict[
             for layer in layer_order(model_path, solutions)}
 
 
+def weight_sensitivity(table: dict | None) -> tuple[str, dict[str, float]] | None:
+    """From a run's sensitivity.json: (column label, layer -> model output SQNR in dB) at the run's fewest-bit
+    integer weight format, the one that tells sensitive layers apart best; None without a table."""
+    if not table:
+        return None
+    columns = [c for c in table.get("columns", []) if c.startswith("W:int") and not c.endswith("+r")]
+    if not columns:
+        return None
+    column = min(columns, key=lambda c: int(c[5:]))
+    values = {layer: row[column] for layer, row in table["sqnr_db"].items()
+              if isinstance(row, dict) and isinstance(row.get(column), (int, float))}
+    return f"SQNR W{column[5:]} alone (dB)", values
+
+
+def sensitivity_style(db: float) -> str:
+    """Red below 10 dB, yellow below 20: the layers whose weights cannot take the format alone."""
+    return "red" if db < 10 else "yellow" if db < 20 else ""
+
+
 def style(text: str) -> str:
     """The rich style of a cell: by its weight bits."""
     return WEIGHT_STYLES.get(_bits(text), "")
 
 
 def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path: str | Path,
-                   title: str = "") -> Path:
+                   title: str = "", sensitivity: tuple[str, dict[str, float]] | None = None) -> Path:
     """The grid as a PNG heatmap: layers down, policies across (`titles` label the columns), each cell coloured
-    by its weight bits and labelled with its text where the cells are large enough to read."""
+    by its weight bits and labelled with its text where the cells are large enough to read; `sensitivity`
+    (weight_sensitivity's) drawn beside it as one bar per layer, so the sensitive layers' bits can be read off."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,7 +91,22 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
     norm = BoundaryNorm([1.5, 2.5, 3.5, 7.5, 15.5, 31.5, 32.5], colours.N)
     height = min(2 + 0.28 * len(layers), 60)
     width = min(3 + 1.1 * len(columns) + 0.06 * max((len(l) for l in layers), default=0), 40)
-    figure, ax = plt.subplots(figsize=(width, height))
+    if sensitivity:
+        figure, (side, ax) = plt.subplots(1, 2, figsize=(width + 2.2, height), sharey=True,
+                                          gridspec_kw={"width_ratios": [2.2, max(width - 3, 1.5)]})
+        label, values = sensitivity
+        known = [values.get(layer) for layer in layers]
+        side.barh(range(len(layers)), [v if v is not None else 0 for v in known],
+                  color=["#54278f" if v is not None and v < 10 else "#9e9ac8" if v is not None and v < 20
+                         else "#d9d9d9" for v in known])
+        for i, v in enumerate(known):
+            side.text(0.5, i, "-" if v is None else f"{v:.0f}", va="center", fontsize=6.5)
+        side.invert_xaxis()
+        side.set_xlabel(label, fontsize=8)
+        side.set_title("sensitivity\n(short bar: sensitive)", fontsize=8)
+        side.tick_params(axis="x", labelsize=7)
+    else:
+        figure, ax = plt.subplots(figsize=(width, height))
     ax.imshow(bits, aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
     if len(layers) <= 80 and len(columns) <= 24:
         for i, layer in enumerate(layers):

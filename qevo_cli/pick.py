@@ -90,8 +90,10 @@ def _by_rule(solutions: Sequence[Solution], objectives: list[str], text: str) ->
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if key == "min" and sep:
-            if value not in objectives:
-                raise QevoError(f"min={value}: expected one of the run's objectives {', '.join(objectives)}",
+            # a run costs every policy in size, latency and energy, whether or not it searched on them
+            costed = [name for name in OBJECTIVES if all(name in s.objectives for s in solutions)]
+            if value not in costed:
+                raise QevoError(f"min={value}: expected one of the quantities the run costed {', '.join(costed)}",
                                 field="--pick")
             minimise = value
         elif key in FILTERS and sep:
@@ -109,5 +111,5 @@ def _by_rule(solutions: Sequence[Solution], objectives: list[str], text: str) ->
     within = [s for s in solutions if all(s.objectives.get(name, 0.0) <= limit for name, limit in limits.items())]
     if not within:
         raise QevoError(f"no solution on the front satisfies {text}", field="--pick")
-    order = [minimise] + [name for name in objectives if name != minimise]
+    order = [minimise] + [name for name in objectives if name != minimise]   # ties: the run's own objectives
     return min(within, key=lambda s: ([s.objectives[name] for name in order], s.id))

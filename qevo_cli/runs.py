@@ -30,6 +30,35 @@ def load_front(run_dir: str | Path | None) -> tuple[Path, Front]:
     return directory, Front.from_dict(RunStore.read_front_file(path), path)
 
 
+def load_sensitivity(directory: Path) -> dict | None:
+    """The sensitivity the run's proxy found (sensitivity.json), or None: a run whose space was small enough to
+    measure whole needs no proxy, and a run made by an earlier qevo has none."""
+    import json
+
+    path = Path(directory) / RunStore.SENSITIVITY_FILE
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return table if isinstance(table, dict) and isinstance(table.get("sqnr_db"), dict) else None
+
+
+def load_convergence(directory: Path) -> list[dict]:
+    """The run's front after each generation (RunStore.convergence), read without writing to the run; none for a
+    run made by an earlier qevo."""
+    import contextlib
+    import sqlite3
+
+    database = Path(directory) / RunStore.DB_FILE
+    if not database.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return RunStore.convergence_rows(db)
+    except sqlite3.Error:   # no such table: made before convergence was recorded
+        return []
+
+
 def default_run_dir(model_name: str, target: str) -> Path:
     """qevo-runs/<model>-<target>-<time>, with a suffix when that name is taken (claimed with mkdir,
     so searches started in the same second each get their own)."""

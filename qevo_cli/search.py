@@ -37,6 +37,7 @@ from .runners import MeasureTask, WorkspaceSpec, open_runner
 from .seeding import gene_score, initial_population
 from .proxy import ProbeStore, measure_proxy, probed_formats
 from .runs import default_run_dir
+from .sensitivity import proxy_summary
 from .store import EvaluationCache, RunStore
 
 SENSITIVITY_SHARE = 0.25   # of --time-limit, at most, for the sensitivity proxy (probes beyond it are skipped)
@@ -63,6 +64,7 @@ class Search:
         # a display's hook: every phase change and every policy measured (the callback runs per generation)
         self.on_progress: Callable[[Progress], Any] | None = None
         self.started = time.perf_counter()
+        self.process_started = time.time()   # tells a resumed run's generations from the ones before
         self.progress = Progress()
         self.spec = WorkspaceSpec.of(config)
         self.profile = load_profile(config.target)
@@ -135,6 +137,7 @@ class Search:
         may name a folder holding other files)."""
         self.close()
         for name in (RunStore.RUN_FILE, RunStore.FRONT_FILE, RunStore.CHECKPOINT_FILE, RunStore.DB_FILE,
+                     RunStore.SENSITIVITY_FILE,
                      RunStore.DB_FILE + "-wal", RunStore.DB_FILE + "-shm"):
             (self.run_dir / name).unlink(missing_ok=True)
         try:
@@ -205,10 +208,21 @@ class Search:
                               prune=[(group, options[0]) for group, options in zip(prune.groups, prune.options)],
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
+        self.store.write_sensitivity(self._sensitivity_summary(table))
         if not table.complete:
             self.notes.append("the sensitivity proxy was cut short by the time limit; unprobed layers and tensors "
                               "use the median sensitivity of the probed ones")
         return table
+
+    def _sensitivity_summary(self, table) -> dict[str, Any]:
+        """What the proxy found, for `qevo pareto show --layers` and the report: SQNR per layer at each format
+        the run allows (and per activation tensor, on a target that quantizes every tensor)."""
+        config, tensors = self.config, self.space.tensors
+        columns = [f"W:{f}" for f in config.weight_formats if f != "fp32"] + \
+                  [f"A:{f}" for f in config.act_formats if f != "fp32" and not tensors.names]
+        return proxy_summary(table, self.space.layers, columns,
+                             tensors=[tensors.names[t] for t in tensors.genes],
+                             tensor_formats=tensors.options[0] if tensors.names else ())
 
     def _tick(self, done: int, total: int) -> None:
         """A policy of the current batch was measured (the phase keeps its counts)."""
@@ -300,6 +314,7 @@ class Search:
         front = self._write_front(references)
         progress = self.progress
         progress.generation = algorithm.n_iter - 1
+        self._record_convergence("search", progress.generation)
         progress.elapsed_s = time.perf_counter() - self.started
         progress.phase_done = progress.generation
         by_generations = (total - progress.generation) * took_s
@@ -323,6 +338,7 @@ class Search:
             measure(batch)
             done += len(batch)
             front = self._write_front(references)
+            self._record_convergence("recovery", done)
             self._phase("recovery", done, total)
         scored, cut = self.progress.evaluations - scored_before, self.progress.estimated - cut_before
         recovered = sum(s.policy.is_recovered for s in front.solutions)
@@ -331,6 +347,11 @@ class Search:
                           f"{f' ({cut} stopped after a data subset)' if cut else ''}; {recovered} of the "
                           f"{len(front.solutions)} front policies have recovered weights")
         return front
+
+    def _record_convergence(self, phase: str, generation: int) -> None:
+        progress = self.progress
+        self.store.record_convergence(phase, generation, progress.front_size, progress.hypervolume,
+                                      time.perf_counter() - self.started, self.process_started)
 
     def close(self) -> None:
         if self.store is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -94,3 +95,33 @@ def _cache_path(evaluator: Evaluator, columns: list[str]) -> Path:
                       "calib": evaluator.calibrator.calib.digest, "metric": evaluator.metric.identity,
                       "columns": columns}, sort_keys=True)
     return cache_dir() / "sensitivity" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+
+
+def sqnr_db(distortion: float) -> float:
+    """Output distortion (normalised squared error) as a signal-to-noise ratio in dB; 100 for none."""
+    return 100.0 if distortion <= 1e-10 else round(-10.0 * math.log10(distortion), 2)
+
+
+def applies(layer, column: str) -> bool:
+    """Whether a proxy column ("W:int4", "W:int4+r", "A:int8") has anything to quantize on this layer."""
+    if column.endswith("+r"):
+        return supports(layer)
+    return layer.weight is not None if column.startswith("W:") else not layer.weight_only
+
+
+def proxy_summary(proxy, layers, columns, tensors=(), tensor_formats=()) -> dict:
+    """The proxy table as a person reads it: model output SQNR (dB) with one layer (or one activation tensor)
+    quantized at each column's format, the rest fp32; which values were probed rather than predicted. The
+    activation columns of layers whose inputs are costed as tensors are left out (their tensors carry them)."""
+    per_column = {column: proxy.column(layers, column) for column in columns}
+    rows = {layer.name: {column: sqnr_db(per_column[column][layer.name]) for column in columns
+                         if applies(layer, column) and not (column.startswith("A:") and layer.name in proxy.covered)}
+            for layer in layers}
+    summary = {"kind": "proxy", "subset": proxy.subset, "unit": "dB", "columns": list(columns), "sqnr_db": rows,
+               "measured": {row: sorted(values) for row, values in proxy.measured.items()},
+               "complete": proxy.complete}
+    if tensors:
+        summary["tensor_columns"] = [f"A:{fmt}" for fmt in tensor_formats if fmt.startswith("int")]
+        summary["tensors"] = {tensor: {column: sqnr_db(proxy.tensor_cost(tensor, column[2:]))
+                                       for column in summary["tensor_columns"]} for tensor in tensors}
+    return summary

@@ -99,6 +99,7 @@ class RunStore:
     FRONT_FILE = "front.json"
     CHECKPOINT_FILE = "checkpoint.pkl"
     DB_FILE = "evaluations.sqlite"
+    SENSITIVITY_FILE = "sensitivity.json"
 
     def __init__(self, directory: str | Path, create: bool = True):
         self.dir = Path(directory)
@@ -132,6 +133,10 @@ class RunStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS subset (key TEXT PRIMARY KEY, value REAL, generation INTEGER)")
             # sensitivity probes, kept with the run too: a resume repeats none, whatever became of the cache
             self._db.execute("CREATE TABLE IF NOT EXISTS probe (key TEXT PRIMARY KEY, value REAL, seconds REAL)")
+            # how the search converged: one row per generation (and per batch of the front's recovery)
+            self._db.execute("""CREATE TABLE IF NOT EXISTS convergence (
+                phase TEXT, generation INTEGER, evaluations INTEGER, front_size INTEGER, hypervolume REAL,
+                elapsed_s REAL, wall_time REAL, process_started REAL, PRIMARY KEY (phase, generation))""")
             self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()
         except sqlite3.Error as err:
             raise QevoError(f"cannot open the evaluation store ({err})", path=self.dir / self.DB_FILE) from None
@@ -177,6 +182,9 @@ class RunStore:
         if not isinstance(front, dict):
             raise QevoError("expected a JSON object", path=path)
         return front
+
+    def write_sensitivity(self, table: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / self.SENSITIVITY_FILE, json.dumps(table, indent=1) + "\n")
 
     def save_checkpoint(self, state: Any) -> None:
         atomic_write_bytes(self.dir / self.CHECKPOINT_FILE, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
@@ -242,6 +250,27 @@ class RunStore:
                                 "FROM evaluation WHERE id > ? ORDER BY id", (after_id,)).fetchall()
         return [{"id": r[0], "key": r[1], "policy": json.loads(r[2]), "metric": r[3], "objectives": json.loads(r[4]),
                  "violation": r[5], "seconds": r[6], "generation": r[7], "cached": bool(r[8])} for r in rows]
+
+    def record_convergence(self, phase: str, generation: int, front_size: int, hypervolume: float,
+                           elapsed_s: float, process_started: float) -> None:
+        """The front after a generation (a resumed run that repeats one replaces its row)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO convergence VALUES (?, ?, (SELECT COUNT(*) FROM evaluation), "
+                             "?, ?, ?, ?, ?)", (phase, generation, front_size, hypervolume, elapsed_s, time.time(),
+                                                process_started))
+
+    def convergence(self) -> list[dict[str, Any]]:
+        return self.convergence_rows(self._db)
+
+    @staticmethod
+    def convergence_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
+        """The recorded generations in the order they ran: the search's, then the recovery's batches."""
+        rows = db.execute("SELECT phase, generation, evaluations, front_size, hypervolume, elapsed_s, wall_time, "
+                          "process_started FROM convergence ORDER BY phase = 'recovery', generation").fetchall()
+        names = ("phase", "generation", "evaluations", "front_size", "hypervolume", "elapsed_s", "wall_time",
+                 "process_started")
+        return [dict(zip(names, row)) for row in rows]
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0]

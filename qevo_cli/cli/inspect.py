@@ -1,7 +1,6 @@
 """`qevo inspect`: the quantizable layers of a model, their size and cost, and their sensitivity."""
 from __future__ import annotations
 
-import math
 from typing import Annotated, Optional
 
 import typer
@@ -17,9 +16,8 @@ from ..proxy import ProbeStore, measure_proxy
 from ..scope import activation_groups
 from ..genome import Allowed, build_space
 from ..pruning import channel_groups
-from ..recovery import supports
 from ..structure import MIN_CHANNELS, prune_groups
-from ..sensitivity import RECOVERED_FORMATS, measure_sensitivity
+from ..sensitivity import RECOVERED_FORMATS, measure_sensitivity, proxy_summary
 from ..store import EvaluationCache
 from ..metrics import short_name
 from ..units import human, metric_value
@@ -257,25 +255,11 @@ def _proxy_report(evaluator, workspace, tick, recovered=()) -> dict:
         proxy = measure_proxy(evaluator, ("int2", "int4", "int8"), ("int8",), store=ProbeStore(store), progress=tick)
     finally:
         store.close()
-    layers = evaluator.model.layers
     names = [c for column in PROXY_COLUMNS
              for c in ([column, column + "+r"] if column[2:] in recovered else [column])]
-    columns = {column: proxy.column(layers, column) for column in names}
+    summary = proxy_summary(proxy, evaluator.model.layers, names)
     return {"kind": "proxy", "data": str(workspace.data.path), "subset": proxy.subset, "probes": proxy.probes,
-            "unit": "dB", "columns": names,
-            "sqnr_db": {layer.name: {column: _db(columns[column][layer.name]) for column in names
-                                     if _applies(layer, column)} for layer in layers},
-            "measured": proxy.measured}
-
-
-def _applies(layer, column: str) -> bool:
-    if column.endswith("+r"):
-        return supports(layer)
-    return layer.weight is not None if column.startswith("W:") else not layer.weight_only
-
-
-def _db(distortion: float) -> float:
-    return 100.0 if distortion <= 1e-10 else round(-10.0 * math.log10(distortion), 2)
+            "unit": "dB", "columns": names, "sqnr_db": summary["sqnr_db"], "measured": proxy.measured}
 
 
 def _render_proxy(sens: dict) -> None:

@@ -8,13 +8,14 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..compare import best_across, compare_runs, save_comparison, shared_pairs
 from ..errors import QevoError
 from ..export import check_output, choose, write_choice
 from ..front import Front
-from ..layer_map import layer_map, save_layer_map, style
+from ..layer_map import layer_map, save_layer_map, sensitivity_style, style, weight_sensitivity
 from ..pick import pick
-from ..plot import save_png, terminal_plot
-from ..runs import load_front
+from ..plot import save_convergence, save_png, terminal_plot
+from ..runs import load_convergence, load_front, load_sensitivity
 from ..units import human, metric_label, metric_value
 from .common import handle_errors, out, print_json
 
@@ -46,10 +47,16 @@ def show(
     layers_png: Annotated[Optional[Path], typer.Option(
         "--layers-png", help="Write the layer map as a PNG heatmap: layers down, policies across, coloured by "
                              "weight bits.")] = None,
+    convergence: Annotated[bool, typer.Option(
+        "--convergence", help="Also show how the search converged: hypervolume, front size and evaluations after "
+                              "each generation (and each resume).")] = False,
+    convergence_png: Annotated[Optional[Path], typer.Option(
+        "--convergence-png", help="Write the convergence as a PNG: hypervolume and front size against "
+                                  "evaluations and against time.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Show a run's Pareto front in human units, with the references and the knee marked."""
-    for option, value in (("--plot", plot), ("--layers-png", layers_png)):
+    for option, value in (("--plot", plot), ("--layers-png", layers_png), ("--convergence-png", convergence_png)):
         if value is not None and value.suffix.lower() != ".png":
             raise QevoError(f"got {value.suffix or 'no suffix'}, expected a .png file", path=value, field=option)
     directory, front = load_front(run_dir)
@@ -63,6 +70,13 @@ def show(
         solutions = solutions[:limit]
     knee = _knee_id(front)
     picked = pick(front, pick_rule).id if pick_rule else None
+    sensitivity = weight_sensitivity(load_sensitivity(directory)) if layers or layers_png else None
+    history = load_convergence(directory) if convergence or convergence_png else []
+    if convergence_png is not None:
+        if not history:
+            raise QevoError("records no convergence (made by an earlier qevo, or stopped before its "
+                            "first generation)", path=directory, field="--convergence-png")
+        save_convergence(history, convergence_png, f"{Path(front.model).name} on {front.target}: convergence")
     if plot is not None:
         save_png(front, plot, knee_id=knee)
     if layers_png is not None:
@@ -72,13 +86,16 @@ def show(
                        [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], unit)})"
                         for s in shown], layers_png,
                        f"{Path(front.model).name} on {front.target}: weight formats per layer "
-                       f"(columns: policy, {metric_label(front)} drop)")
+                       f"(columns: policy, {metric_label(front)} drop)", sensitivity)
     if json_output:
         print_json({"run_dir": str(directory), "target": front.target, "metric": front.metric,
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
                     "references": [r.to_dict() for r in front.references], "flat": front.flat_objectives(),
                     "solutions": [{**s.to_dict(), "bits": s.policy.summary()} for s in solutions],
-                    **({"layers": layer_map(front.model, front.references + solutions)} if layers else {})})
+                    **({"layers": layer_map(front.model, front.references + solutions),
+                        "sensitivity": {"label": sensitivity[0], "values": sensitivity[1]} if sensitivity else None}
+                       if layers else {}),
+                    **({"convergence": history} if convergence else {})})
         return
     unit = front.metric_unit
     table = Table(title=f"{Path(front.model).name} on {front.target}: {len(front.solutions)} policies "
@@ -101,7 +118,9 @@ def show(
         table.add_row(*[f"[{style}]{c}[/]" if style and c else c for c in cells])
     out.print(table)
     if layers:
-        _print_layer_map(front, solutions)
+        _print_layer_map(front, solutions, sensitivity)
+    if convergence:
+        _print_convergence(history)
     if len(objectives) >= 2 and front.solutions and shutil.get_terminal_size((80, 24)).columns >= 60:
         x_name = "size" if "size" in objectives and objectives[0] == "metric" else objectives[1]
         for line in terminal_plot(front, x_name, objectives[0], width=min(60, out.width - 25), knee_id=knee):
@@ -115,18 +134,108 @@ def show(
         out.print(f"plot written to {plot}")
     if layers_png is not None:
         out.print(f"layer map written to {layers_png}")
+    if convergence_png is not None:
+        out.print(f"convergence written to {convergence_png}")
 
 
-def _print_layer_map(front: Front, solutions: list) -> None:
+def _print_convergence(rows: list[dict]) -> None:
+    if not rows:
+        out.print("this run records no convergence (made by an earlier qevo, or stopped before its first "
+                  "generation)", style="yellow")
+        return
+    table = Table(title="convergence: the front after each generation", title_justify="left")
+    for name in ("phase", "generation", "evaluations", "front size", "hypervolume", "time"):
+        table.add_column(name, justify="left" if name == "phase" else "right")
+    previous = None
+    for row in rows:
+        resumed = previous is not None and row["process_started"] != previous
+        previous = row["process_started"]
+        table.add_row(row["phase"] + (" (resumed)" if resumed else ""), str(row["generation"]),
+                      str(row["evaluations"]), str(row["front_size"]), f"{row['hypervolume']:.4f}",
+                      f"{row['elapsed_s']:.1f} s")
+    out.print(table)
+
+
+def _print_layer_map(front: Front, solutions: list, sensitivity) -> None:
     shown = front.references + solutions
     grid = layer_map(front.model, shown)
     table = Table(title=f"which layer got which format ({len(grid)} layers)", title_justify="left")
     table.add_column("layer")
+    if sensitivity:
+        table.add_column(sensitivity[0], justify="right")
     for s in shown:
         table.add_column(str(s.id) if s.id is not None else s.name, justify="left")
     for layer, cells in grid.items():
-        table.add_row(layer, *[f"[{style(text)}]{text}[/]" for text in cells.values()])
+        db = sensitivity[1].get(layer) if sensitivity else None
+        lead = [] if not sensitivity else ["-"] if db is None else [f"[{sensitivity_style(db)}]{db:.1f}[/]"
+                                                                     if sensitivity_style(db) else f"{db:.1f}"]
+        table.add_row(layer, *lead, *[f"[{style(text)}]{text}[/]" for text in cells.values()])
     out.print(table)
+    if sensitivity:
+        out.print(f"[dim]{sensitivity[0]}: the model's output SQNR with only that layer's weights at that format "
+                  "(the search's sensitivity proxy); red below 10 dB, yellow below 20[/]")
+
+
+@app.command("compare")
+@handle_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Two or more run directories: one model on several targets, or one target with several settings.",
+        show_default=False)],
+    pick_rule: Annotated[str, typer.Option(
+        "--pick", help="The rule that picks one policy on each run: knee, weights=..., or a rule such as "
+                       "max-drop=1.0,min=latency (then the run whose pick is least in that objective is named).")
+    ] = "knee",
+    png: Annotated[Optional[Path], typer.Option(
+        "--png", help="Write one figure: every run's front on shared axes, its pick starred.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
+) -> None:
+    """Put several runs side by side: their fronts, and the policy a rule picks on each."""
+    if png is not None and png.suffix.lower() != ".png":
+        raise QevoError(f"got {png.suffix or 'no suffix'}, expected a .png file", path=png, field="--png")
+    runs = compare_runs(run_dirs, pick_rule)
+    best = best_across(runs, pick_rule)
+    notes = shared_pairs(runs)[1]
+    if png is not None:
+        save_comparison(runs, png, pick_rule)
+    if json_output:
+        print_json({"pick": pick_rule, "runs": [run.to_dict() for run in runs], "notes": notes,
+                    "best": None if best is None else {"objective": best[0], "run": best[1].label,
+                                                       "id": best[1].chosen.id},
+                    "png": str(png) if png else None})
+        return
+    objectives = [name for name in ("metric", "size", "latency", "energy")
+                  if any(name in run.front.objectives for run in runs)]
+    table = Table(title=f"{len(runs)} runs, the policy `{pick_rule}` picks on each", title_justify="left")
+    for name in ("run", "model", "target", "front", "hypervolume", "pick"):
+        table.add_column(name, justify="right" if name in ("front", "hypervolume", "pick") else "left")
+    for name in objectives:
+        table.add_column("drop" if name == "metric" else name, justify="right")
+    table.add_column("bits")
+    for run in runs:
+        front, chosen = run.front, run.chosen
+        unit = front.metric_unit
+        head = [run.label, Path(front.model).name, front.target, f"{len(front.solutions)} of {front.evaluated}",
+                f"{front.hypervolume:.4f}"]
+        if chosen is None:
+            table.add_row(*head, "[yellow]none[/]", *["" for _ in objectives], f"[yellow]{run.refusal}[/]")
+            continue
+        values = [human(name, chosen.objectives[name], unit) if name in chosen.objectives else "-"
+                  for name in objectives]
+        marked = best is not None and run is best[1]
+        table.add_row(*head, f"#{chosen.id}", *[f"[bold]{v}[/]" if marked else v for v in values],
+                      chosen.policy.summary())
+    out.print(table)
+    out.print("[dim]hypervolume: each run's own, normalised to its fp32 reference; comparable between runs of one "
+              "model and objectives[/]")
+    if best is not None:
+        objective, run = best
+        out.print(f"least {objective} under {pick_rule}: {run.label} ({run.front.target}), policy #{run.chosen.id} at "
+                  f"{human(objective, run.chosen.objectives[objective], run.front.metric_unit)}")
+    for note in notes:
+        out.print(note, style="yellow")
+    if png is not None:
+        out.print(f"comparison written to {png}")
 
 
 EXIT_MISMATCH = 4
