@@ -104,7 +104,7 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plot import _axis, save_figure, zoom
+    from .plot import axis_unit, save_figure, zoom
 
     pairs, notes = shared_pairs(runs)
     if not pairs:
@@ -116,8 +116,8 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
     first = runs[0].front
     for ax, (x_name, y_name) in zip(axes.flat, pairs):
         solutions = [s for run in runs for s in run.front.solutions]
-        x_scale, x_label = _axis(first, x_name, [s.objectives[x_name] for s in solutions])
-        y_scale, y_label = _axis(first, y_name, [s.objectives[y_name] for s in solutions])
+        x_scale, x_label = axis_unit(first, x_name, [s.objectives[x_name] for s in solutions])
+        y_scale, y_label = axis_unit(first, y_name, [s.objectives[y_name] for s in solutions])
         xs = [s.objectives[x_name] / x_scale for s in solutions]
         ys = [s.objectives[y_name] / y_scale for s in solutions]
         x_zoom, y_zoom = zoom(xs, x_name, first.fp32_metric), zoom(ys, y_name, first.fp32_metric)

@@ -13,9 +13,12 @@ _AXIS_SCALES = {"size": [(1.0, "MB"), (1e-3, "kB")], "latency": [(1.0, "ms"), (1
                 "energy": [(1.0, "mJ"), (1e-3, "uJ"), (1e-6, "nJ")]}
 
 
-def _axis(front: Front, name: str, values: list[float]) -> tuple[float, str]:
+def axis_unit(front: Front, name: str, values: list[float]) -> tuple[float, str]:
+    """(divisor, axis label): the unit an objective's values read best in."""
     if name == "metric":
-        return 1.0, f"{front.metric} drop ({front.metric_unit or 'metric units'})"
+        from .units import metric_label
+
+        return 1.0, f"{metric_label(front)} drop ({front.metric_unit or 'metric units'})"
     top = max(abs(v) for v in values) if values else 1.0
     for factor, unit in _AXIS_SCALES[name]:
         if top >= factor:
@@ -49,8 +52,8 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         _strip(axes.flat[0], front, drawn[0] if drawn else front.objectives[0], knee)
     for ax, (x_name, y_name) in zip(axes.flat, pairs):
         everything = solutions + front.references
-        x_scale, x_label = _axis(front, x_name, [s.objectives[x_name] for s in everything])
-        y_scale, y_label = _axis(front, y_name, [s.objectives[y_name] for s in everything])
+        x_scale, x_label = axis_unit(front, x_name, [s.objectives[x_name] for s in everything])
+        y_scale, y_label = axis_unit(front, y_name, [s.objectives[y_name] for s in everything])
         xs = [s.objectives[x_name] / x_scale for s in solutions]
         ys = [s.objectives[y_name] / y_scale for s in solutions]
         ax.scatter(xs, ys, s=22, color="#1f77b4", label="Pareto front" if front.feasible else "closest policies",
@@ -148,7 +151,7 @@ def _references(ax, front: Front, x_name: str, y_name: str, scales, limits) -> N
 
 def _strip(ax, front: Front, name: str, knee) -> None:
     """One objective: the policies' values in order, references as lines."""
-    scale, label = _axis(front, name, [s.objectives[name] for s in front.solutions + front.references])
+    scale, label = axis_unit(front, name, [s.objectives[name] for s in front.solutions + front.references])
     ordered = sorted(front.solutions, key=lambda s: s.objectives[name])
     ax.plot(range(len(ordered)), [s.objectives[name] / scale for s in ordered], "o", color="#1f77b4",
             label="Pareto front")
@@ -189,6 +192,7 @@ def save_convergence(rows: list[dict], path: str | Path, title: str = "") -> Pat
                         rotation=90, fontsize=7, color="#d62728")
         ax.set_xlabel(x_label)
         ax.set_ylabel("hypervolume (normalised to fp32)")
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.grid(alpha=0.3)
     handles = axes[0].get_legend_handles_labels()[0] + figure.axes[2].get_legend_handles_labels()[0]
     axes[0].legend(handles, [h.get_label() for h in handles], fontsize=8, loc="lower right")

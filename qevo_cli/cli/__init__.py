@@ -8,6 +8,7 @@ from typer.core import TyperGroup
 
 from . import evaluate as evaluate_cmd
 from . import inspect as inspect_cmd
+from . import report as report_cmd
 from .pareto import app as pareto_app
 from .pareto import export as export_command
 from .profiles import app as profiles_app
@@ -56,6 +57,7 @@ app.command("search")(search_command)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("export")(export_command)
+app.command("report")(report_cmd.report)
 app.add_typer(pareto_app, name="pareto")
 app.add_typer(profiles_app, name="profiles")
 

@@ -1,0 +1,265 @@
+"""One HTML file that shows a run: its front (policies selectable, each with its per-layer map), convergence,
+sensitivity, the chosen policy and the commands that reproduce and export it.
+
+The page carries everything it shows: the figures as PNG data, the front as JSON read by a short script that
+draws the selectable scatter. Nothing is fetched when it is opened, so it can be mailed or archived as is.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shlex
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import QevoError
+from .files import atomic_write_text
+from .front import Front, Solution
+from .layer_map import layer_map, save_layer_map, weight_sensitivity
+from .pick import pick
+from .plot import axis_unit, save_convergence, save_png
+from .runs import load_convergence, load_front, load_sensitivity
+from .store import RunStore
+from .units import human, metric_label, metric_value
+
+ASSETS = Path(__file__).with_name("report_assets")
+
+
+def write_report(run_dir: Path | None, output: Path, pick_rule: str = "knee") -> dict[str, Any]:
+    """Write the run's report to `output` (whole or not at all); what it holds, for --json."""
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise QevoError(f"got {output.suffix or 'no suffix'}, expected an .html file", path=output, field="-o")
+    directory, front = load_front(run_dir)
+    page, summary = build_report(directory, front, pick_rule)
+    atomic_write_text(output, page)
+    return {"report": str(output), "run_dir": str(directory), **summary}
+
+
+def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, dict[str, Any]]:
+    """The page's HTML, and a summary of what it shows."""
+    chosen = pick(front, pick_rule) if front.solutions else None
+    knee = pick(front, "knee").id if front.feasible and front.solutions else None
+    sensitivity_table = load_sensitivity(directory)
+    sensitivity = weight_sensitivity(sensitivity_table)
+    history = load_convergence(directory)
+    shown = front.references + front.solutions
+    grid = layer_map(front.model, shown)
+    figures = _figures(front, grid, shown, history, sensitivity, knee)
+    settings = _settings(directory)
+    data = {
+        "model": front.model, "target": front.target, "run_dir": str(directory), "objectives": front.objectives,
+        "axes": {name: [*axis_unit(front, name, [s.objectives[name] for s in shown]), _label(front, name)]
+                 for name in front.objectives},
+        "flat": front.flat_objectives(),
+        "layers": list(grid), "sensitivity": {"label": sensitivity[0], "values": sensitivity[1]} if sensitivity
+        else None, "chosen": chosen.id if chosen else None, "knee": knee, "pick": pick_rule,
+        "solutions": [_point(front, s, grid) for s in front.solutions],
+        "references": [_point(front, r, grid) for r in front.references],
+    }
+    sections = [
+        _header(front, directory, settings),
+        _front_section(front, figures, pick_rule),
+        _chosen_section(),
+        _reproduce_section(directory, settings),
+        _layers_section(figures),
+        _convergence_section(history, figures),
+        _sensitivity_section(sensitivity_table),
+    ]
+    title = f"qevo: {Path(front.model).name} on {front.target}"
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{(ASSETS / 'report.css').read_text()}</style></head>"
+            f"<body><main>{''.join(sections)}</main>"
+            f"<script type=\"application/json\" id=\"run-data\">{_script_json(data)}</script>"
+            f"<script>{(ASSETS / 'report.js').read_text()}</script></body></html>\n")
+    summary = {"policies": len(front.solutions), "chosen": data["chosen"], "knee": knee, "figures": sorted(figures),
+               "convergence_rows": len(history), "sensitivity": sensitivity_table is not None}
+    return page, summary
+
+
+def _label(front: Front, name: str) -> str:
+    return f"{metric_label(front)} drop" if name == "metric" else name
+
+
+def _point(front: Front, solution: Solution, grid: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """A policy as the page's script sees it: raw values to draw, and the same values as a person reads them."""
+    column = str(solution.id) if solution.id is not None else solution.name
+    unit = front.metric_unit
+    return {"id": solution.id, "name": solution.name, "objectives": solution.objectives,
+            "shown": {name: human(name, value, unit) for name, value in solution.objectives.items()},
+            "metric": metric_value(solution.metric, unit), "bits": solution.policy.summary(),
+            "layers": {layer: cells[column] for layer, cells in grid.items()}}
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no '</' can end it early."""
+    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+
+
+def _png_data(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _figures(front: Front, grid, shown, history, sensitivity, knee) -> dict[str, str]:
+    """The PNG figures as data URLs: the front, the layer map, the convergence (when recorded)."""
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="qevo-report-") as folder:
+        folder = Path(folder)
+        if front.solutions:
+            figures["front"] = _png_data(save_png(front, folder / "front.png", knee_id=knee))
+        if grid and shown:
+            unit = front.metric_unit
+            titles = [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], unit)})"
+                      for s in shown]
+            figures["layers"] = _png_data(save_layer_map(
+                grid, titles, folder / "layers.png",
+                f"weight formats per layer (columns: policy, {metric_label(front)} drop)", sensitivity))
+        if history:
+            figures["convergence"] = _png_data(save_convergence(history, folder / "convergence.png",
+                                                                "hypervolume and front size per generation"))
+    return figures
+
+
+def _settings(directory: Path) -> dict[str, Any]:
+    try:
+        return RunStore(directory, create=False).read_config()
+    except QevoError:
+        return {}
+
+
+def _img(figures: dict[str, str], name: str, alt: str) -> str:
+    if name not in figures:
+        return ""
+    return f'<img class="figure" id="figure-{name}" alt="{html.escape(alt)}" src="{figures[name]}">'
+
+
+def _header(front: Front, directory: Path, settings: dict[str, Any]) -> str:
+    unit = front.metric_unit
+    resolved = settings.get("resolved", {})
+    versions = settings.get("versions", {})
+    facts = [("model", front.model), ("target", front.target),
+             ("metric", f"{metric_label(front)}, fp32 {metric_value(front.fp32_metric, unit)}"),
+             ("data", resolved.get("data", "")), ("objectives", ", ".join(front.objectives)),
+             ("budgets", ", ".join(f"{k} {v}" for k, v in front.budgets.items()) or "none"),
+             ("evaluated", f"{front.evaluated} policies, {len(front.solutions)} on the "
+                           f"{'front' if front.feasible else 'list of the closest (none met the budgets)'}"),
+             ("hypervolume", f"{front.hypervolume:.4f} (normalised to fp32)"),
+             ("run", str(directory)),
+             ("versions", ", ".join(f"{k} {v}" for k, v in versions.items()))]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v)
+    flat = "".join(f"<p class=\"note\">{html.escape(name)} does not separate these policies on this target: every "
+                   f"one within {100 * span:.2g}% ({html.escape(human(name, min(front.values(name))))} to "
+                   f"{html.escape(human(name, max(front.values(name))))}); it is not drawn.</p>"
+                   for name, span in front.flat_objectives().items())
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<header><h1>{html.escape(Path(front.model).name)} on {html.escape(front.target)}</h1>"
+            f"<p class=\"sub\">qevo search report, written {made}</p></header>"
+            f"<section id=\"summary\"><table class=\"facts\">{rows}</table>{flat}</section>")
+
+
+def _front_section(front: Front, figures: dict[str, str], rule: str) -> str:
+    columns = "".join(f"<th>{html.escape(_label(front, name))}</th>" for name in front.objectives)
+    return (f"<section id=\"front\"><h2>Pareto front</h2>"
+            f"<p>Click a point or a row to see that policy's layers and the commands that export it. "
+            f"Grey squares are the references; points beyond the zoomed axes sit at the edge with their value. "
+            f"The star is the policy <code>{html.escape(rule)}</code> picks.</p>"
+            f"<div class=\"controls\"><label>axes <select id=\"pair\"></select></label></div>"
+            f"<svg id=\"scatter\" viewBox=\"0 0 720 420\" role=\"img\" aria-label=\"Pareto front\"></svg>"
+            f"<table id=\"front-table\" class=\"grid\"><thead><tr><th>id</th>{columns}<th>{html.escape(metric_label(front))}"
+            f"</th><th>bits</th><th></th></tr></thead><tbody></tbody></table>"
+            f"<details><summary>the front as a static figure</summary>"
+            f"{_img(figures, 'front', 'the front against the references, one panel per pair of objectives')}"
+            f"</details></section>")
+
+
+def _chosen_section() -> str:
+    return ("<section id=\"chosen\"><h2>Selected policy <span id=\"chosen-title\"></span></h2>"
+            "<div id=\"chosen-values\"></div><h3>Export it</h3><pre id=\"export-commands\"></pre>"
+            "<h3>Its layers</h3><table id=\"chosen-layers\" class=\"grid\"><thead></thead><tbody></tbody></table>"
+            "</section>")
+
+
+def _reproduce_section(directory: Path, settings: dict[str, Any]) -> str:
+    values = {k: v for k, v in settings.get("settings", {}).items() if k != "out"}
+    if not values:
+        return ""
+    text = yaml.safe_dump(values, sort_keys=False)
+    link = "data:text/yaml;charset=utf-8;base64," + base64.b64encode(text.encode()).decode()
+    command = f"qevo search --config settings.yaml --out {shlex.quote(str(directory) + '-again')}"
+    timing = (" It stopped on a time limit, so how far a second run gets depends on the machine."
+              if values.get("time_limit") else " The same seed and inputs give the same front.")
+    return (f"<section id=\"reproduce\"><h2>Reproduce the search</h2>"
+            f"<p>Save these settings as <code>settings.yaml</code> (<a download=\"settings.yaml\" href=\"{link}\">"
+            f"download</a>) and run the command.{timing}</p>"
+            f"<pre id=\"reproduce-command\">{html.escape(command)}</pre>"
+            f"<details><summary>settings.yaml</summary><pre id=\"settings-yaml\">{html.escape(text)}</pre></details>"
+            f"</section>")
+
+
+def _layers_section(figures: dict[str, str]) -> str:
+    return ("<section id=\"layers\"><h2>Which layer got which format</h2>"
+            "<p>Every policy on the front, one column each, the references first; beside it, each layer's "
+            "sensitivity (the model's output SQNR with only that layer's weights at the fewest bits).</p>"
+            f"{_img(figures, 'layers', 'weight formats per layer and policy')}</section>")
+
+
+def _convergence_section(history: list[dict], figures: dict[str, str]) -> str:
+    if not history:
+        return ("<section id=\"convergence\"><h2>Convergence</h2><p class=\"note\">This run records no "
+                "convergence (made by an earlier qevo, or stopped before its first generation).</p></section>")
+    rows = []
+    previous = None
+    for row in history:
+        resumed = previous is not None and row["process_started"] != previous
+        previous = row["process_started"]
+        rows.append(f"<tr><td>{row['phase']}{' (resumed)' if resumed else ''}</td><td>{row['generation']}</td>"
+                    f"<td>{row['evaluations']}</td><td>{row['front_size']}</td><td>{row['hypervolume']:.4f}</td>"
+                    f"<td>{row['elapsed_s']:.1f} s</td></tr>")
+    return (f"<section id=\"convergence\"><h2>Convergence</h2>"
+            f"{_img(figures, 'convergence', 'hypervolume and front size against evaluations and time')}"
+            f"<details><summary>per generation</summary><table class=\"grid\" id=\"convergence-table\"><thead><tr>"
+            f"<th>phase</th><th>generation</th><th>evaluations</th><th>front size</th><th>hypervolume</th>"
+            f"<th>time</th></tr></thead><tbody>{''.join(rows)}</tbody></table></details></section>")
+
+
+def _sensitivity_section(table: dict | None) -> str:
+    if not table:
+        return ("<section id=\"sensitivity\"><h2>Sensitivity</h2><p class=\"note\">No sensitivity table: the "
+                "search space was small enough to measure whole, or the run was made by an earlier qevo. "
+                "<code>qevo inspect --sensitivity</code> measures one.</p></section>")
+    columns = table.get("columns", [])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for layer, row in table["sqnr_db"].items():
+        cells = []
+        for column in columns:
+            value = row.get(column) if isinstance(row, dict) else None
+            measured = column in table.get("measured", {}).get(layer, [])
+            cells.append("<td>-</td>" if value is None else
+                         f"<td class=\"{_sqnr_class(value)}\">{value:.1f}{'' if measured else '*'}</td>")
+        body.append(f"<tr><th>{html.escape(layer)}</th>{''.join(cells)}</tr>")
+    tensors = ""
+    if table.get("tensors"):
+        tensor_columns = table.get("tensor_columns", [])
+        tensors = ("<h3>Activation tensors</h3><table class=\"grid\"><thead><tr><th>tensor</th>"
+                   + "".join(f"<th>{html.escape(c)}</th>" for c in tensor_columns) + "</tr></thead><tbody>"
+                   + "".join(f"<tr><th>{html.escape(t)}</th>"
+                             + "".join(f"<td class=\"{_sqnr_class(v)}\">{v:.1f}</td>"
+                                       for v in (row.get(c, 100.0) for c in tensor_columns)) + "</tr>"
+                             for t, row in table["tensors"].items()) + "</tbody></table>")
+    return (f"<section id=\"sensitivity\"><h2>Sensitivity</h2><p>The model's output SQNR (dB) with one layer "
+            f"quantized at each format, the rest fp32, from the search's proxy on {table.get('subset', '?')} "
+            f"samples; lower is more sensitive (red below 10 dB, amber below 20). * predicted from the probes "
+            f"and the format's quantization noise, others measured."
+            f"{'' if table.get('complete', True) else ' The time limit cut the probing short.'}</p>"
+            f"<table class=\"grid\" id=\"sensitivity-table\"><thead><tr><th>layer</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>{tensors}</section>")
+
+
+def _sqnr_class(value: float) -> str:
+    return "bad" if value < 10 else "warn" if value < 20 else ""

@@ -1,0 +1,208 @@
+// The report's selectable front: a scatter of two objectives, the table of policies, and the selected
+// policy's values, layers and export commands. Everything it reads is in the page (#run-data).
+"use strict";
+const data = JSON.parse(document.getElementById("run-data").textContent);
+const SVG = "http://www.w3.org/2000/svg";
+const W = 720, H = 420, LEFT = 72, RIGHT = 24, TOP = 18, BOTTOM = 52;
+const LOG_SPAN = 10, PAD = 0.08;
+
+function el(name, attrs, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function shellQuote(text) {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : "'" + text.replace(/'/g, "'\\''") + "'";
+}
+
+function pairs() {
+  const drawn = data.objectives.filter(name => !(name in data.flat));
+  const names = drawn.length >= 2 ? drawn : data.objectives;
+  const result = [];
+  for (let i = 0; i < names.length; i++)
+    for (let j = i + 1; j < names.length; j++) result.push([names[i], names[j]]);
+  return result;
+}
+
+// an axis framed on the policies' values (not the references'), on a log scale when a cost spans decades
+function frame(name) {
+  const [factor] = data.axes[name];
+  const values = data.solutions.map(s => s.objectives[name] / factor);
+  let low = Math.min(...values), high = Math.max(...values);
+  const log = name !== "metric" && low > 0 && high / low >= LOG_SPAN;
+  if (log) {
+    const pad = Math.pow(high / low, PAD);
+    low /= pad; high *= pad;
+  } else {
+    const span = (high - low) || (Math.abs(high) * 0.05 || 1);
+    low -= PAD * span; high += PAD * span;
+  }
+  const t = v => log ? Math.log10(v) : v;
+  return {name, factor, low, high, log, at: (v, size) => (t(v) - t(low)) / (t(high) - t(low)) * size};
+}
+
+function ticks(axis) {
+  if (axis.log) {
+    const out = [];
+    for (let e = Math.floor(Math.log10(axis.low)); e <= Math.ceil(Math.log10(axis.high)); e++)
+      for (const c of [1, 2, 5]) { const v = c * Math.pow(10, e); if (v >= axis.low && v <= axis.high) out.push(v); }
+    return out;
+  }
+  const raw = (axis.high - axis.low) / 5, step0 = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map(c => c * step0).find(s => s >= raw);
+  const out = [];
+  for (let v = Math.ceil(axis.low / step) * step; v <= axis.high; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+function star(x, y, r) {
+  const points = [];
+  for (let i = 0; i < 10; i++) {
+    const a = Math.PI / 2 + i * Math.PI / 5, rr = i % 2 ? r * 0.45 : r;
+    points.push(`${(x + rr * Math.cos(a)).toFixed(1)},${(y - rr * Math.sin(a)).toFixed(1)}`);
+  }
+  return el("polygon", {points: points.join(" "), class: "chosen-star", fill: "#d62728", stroke: "#000"});
+}
+
+function draw(pair) {
+  const svg = document.getElementById("scatter");
+  svg.replaceChildren();
+  const x = frame(pair[0]), y = frame(pair[1]);
+  const plotW = W - LEFT - RIGHT, plotH = H - TOP - BOTTOM;
+  const px = v => LEFT + x.at(v, plotW), py = v => TOP + plotH - y.at(v, plotH);
+  for (const v of ticks(x)) {
+    svg.append(el("line", {x1: px(v), x2: px(v), y1: TOP, y2: TOP + plotH, class: "gridline"}));
+    svg.append(el("text", {x: px(v), y: TOP + plotH + 16, "text-anchor": "middle"}, +v.toPrecision(4)));
+  }
+  for (const v of ticks(y)) {
+    svg.append(el("line", {x1: LEFT, x2: LEFT + plotW, y1: py(v), y2: py(v), class: "gridline"}));
+    svg.append(el("text", {x: LEFT - 6, y: py(v) + 4, "text-anchor": "end"}, +v.toPrecision(4)));
+  }
+  svg.append(el("rect", {x: LEFT, y: TOP, width: plotW, height: plotH, fill: "none", class: "axis"}));
+  svg.append(el("text", {x: LEFT + plotW / 2, y: H - 10, "text-anchor": "middle"},
+                data.axes[pair[0]][1] + (x.log ? " (log)" : "")));
+  svg.append(el("text", {x: 14, y: TOP + plotH / 2, "text-anchor": "middle",
+                         transform: `rotate(-90 14 ${TOP + plotH / 2})`}, data.axes[pair[1]][1] + (y.log ? " (log)" : "")));
+  const beyond = new Map();   // references beyond the zoomed axes, one label per place at the edge
+  for (const ref of data.references) {
+    const vx = ref.objectives[pair[0]] / x.factor, vy = ref.objectives[pair[1]] / y.factor;
+    const cx = Math.min(Math.max(vx, x.low), x.high), cy = Math.min(Math.max(vy, y.low), y.high);
+    const mark = el("rect", {x: px(cx) - 5, y: py(cy) - 5, width: 10, height: 10, class: "reference"});
+    mark.append(el("title", {}, `${ref.name}: ${ref.shown[pair[0]]}, ${ref.shown[pair[1]]}`));
+    svg.append(mark);
+    if (cx !== vx || cy !== vy) {
+      const key = `${cx},${cy}`;
+      if (!beyond.has(key)) beyond.set(key, {cx, cy, names: []});
+      beyond.get(key).names.push(`${ref.name} (${ref.shown[pair[0]]}, ${ref.shown[pair[1]]})`);
+    }
+  }
+  for (const {cx, cy, names} of beyond.values()) {
+    const right = cx === x.high, top = cy === y.high;
+    names.forEach((name, i) => svg.append(el("text", {
+      x: px(cx) + (right ? -8 : 8), y: py(cy) + (top ? 16 + 13 * i : -8 - 13 * (names.length - 1 - i)),
+      "text-anchor": right ? "end" : "start", class: "edge-label"}, name)));
+  }
+  for (const s of data.solutions) {
+    const dot = el("circle", {cx: px(s.objectives[pair[0]] / x.factor), cy: py(s.objectives[pair[1]] / y.factor),
+                              r: 5, class: "point", "data-id": s.id});
+    dot.append(el("title", {}, `#${s.id}: ${s.shown[pair[0]]}, ${s.shown[pair[1]]}, ${s.bits}`));
+    dot.addEventListener("click", () => select(s.id));
+    svg.append(dot);
+  }
+  const chosen = data.solutions.find(s => s.id === data.chosen);
+  if (chosen) svg.append(star(px(chosen.objectives[pair[0]] / x.factor), py(chosen.objectives[pair[1]] / y.factor), 11));
+  highlight();
+}
+
+function frontTable() {
+  const body = document.querySelector("#front-table tbody");
+  const first = data.objectives[0];
+  const rows = data.references.map(r => [r, true])
+    .concat([...data.solutions].sort((a, b) => a.objectives[first] - b.objectives[first] || a.id - b.id)
+      .map(s => [s, false]));
+  for (const [s, reference] of rows) {
+    const tr = document.createElement("tr");
+    const marks = reference ? "reference" :
+      [s.id === data.knee ? "knee" : "", s.id === data.chosen ? `picked (${data.pick})` : ""].filter(Boolean).join(", ");
+    const cells = [reference ? s.name : String(s.id), ...data.objectives.map(n => s.shown[n]), s.metric, s.bits, marks];
+    for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
+    if (reference) tr.className = "reference";
+    else { tr.dataset.id = s.id; tr.addEventListener("click", () => select(s.id)); }
+    body.append(tr);
+  }
+}
+
+let selected = null;
+
+function highlight() {
+  document.querySelectorAll("#scatter .point").forEach(p =>
+    p.classList.toggle("selected", Number(p.dataset.id) === selected));
+  document.querySelectorAll("#front-table tbody tr[data-id]").forEach(r =>
+    r.classList.toggle("selected", Number(r.dataset.id) === selected));
+}
+
+function bitsClass(cell) {
+  const bits = parseInt(cell.slice(1), 10);
+  return bits <= 2 ? "w2" : bits === 3 ? "w3" : bits < 8 ? "w4" : bits === 8 ? "w8" : bits === 16 ? "w16" : "w32";
+}
+
+function select(id) {
+  const s = data.solutions.find(p => p.id === id);
+  if (!s) return;
+  selected = id;
+  document.getElementById("chosen-title").textContent =
+    `#${id}` + (id === data.chosen ? ` (picked by ${data.pick})` : id === data.knee ? " (the knee)" : "");
+  const values = document.getElementById("chosen-values");
+  values.replaceChildren();
+  for (const name of data.objectives) {
+    const span = document.createElement("span");
+    span.dataset.objective = name;
+    span.textContent = `${data.axes[name][2]}: ${s.shown[name]}`;
+    values.append(span);
+  }
+  const bits = document.createElement("span");
+  bits.textContent = `bits: ${s.bits}`;
+  values.append(bits);
+  const run = shellQuote(data.run_dir);
+  document.getElementById("export-commands").textContent =
+    `qevo export ${run} policy-${id}.onnx --pick ${id}    # the quantized model, loaded and measured again\n` +
+    `qevo export ${run} policy-${id}.yaml --pick ${id}    # the policy as a file`;
+  const table = document.getElementById("chosen-layers");
+  const head = ["layer"].concat(data.sensitivity ? [data.sensitivity.label] : [], [`#${id}`]);
+  table.tHead.replaceChildren(rowOf(head, "th"));
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  for (const layer of data.layers) {
+    const sens = data.sensitivity ? [layer in data.sensitivity.values ? data.sensitivity.values[layer].toFixed(1) : "-"] : [];
+    const tr = rowOf([layer, ...sens, s.layers[layer]], "td");
+    tr.lastChild.className = bitsClass(s.layers[layer]);
+    if (data.sensitivity && layer in data.sensitivity.values) {
+      const v = data.sensitivity.values[layer];
+      tr.children[1].className = v < 10 ? "bad" : v < 20 ? "warn" : "";
+    }
+    body.append(tr);
+  }
+  highlight();
+}
+
+function rowOf(cells, tag) {
+  const tr = document.createElement("tr");
+  for (const text of cells) { const c = document.createElement(tag); c.textContent = text; tr.append(c); }
+  return tr;
+}
+
+const choices = pairs();
+const selector = document.getElementById("pair");
+choices.forEach((pair, i) => {
+  const option = document.createElement("option");
+  option.value = i;
+  option.textContent = `${data.axes[pair[0]][2]} / ${data.axes[pair[1]][2]}`;
+  selector.append(option);
+});
+selector.addEventListener("change", () => draw(choices[Number(selector.value)]));
+frontTable();
+if (data.solutions.length && choices.length) draw(choices[0]);
+if (data.chosen !== null) select(data.chosen);
+document.body.dataset.ready = "true";

@@ -1,0 +1,284 @@
+"""Seeing a search: convergence records, the sensitivity beside the layer map, runs compared, readable plots,
+and the HTML report opened in a real headless browser. Assertions on the files and the page."""
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from qevo_cli.cli import app
+from qevo_cli.config import SearchConfig
+from qevo_cli.front import Front
+from qevo_cli.layer_map import layer_map
+from qevo_cli.pick import pick
+from qevo_cli.plot import zoom
+from qevo_cli.resume import resume_search
+from qevo_cli.search import run_search
+from qevo_cli.store import RunStore
+from qevo_cli.units import human
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _search(root: Path, name: str, stop_after: int | None = None, **settings):
+    previous = os.environ.get("QEVO_CACHE_DIR")
+    os.environ["QEVO_CACHE_DIR"] = str(root / "cache")
+    try:
+        config = SearchConfig(out=str(root / name), **{"pop": 16, "generations": 4, "seed": 1, **settings})
+        callback = None if stop_after is None else (lambda progress: progress.generation < stop_after)
+        run_search(config, callback=callback)
+        if stop_after is not None:
+            resume_search(root / name)
+    finally:
+        if previous is not None:
+            os.environ["QEVO_CACHE_DIR"] = previous
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A run on arm-neon stopped after two generations and resumed to four, and one on hexagon."""
+    root = tmp_path_factory.mktemp("report")
+    neon = _search(root, "digits-arm-neon", stop_after=2, target="arm-neon", weight_formats="int2,int4,int8",
+                   act_formats="int8,int16")
+    hexagon = _search(root, "digits-hexagon", target="hexagon", weight_formats="int2,int4,int8",
+                      act_formats="int8,int16")
+    return neon, hexagon
+
+
+def _front(run_dir: Path) -> Front:
+    return Front.from_dict(json.loads((run_dir / "front.json").read_text()))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_convergence_is_recorded_per_generation_and_across_a_resume(runs, tmp_path):
+    neon = runs[0]
+    store = RunStore(neon, create=False)
+    rows = store.convergence()
+    store.close()
+    assert [r["generation"] for r in rows] == [1, 2, 3, 4]
+    assert len({r["process_started"] for r in rows[:2]}) == 1 and rows[2]["process_started"] != rows[1]["process_started"]
+    assert all(a["evaluations"] <= b["evaluations"] for a, b in zip(rows, rows[1:]))
+    assert all(a["elapsed_s"] <= b["elapsed_s"] for a, b in zip(rows, rows[1:]))   # time goes on across the resume
+    front = _front(neon)
+    assert rows[-1]["evaluations"] == front.evaluated
+    assert rows[-1]["hypervolume"] == pytest.approx(front.hypervolume)
+    assert rows[-1]["front_size"] == len(front.solutions)
+
+    shown = runner.invoke(app, ["pareto", "show", str(neon), "--convergence", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["convergence"] == rows
+    table = runner.invoke(app, ["pareto", "show", str(neon), "--convergence"])
+    assert "(resumed)" in table.stdout and f"{rows[-1]['hypervolume']:.4f}" in table.stdout
+    figure = tmp_path / "convergence.png"
+    drawn = runner.invoke(app, ["pareto", "show", str(neon), "--convergence-png", str(figure)])
+    assert drawn.exit_code == 0, drawn.output
+    assert _png_size(figure) == (1100, 400)
+
+
+def test_a_run_without_convergence_records_says_so(runs, tmp_path):
+    copy = tmp_path / "old"
+    copy.mkdir()
+    for name in ("run.yaml", "front.json"):
+        shutil.copy(runs[0] / name, copy / name)
+    result = runner.invoke(app, ["pareto", "show", str(copy), "--convergence-png", str(tmp_path / "c.png")])
+    assert result.exit_code == 2 and "records no convergence" in result.stderr
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_sensitivity_is_kept_with_the_run_and_shown_beside_the_layer_map(runs, tmp_path):
+    neon = runs[0]
+    table = json.loads((neon / "sensitivity.json").read_text())
+    front = _front(neon)
+    from qevo_cli.model import load_model
+    layers = [layer.name for layer in load_model(front.model).layers]
+    assert list(table["sqnr_db"]) == layers
+    # arm-neon quantizes the inputs and outputs of onnxruntime's ops: activations are costed per tensor
+    assert table["columns"] == ["W:int2", "W:int4", "W:int8"]
+    assert table["tensor_columns"][0] == "A:int8" and table["tensors"]
+    assert all(0 < row["A:int8"] <= 100 for row in table["tensors"].values())
+    for row in table["sqnr_db"].values():   # fewer bits, more noise: a lower SQNR
+        assert row["W:int2"] < row["W:int4"] < row["W:int8"]
+    shown = json.loads(runner.invoke(app, ["pareto", "show", str(neon), "--layers", "--json"]).stdout)
+    assert shown["sensitivity"]["label"].startswith("SQNR W2")
+    assert shown["sensitivity"]["values"] == {layer: row["W:int2"] for layer, row in table["sqnr_db"].items()}
+    text = runner.invoke(app, ["pareto", "show", str(neon), "--layers"]).stdout
+    assert "SQNR W2 alone (dB)" in text
+    with_side = tmp_path / "with.png"
+    assert runner.invoke(app, ["pareto", "show", str(neon), "--layers-png", str(with_side)]).exit_code == 0
+    (tmp_path / "bare").mkdir()
+    for name in ("run.yaml", "front.json"):
+        shutil.copy(neon / name, tmp_path / "bare" / name)
+    bare = tmp_path / "bare.png"
+    assert runner.invoke(app, ["pareto", "show", str(tmp_path / "bare"), "--layers-png", str(bare)]).exit_code == 0
+    assert _png_size(with_side)[0] > _png_size(bare)[0]   # the sensitivity panel beside the grid
+
+
+def test_compare_puts_runs_side_by_side_and_names_the_best_under_a_rule(runs, tmp_path):
+    neon, hexagon = runs
+    rule = "max-drop=5,min=latency"
+    figure = tmp_path / "compare.png"
+    result = runner.invoke(app, ["pareto", "compare", str(neon), str(hexagon), "--pick", rule, "--png", str(figure),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    compared = json.loads(result.stdout)
+    fronts = [_front(neon), _front(hexagon)]
+    for run, front in zip(compared["runs"], fronts):
+        assert run["target"] == front.target and run["policies"] == len(front.solutions)
+        assert run["picked"]["id"] == pick(front, rule).id
+    latencies = {run["label"]: run["picked"]["objectives"]["latency"] for run in compared["runs"]}
+    assert compared["best"]["run"] == min(latencies, key=latencies.get)
+    width, height = _png_size(figure)
+    assert height > 300 and width >= 1000   # the metric against each shared cost, one panel each
+    table = runner.invoke(app, ["pareto", "compare", str(neon), str(hexagon), "--pick", rule])
+    assert f"least latency under {rule}: {compared['best']['run']}" in " ".join(table.stdout.split())
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["one"], "expected two or more run directories"),
+    (["a", "b", "--png", "x.jpg"], "expected a .png file"),
+])
+def test_compare_refuses_bad_input(runs, arguments, message):
+    arguments = [str(runs[0]) if a in ("one", "a") else str(runs[1]) if a == "b" else a for a in arguments]
+    result = runner.invoke(app, ["pareto", "compare", *arguments])
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_rule_that_picks_nothing_on_one_run_is_reported_for_that_run(runs):
+    neon, hexagon = runs
+    tight = min(s.objectives["size"] for s in _front(hexagon).solutions) * 1000   # only hexagon's fit
+    result = runner.invoke(app, ["pareto", "compare", str(neon), str(hexagon), "--pick",
+                                 f"max-size-mb={tight / 1000:.9f},min=metric", "--json"])
+    assert result.exit_code == 0, result.output
+    by_target = {run["target"]: run for run in json.loads(result.stdout)["runs"]}
+    if min(s.objectives["size"] for s in _front(neon).solutions) > tight / 1000:
+        assert by_target["arm-neon"]["picked"] is None and "no solution" in by_target["arm-neon"]["refusal"]
+    assert by_target["hexagon"]["picked"] is not None
+
+
+def test_axes_zoom_to_the_front():
+    assert zoom([1.0, 2.0], "size").scale == "linear"
+    framed = zoom([0.01, 5.0], "size")
+    assert framed.scale == "log" and framed.limits[0] < 0.01 and framed.limits[1] > 5.0
+    drops = zoom([0.0, 0.5, 60.0], "metric", metric_scale=98.0)
+    assert drops.scale == "symlog" and drops.linear_width == pytest.approx(0.98)
+    assert zoom([0.0, 0.5, 3.0], "metric", metric_scale=98.0).scale == "linear"
+
+
+def test_a_flat_objective_is_named_not_drawn(tmp_path):
+    """On hexagon the digits model's latency is the same for every policy: asked for, it is reported, and the
+    plot has one panel (metric against size) instead of three."""
+    run = _search(tmp_path, "flat", target="hexagon", weight_formats="int4,int8", act_formats="int8",
+                  objectives="metric,size,latency", pop=8, generations=2)
+    front = _front(run)
+    assert "latency" in front.flat_objectives()
+    figure = tmp_path / "front.png"
+    assert runner.invoke(app, ["pareto", "show", str(run), "--plot", str(figure)]).exit_code == 0
+    assert _png_size(figure)[0] == 500
+
+
+def test_report_is_one_self_contained_file(runs, tmp_path):
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(runs[0]), "-o", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["figures"] == ["convergence", "front", "layers"] and summary["sensitivity"]
+    text = page.read_text()
+    for reference in ('src="http', "src='http", 'href="http', "url(http", "<link"):
+        assert reference not in text
+    assert text.count('src="data:image/png;base64,') == 3
+    bad = runner.invoke(app, ["report", str(runs[0]), "-o", str(tmp_path / "report.pdf")])
+    assert bad.exit_code == 2 and "expected an .html file" in bad.stderr and not (tmp_path / "report.pdf").exists()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or CHROMIUM is None:
+        if os.environ.get("QEVO_REQUIRE_BROWSER"):
+            pytest.fail("QEVO_REQUIRE_BROWSER is set but playwright or Debian's chromium is missing")
+        pytest.skip("needs playwright and a chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield instance
+        instance.close()
+
+
+def test_report_in_a_headless_browser(runs, browser, tmp_path):
+    run_dir = runs[0]
+    page_file = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", str(run_dir), "-o", str(page_file)]).exit_code == 0
+    front = _front(run_dir)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems, requests = [], []
+    page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.route("http*://**", lambda route: route.abort())   # nothing may come from a network
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=10_000)
+    assert problems == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+
+    # every figure decoded and drawn
+    sizes = page.eval_on_selector_all("img.figure", "imgs => imgs.map(i => [i.id, i.complete, i.naturalWidth])")
+    assert sorted(s[0] for s in sizes) == ["figure-convergence", "figure-front", "figure-layers"]
+    assert all(complete and width > 300 for _, complete, width in sizes)
+
+    # the scatter and the table hold the front's policies, with front.json's numbers
+    assert page.locator("#scatter circle.point").count() == len(front.solutions)
+    ids = page.eval_on_selector_all("#front-table tbody tr[data-id]", "rows => rows.map(r => Number(r.dataset.id))")
+    assert sorted(ids) == sorted(s.id for s in front.solutions)
+    unit = front.metric_unit
+    for solution in front.solutions:
+        cells = page.locator(f"#front-table tbody tr[data-id='{solution.id}'] td").all_inner_texts()
+        assert cells[1:1 + len(front.objectives)] == [human(n, solution.objectives[n], unit) for n in front.objectives]
+
+    # it opens on the knee; clicking another point selects that policy, with its layers and export commands
+    knee = pick(front, "knee")
+    assert page.inner_text("#chosen-title").startswith(f"#{knee.id}")
+    on_top = page.eval_on_selector_all("#scatter circle.point", """dots => dots.filter(d => {
+        const box = d.getBoundingClientRect();
+        return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) === d;
+    }).map(d => Number(d.dataset.id))""")   # points another one does not cover
+    other = next(s for s in front.solutions if s.id != knee.id and s.id in on_top)
+    page.click(f"#scatter circle.point[data-id='{other.id}']")
+    assert page.inner_text("#chosen-title").startswith(f"#{other.id}")
+    grid = layer_map(front.model, front.solutions)
+    rows = page.locator("#chosen-layers tbody tr")
+    assert rows.count() == len(grid)
+    for index, (layer, cells) in enumerate(grid.items()):
+        row = rows.nth(index).locator("td").all_inner_texts()
+        assert row[0] == layer and row[-1] == cells[str(other.id)]
+    assert f"--pick {other.id}" in page.inner_text("#export-commands")
+    assert page.locator("#front-table tbody tr.selected").get_attribute("data-id") == str(other.id)
+
+    # another pair of axes redraws the same policies
+    options = page.locator("#pair option").count()
+    assert options == 3   # metric, size, latency taken two at a time
+    page.select_option("#pair", "2")
+    assert page.locator("#scatter circle.point").count() == len(front.solutions)
+
+    # the settings shown reproduce the run
+    settings = yaml.safe_load(page.locator("#settings-yaml").text_content())
+    config = SearchConfig.from_mapping(settings)
+    assert config.target == "arm-neon" and config.seed == 1 and list(config.weight_formats) == ["int2", "int4", "int8"]
+    assert page.locator("#sensitivity-table tbody tr").count() == len(grid)
+    assert problems == []
+    page.close()
