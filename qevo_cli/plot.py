@@ -100,8 +100,9 @@ class Zoom:
             getattr(ax, f"set_{which}scale")("symlog", linthresh=self.linear_width, linscale=0.6)
             # 0, then 1-2-5 steps from the linear part's edge up (the default puts several ticks inside it)
             first = 10 ** math.floor(math.log10(self.linear_width))
-            ticks = [0.0] + [c * first * 10 ** k for k in range(12) for c in (1, 2, 5)
-                             if self.linear_width <= c * first * 10 ** k <= self.limits[1]]
+            steps = [c * first * 10 ** k for k in range(12) for c in (1, 2, 5)]
+            ticks = [-v for v in steps if self.linear_width <= v <= -self.limits[0]] + [0.0] + \
+                    [v for v in steps if self.linear_width <= v <= self.limits[1]]
             axis.set_major_locator(FixedLocator(ticks))
             axis.set_minor_locator(FixedLocator([]))
             axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -121,7 +122,8 @@ def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
         return Zoom((low / pad, high * pad), "log")
     width = 0.01 * (abs(metric_scale) or 1.0)
     if name == "metric" and max(abs(low), abs(high)) >= LOG_SPAN * width:
-        return Zoom((min(low, 0.0) - 0.2 * width, high * (1 + 2 * PAD)), "symlog", width)
+        return Zoom((low * (1 + 2 * PAD) if low < -width else min(low, 0.0) - 0.2 * width, high * (1 + 2 * PAD)),
+                    "symlog", width)
     span = (high - low) or (abs(high) * 0.05 or 1.0)
     return Zoom((low - PAD * span, high + PAD * span))
 
@@ -129,13 +131,12 @@ def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
 def _references(ax, front: Front, x_name: str, y_name: str, scales, limits) -> None:
     """The references: inside the zoomed axes as points; beyond them as one arrow at the edge per place, with
     each reference's off-scale value written beside it."""
-    markers = iter(("s", "D", "^", "o"))
     beyond: dict[tuple, list[str]] = {}
-    for reference in front.references:
+    for reference, marker in zip(front.references, ("s", "D", "P", "o")):   # each reference keeps its marker
         x, y = reference.objectives[x_name] / scales[0], reference.objectives[y_name] / scales[1]
         (x_low, x_high), (y_low, y_high) = limits
         if x_low <= x <= x_high and y_low <= y <= y_high:
-            ax.scatter(x, y, marker=next(markers), s=60, color="#7f7f7f", label=reference.name, zorder=4)
+            ax.scatter(x, y, marker=marker, s=60, color="#7f7f7f", label=reference.name, zorder=4)
             continue
         arrow = ">" if x > x_high else "<" if x < x_low else "^" if y > y_high else "v"
         value = f"{x:.4g}" if arrow in "<>" else f"{y:.4g}"
