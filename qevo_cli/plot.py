@@ -68,7 +68,11 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[max(len(pairs), 1):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8, loc="best")
+    legend = {}   # every panel's entries: a reference off one panel's axes may sit inside another's
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    axes.flat[0].legend(list(legend.values()), list(legend), fontsize=8, loc="best")
     title = f"{Path(front.model).name} on {front.target}: {len(solutions)} policies"
     if flat:
         from .units import human

@@ -170,6 +170,7 @@ def _front_section(front: Front, figures: dict[str, str], rule: str) -> str:
             f"The star is the policy <code>{html.escape(rule)}</code> picks.</p>"
             f"<div class=\"controls\"><label>axes <select id=\"pair\"></select></label></div>"
             f"<svg id=\"scatter\" viewBox=\"0 0 720 420\" role=\"img\" aria-label=\"Pareto front\"></svg>"
+            f"<p id=\"beyond\" class=\"sub\"></p>"
             f"<table id=\"front-table\" class=\"grid\"><thead><tr><th>id</th>{columns}<th>{html.escape(metric_label(front))}"
             f"</th><th>bits</th><th></th></tr></thead><tbody></tbody></table>"
             f"<details><summary>the front as a static figure</summary>"
@@ -218,7 +219,7 @@ def _convergence_section(history: list[dict], figures: dict[str, str]) -> str:
         resumed = previous is not None and row["process_started"] != previous
         previous = row["process_started"]
         rows.append(f"<tr><td>{row['phase']}{' (resumed)' if resumed else ''}</td><td>{row['generation']}</td>"
-                    f"<td>{row['evaluations']}</td><td>{row['front_size']}</td><td>{row['hypervolume']:.4f}</td>"
+                    f"<td>{row['evaluations']}</td><td>{row['front_size']}</td><td>{row['hypervolume']:.6f}</td>"
                     f"<td>{row['elapsed_s']:.1f} s</td></tr>")
     return (f"<section id=\"convergence\"><h2>Convergence</h2>"
             f"{_img(figures, 'convergence', 'hypervolume and front size against evaluations and time')}"
@@ -246,12 +247,13 @@ def _sensitivity_section(table: dict | None) -> str:
     tensors = ""
     if table.get("tensors"):
         tensor_columns = table.get("tensor_columns", [])
-        tensors = ("<h3>Activation tensors</h3><table class=\"grid\"><thead><tr><th>tensor</th>"
+        tensors = (f"<details><summary>activation tensors ({len(table['tensors'])}), each alone at each format"
+                   f"</summary><table class=\"grid\" id=\"tensor-sensitivity\"><thead><tr><th>tensor</th>"
                    + "".join(f"<th>{html.escape(c)}</th>" for c in tensor_columns) + "</tr></thead><tbody>"
                    + "".join(f"<tr><th>{html.escape(t)}</th>"
                              + "".join(f"<td class=\"{_sqnr_class(v)}\">{v:.1f}</td>"
                                        for v in (row.get(c, 100.0) for c in tensor_columns)) + "</tr>"
-                             for t, row in table["tensors"].items()) + "</tbody></table>")
+                             for t, row in table["tensors"].items()) + "</tbody></table></details>")
     return (f"<section id=\"sensitivity\"><h2>Sensitivity</h2><p>The model's output SQNR (dB) with one layer "
             f"quantized at each format, the rest fp32, from the search's proxy on {table.get('subset', '?')} "
             f"samples; lower is more sensitive (red below 10 dB, amber below 20). * predicted from the probes "

@@ -79,7 +79,7 @@ def test_convergence_is_recorded_per_generation_and_across_a_resume(runs, tmp_pa
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["convergence"] == rows
     table = runner.invoke(app, ["pareto", "show", str(neon), "--convergence"])
-    assert "(resumed)" in table.stdout and f"{rows[-1]['hypervolume']:.4f}" in table.stdout
+    assert "(resumed)" in table.stdout and f"{rows[-1]['hypervolume']:.6f}" in table.stdout
     figure = tmp_path / "convergence.png"
     drawn = runner.invoke(app, ["pareto", "show", str(neon), "--convergence-png", str(figure)])
     assert drawn.exit_code == 0, drawn.output

@@ -151,7 +151,7 @@ def _print_convergence(rows: list[dict]) -> None:
         resumed = previous is not None and row["process_started"] != previous
         previous = row["process_started"]
         table.add_row(row["phase"] + (" (resumed)" if resumed else ""), str(row["generation"]),
-                      str(row["evaluations"]), str(row["front_size"]), f"{row['hypervolume']:.4f}",
+                      str(row["evaluations"]), str(row["front_size"]), f"{row['hypervolume']:.6f}",
                       f"{row['elapsed_s']:.1f} s")
     out.print(table)
 
@@ -226,8 +226,8 @@ def compare(
         table.add_row(*head, f"#{chosen.id}", *[f"[bold]{v}[/]" if marked else v for v in values],
                       chosen.policy.summary())
     out.print(table)
-    out.print("[dim]hypervolume: each run's own, normalised to its fp32 reference; comparable between runs of one "
-              "model and objectives[/]")
+    out.print("[dim]hypervolume: each run's own, normalised to its own fp32 costs: comparable between runs of one "
+              "model, target and objectives, not across targets[/]")
     if best is not None:
         objective, run = best
         out.print(f"least {objective} under {pick_rule}: {run.label} ({run.front.target}), policy #{run.chosen.id} at "

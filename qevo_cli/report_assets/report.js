@@ -98,12 +98,9 @@ function draw(pair) {
       beyond.get(key).names.push(`${ref.name} (${ref.shown[pair[0]]}, ${ref.shown[pair[1]]})`);
     }
   }
-  for (const {cx, cy, names} of beyond.values()) {
-    const right = cx === x.high, top = cy === y.high;
-    names.forEach((name, i) => svg.append(el("text", {
-      x: px(cx) + (right ? -8 : 8), y: py(cy) + (top ? 16 + 13 * i : -8 - 13 * (names.length - 1 - i)),
-      "text-anchor": right ? "end" : "start", class: "edge-label"}, name)));
-  }
+  // named under the figure rather than beside their markers, where labels at one edge would overlap
+  document.getElementById("beyond").textContent = beyond.size ? "At the edge, beyond the axes: " +
+    [...beyond.values()].flatMap(place => place.names).join("; ") : "";
   for (const s of data.solutions) {
     const dot = el("circle", {cx: px(s.objectives[pair[0]] / x.factor), cy: py(s.objectives[pair[1]] / y.factor),
                               r: 5, class: "point", "data-id": s.id});
