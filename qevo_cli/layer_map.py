@@ -1,8 +1,11 @@
 """Which layer got which format: the front's policies side by side, one row per layer.
 
-A cell is the layer's choice in short form (`W4A8`, `W16fA16f`, `W32fA32f` for a layer left float), then its
-recovery and structure: `g` gptq rounding, `b` bias correction, `o` the output-mse range, `s` N:M sparsity, and
-`-25%` when that share of the layer's output channels is pruned.
+A cell is the layer's choice in short form (`W4A8`, `W16fA16f`, `W32fA32f` for a layer left float), then what
+differs from the defaults (per-channel symmetric weights on their min-max range, rounded to nearest; min-max
+activation ranges): the granularity `pt` (per-tensor) or `g64` (per-group of 64), `asym`, the calibration `pct`,
+`mse` or `ent`, `sq0.5` smoothing, and the recovery and structure: `g` gptq rounding, `b` bias correction, `o`
+the output-mse range (`m` the weights' mse range), `s` N:M sparsity, and `-25%` when that share of the layer's
+output channels is pruned.
 """
 from __future__ import annotations
 
@@ -17,14 +20,28 @@ WEIGHT_STYLES = {2: "bold red", 3: "red", 4: "yellow", 5: "yellow", 6: "yellow",
                  16: "cyan", 32: "dim"}
 
 
+GRANULARITY_MARKS = {"per-tensor": "pt", "per-channel": "", "per-group-32": "g32", "per-group-64": "g64",
+                     "per-group-128": "g128"}
+CALIBRATION_MARKS = {"minmax": "", "percentile": "pct", "mse": "mse", "entropy": "ent"}
+
+
 def cell(policy: Policy, layer: str) -> str:
     """One layer's choice in a policy, in short form."""
     choice = policy.layers.get(layer, FP32)
-    marks = "".join(mark for mark, on in (("g", choice.rounding == "gptq"), ("b", choice.bias_correction),
-                                         ("o", choice.weight_range == "output-mse"),
-                                         ("s", choice.sparsity != "dense")) if on)
+    settings = []
+    if choice.weight_is_int:
+        settings += [GRANULARITY_MARKS[choice.granularity], "" if choice.symmetric else "asym"]
+    if choice.activation_is_static_int:
+        settings.append(CALIBRATION_MARKS[choice.calibration])
+    if choice.smoothed:
+        settings.append(f"sq{choice.smoothing:g}")
+    recovery = "".join(mark for mark, on in (("g", choice.rounding == "gptq"), ("b", choice.bias_correction),
+                                            ("o", choice.weight_range == "output-mse"),
+                                            ("m", choice.weight_range == "mse"),
+                                            ("s", choice.sparsity != "dense")) if on)
     share = policy.prune.get(layer)
-    return choice.short() + (f" {marks}" if marks else "") + (f" -{round(100 * share)}%" if share else "")
+    words = [choice.short(), *settings, recovery, f"-{round(100 * share)}%" if share else ""]
+    return " ".join(word for word in words if word)
 
 
 def layer_order(model_path: str, solutions: Sequence[Solution]) -> list[str]:

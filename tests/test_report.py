@@ -166,6 +166,23 @@ def test_a_rule_that_picks_nothing_on_one_run_is_reported_for_that_run(runs):
     assert by_target["hexagon"]["picked"] is not None
 
 
+def test_a_layer_map_cell_names_everything_that_differs_from_the_defaults():
+    from qevo_cli.layer_map import cell
+    from qevo_cli.policy import LayerChoice, Policy
+    policy = Policy({"a": LayerChoice(weight="int4", activation="int8", granularity="per-group-64", symmetric=False,
+                                      calibration="percentile", rounding="gptq", bias_correction=True,
+                                      weight_range="output-mse"),
+                     "b": LayerChoice(weight="int8", activation="int8", granularity="per-tensor", calibration="entropy",
+                                      weight_range="mse", sparsity="2:4"),
+                     "c": LayerChoice(weight="fp16", activation="fp16", calibration="percentile"),
+                     "d": LayerChoice(weight="int8", activation="dynamic-int8")}, prune={"a": 0.25})
+    assert cell(policy, "a") == "W4A8 g64 asym pct gbo -25%"
+    assert cell(policy, "b") == "W8A8 pt ent ms"
+    assert cell(policy, "c") == "W16fA16f"        # a calibration method means nothing to float activations
+    assert cell(policy, "d") == "W8A8d"
+    assert cell(policy, "missing") == "W32fA32f"
+
+
 def test_axes_zoom_to_the_front():
     assert zoom([1.0, 2.0], "size").scale == "linear"
     framed = zoom([0.01, 5.0], "size")

@@ -41,8 +41,10 @@ def show(
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Write a PNG: the front against the references, one panel per pair of objectives.")] = None,
     layers: Annotated[bool, typer.Option(
-        "--layers", help="Also show which layer got which format: one row per layer, one column per policy "
-                         "(g gptq, b bias correction, o output-mse range, s N:M sparse, -25% channels pruned).")
+        "--layers", help="Also show which layer got which format: one row per layer, one column per policy, "
+                         "beside each layer's sensitivity (pt per-tensor, g64 per-group-64, asym, pct/mse/ent "
+                         "calibration, sq0.5 smoothing, g gptq, b bias correction, o output-mse range, m mse range, "
+                         "s N:M sparse, -25% channels pruned).")
     ] = False,
     layers_png: Annotated[Optional[Path], typer.Option(
         "--layers-png", help="Write the layer map as a PNG heatmap: layers down, policies across, coloured by "
