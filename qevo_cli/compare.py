@@ -51,6 +51,8 @@ def compare_runs(run_dirs: Sequence[Path], rule: str = "knee") -> list[ComparedR
         label = name if names.count(name) == 1 else str(directory)   # two runs named alike: their paths
         directory, front = load_front(directory)
         try:
+            if not front.feasible and not rule.strip().isdigit():   # as qevo export: ids only, then
+                raise QevoError("the run found no policy within its budgets; its closest are picked by id only")
             chosen, refusal = pick(front, rule), ""
         except QevoError as err:
             chosen, refusal = None, err.message
@@ -99,12 +101,9 @@ def shared_pairs(runs: Sequence[ComparedRun]) -> tuple[list[tuple[str, str]], li
 def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) -> Path:
     """Each run's front in its own colour on shared axes (a log scale where the values span decades), its pick
     starred, fp32 as a hollow square where it falls inside the zoom."""
-    import matplotlib
+    from .plot import axis_unit, pyplot, save_figure, zoom
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .plot import axis_unit, save_figure, zoom
+    plt = pyplot()
 
     pairs, notes = shared_pairs(runs)
     if not pairs:
@@ -120,7 +119,8 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
         y_scale, y_label = axis_unit(first, y_name, [s.objectives[y_name] for s in solutions])
         xs = [s.objectives[x_name] / x_scale for s in solutions]
         ys = [s.objectives[y_name] / y_scale for s in solutions]
-        x_zoom, y_zoom = zoom(xs, x_name, first.fp32_metric), zoom(ys, y_name, first.fp32_metric)
+        fp32 = first.fp32_metric / axis_unit(first, "metric", [])[0]   # in the metric axis' unit
+        x_zoom, y_zoom = zoom(xs, x_name, fp32), zoom(ys, y_name, fp32)
         for run, colour, marker in zip(runs, itertools.cycle(COLOURS), itertools.cycle(MARKERS)):
             ax.scatter([s.objectives[x_name] / x_scale for s in run.front.solutions],
                        [s.objectives[y_name] / y_scale for s in run.front.solutions], marker=marker, s=20,

@@ -9,6 +9,7 @@ output channels is pruned.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -67,13 +68,12 @@ def weight_sensitivity(table: dict | None) -> tuple[str, dict[str, float]] | Non
     integer weight format, the one that tells sensitive layers apart best; None without a table."""
     if not table:
         return None
-    columns = [c for c in table.get("columns", []) if c.startswith("W:int") and not c.endswith("+r")]
-    if not columns:
+    bits = {c: int(c[5:]) for c in table.get("columns", []) if re.fullmatch(r"W:int\d+", c)}
+    if not bits:
         return None
-    column = min(columns, key=lambda c: int(c[5:]))
-    values = {layer: row[column] for layer, row in table["sqnr_db"].items()
-              if isinstance(row, dict) and isinstance(row.get(column), (int, float))}
-    return f"SQNR W{column[5:]} alone (dB)", values
+    column = min(bits, key=bits.get)
+    values = {layer: row[column] for layer, row in table["sqnr_db"].items() if column in row}
+    return f"SQNR W{bits[column]} alone (dB)", values
 
 
 def sensitivity_style(db: float) -> str:
@@ -91,14 +91,12 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
     """The grid as a PNG heatmap: layers down, policies across (`titles` label the columns), each cell coloured
     by its weight bits and labelled with its text where the cells are large enough to read; `sensitivity`
     (weight_sensitivity's) drawn beside it as one bar per layer, so the sensitive layers' bits can be read off."""
-    import matplotlib
+    from .plot import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    from .plot import save_figure
 
     layers = list(grid)
     columns = list(next(iter(grid.values()))) if grid else []

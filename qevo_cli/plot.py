@@ -18,6 +18,8 @@ def axis_unit(front: Front, name: str, values: list[float]) -> tuple[float, str]
     if name == "metric":
         from .units import metric_label
 
+        if front.metric_unit == "fraction":   # a 0..1 metric's drop reads in points, as the tables show it
+            return 0.01, f"{metric_label(front)} drop (points)"
         return 1.0, f"{metric_label(front)} drop ({front.metric_unit or 'metric units'})"
     top = max(abs(v) for v in values) if values else 1.0
     for factor, unit in _AXIS_SCALES[name]:
@@ -25,6 +27,18 @@ def axis_unit(front: Front, name: str, values: list[float]) -> tuple[float, str]
             return factor, f"{name} ({unit})"
     factor, unit = _AXIS_SCALES[name][-1]
     return factor, f"{name} ({unit})"
+
+
+def pyplot():
+    """matplotlib's pyplot drawing to files, with text taken as written: a layer or model name holding `$`
+    is not mathematics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 LOG_SPAN = 10.0   # an axis whose front values span this factor or more is drawn on a log scale
@@ -35,10 +49,7 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
     """Write the front against its references: one panel per pair of objectives that separate the policies,
     axes zoomed to the front (a log scale where it spans decades), references beyond the zoom drawn at the
     edge with their value; objectives flat across the front are named in the title instead of drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     flat = front.flat_objectives()
     drawn = [name for name in front.objectives if name not in flat]
@@ -58,7 +69,8 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         ys = [s.objectives[y_name] / y_scale for s in solutions]
         ax.scatter(xs, ys, s=22, color="#1f77b4", label="Pareto front" if front.feasible else "closest policies",
                    zorder=3)
-        x_zoom, y_zoom = zoom(xs, x_name, front.fp32_metric), zoom(ys, y_name, front.fp32_metric)
+        fp32 = front.fp32_metric / axis_unit(front, "metric", [])[0]   # in the metric axis' unit
+        x_zoom, y_zoom = zoom(xs, x_name, fp32), zoom(ys, y_name, fp32)
         _references(ax, front, x_name, y_name, (x_scale, y_scale), (x_zoom.limits, y_zoom.limits))
         if knee is not None:
             ax.scatter(knee.objectives[x_name] / x_scale, knee.objectives[y_name] / y_scale, marker="*",
@@ -119,15 +131,16 @@ class Zoom:
 
 def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
     """The front's values (not the references') framed: a log scale for a cost spanning LOG_SPAN or more; for a
-    metric drop reaching beyond LOG_SPAN times 1% of the fp32 metric (`metric_scale`), a symlog scale."""
+    metric drop reaching beyond LOG_SPAN times 1% of the fp32 metric (`metric_scale`, in the values' unit), a
+    symlog scale."""
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if name != "metric" and low > 0 and high / low >= LOG_SPAN:
         pad = 10 ** (PAD * math.log10(high / low))
         return Zoom((low / pad, high * pad), "log")
     width = 0.01 * (abs(metric_scale) or 1.0)
     if name == "metric" and max(abs(low), abs(high)) >= LOG_SPAN * width:
-        return Zoom((low * (1 + 2 * PAD) if low < -width else min(low, 0.0) - 0.2 * width, high * (1 + 2 * PAD)),
-                    "symlog", width)
+        return Zoom((low - 2 * PAD * abs(low) if low < -width else min(low, 0.0) - 0.2 * width,
+                     high + 2 * PAD * abs(high) if high > width else max(high, 0.0) + 0.2 * width), "symlog", width)
     span = (high - low) or (abs(high) * 0.05 or 1.0)
     return Zoom((low - PAD * span, high + PAD * span))
 
@@ -172,10 +185,7 @@ def _strip(ax, front: Front, name: str, knee) -> None:
 def save_convergence(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Hypervolume and front size after each generation, against evaluations and against time; the front's
     recovery batches in their own colour, each resume marked where a new process took over."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     resumes = [i for i in range(1, len(rows)) if rows[i]["process_started"] != rows[i - 1]["process_started"]]

@@ -23,8 +23,7 @@ from .front import Front, Solution
 from .layer_map import layer_map, save_layer_map, weight_sensitivity
 from .pick import pick
 from .plot import axis_unit, save_convergence, save_png
-from .runs import load_convergence, load_front, load_sensitivity
-from .store import RunStore
+from .runs import convergence_steps, load_convergence, load_front, load_sensitivity, read_run_config
 from .units import human, metric_label, metric_value
 
 ASSETS = Path(__file__).with_name("report_assets")
@@ -42,7 +41,8 @@ def write_report(run_dir: Path | None, output: Path, pick_rule: str = "knee") ->
 
 def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, dict[str, Any]]:
     """The page's HTML, and a summary of what it shows."""
-    chosen = pick(front, pick_rule) if front.solutions else None
+    # as qevo export: on a run that met no budget, only an id picks one of the closest policies
+    chosen = pick(front, pick_rule) if front.solutions and (front.feasible or pick_rule.strip().isdigit()) else None
     knee = pick(front, "knee").id if front.feasible and front.solutions else None
     sensitivity_table = load_sensitivity(directory)
     sensitivity = weight_sensitivity(sensitivity_table)
@@ -50,7 +50,7 @@ def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, di
     shown = front.references + front.solutions
     grid = layer_map(front.model, shown)
     figures = _figures(front, grid, shown, history, sensitivity, knee)
-    settings = _settings(directory)
+    settings = read_run_config(directory)
     data = {
         "model": front.model, "target": front.target, "run_dir": str(directory), "objectives": front.objectives,
         "axes": {name: [*axis_unit(front, name, [s.objectives[name] for s in shown]), _label(front, name)]
@@ -97,8 +97,10 @@ def _point(front: Front, solution: Solution, grid: dict[str, dict[str, str]]) ->
 
 
 def _script_json(data: Any) -> str:
-    """JSON safe inside a <script> element: no '</' can end it early."""
-    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    """JSON safe inside a <script> element: no `</script>` or `<!--` in a name can end it early or swallow the
+    page's script (the escapes are JSON's own, read back unchanged)."""
+    return (json.dumps(data, separators=(",", ":"))
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 def _png_data(path: Path) -> str:
@@ -123,13 +125,6 @@ def _figures(front: Front, grid, shown, history, sensitivity, knee) -> dict[str,
             figures["convergence"] = _png_data(save_convergence(history, folder / "convergence.png",
                                                                 "hypervolume and front size per generation"))
     return figures
-
-
-def _settings(directory: Path) -> dict[str, Any]:
-    try:
-        return RunStore(directory, create=False).read_config()
-    except QevoError:
-        return {}
 
 
 def _img(figures: dict[str, str], name: str, alt: str) -> str:
@@ -213,18 +208,13 @@ def _convergence_section(history: list[dict], figures: dict[str, str]) -> str:
     if not history:
         return ("<section id=\"convergence\"><h2>Convergence</h2><p class=\"note\">This run records no "
                 "convergence (made by an earlier qevo, or stopped before its first generation).</p></section>")
-    rows = []
-    previous = None
-    for row in history:
-        resumed = previous is not None and row["process_started"] != previous
-        previous = row["process_started"]
-        rows.append(f"<tr><td>{row['phase']}{' (resumed)' if resumed else ''}</td><td>{row['generation']}</td>"
-                    f"<td>{row['evaluations']}</td><td>{row['front_size']}</td><td>{row['hypervolume']:.6f}</td>"
-                    f"<td>{row['elapsed_s']:.1f} s</td></tr>")
+    rows = [f"<tr><td>{step}</td><td>{row['evaluations']}</td><td>{row['front_size']}</td>"
+            f"<td>{row['hypervolume']:.6f}</td><td>{row['elapsed_s']:.1f} s</td></tr>"
+            for step, row in convergence_steps(history)]
     return (f"<section id=\"convergence\"><h2>Convergence</h2>"
             f"{_img(figures, 'convergence', 'hypervolume and front size against evaluations and time')}"
             f"<details><summary>per generation</summary><table class=\"grid\" id=\"convergence-table\"><thead><tr>"
-            f"<th>phase</th><th>generation</th><th>evaluations</th><th>front size</th><th>hypervolume</th>"
+            f"<th>step</th><th>evaluations</th><th>front size</th><th>hypervolume</th>"
             f"<th>time</th></tr></thead><tbody>{''.join(rows)}</tbody></table></details></section>")
 
 
@@ -256,7 +246,7 @@ def _sensitivity_section(table: dict | None) -> str:
                              for t, row in table["tensors"].items()) + "</tbody></table></details>")
     return (f"<section id=\"sensitivity\"><h2>Sensitivity</h2><p>The model's output SQNR (dB) with one layer "
             f"quantized at each format, the rest fp32, from the search's proxy on {table.get('subset', '?')} "
-            f"samples; lower is more sensitive (red below 10 dB, amber below 20). * predicted from the probes "
+            f"samples; lower is more sensitive (shaded red below 10 dB, amber below 20). * predicted from the probes "
             f"and the format's quantization noise, others measured."
             f"{'' if table.get('complete', True) else ' The time limit cut the probing short.'}</p>"
             f"<table class=\"grid\" id=\"sensitivity-table\"><thead><tr><th>layer</th>{head}</tr></thead>"

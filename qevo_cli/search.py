@@ -218,8 +218,10 @@ class Search:
         """What the proxy found, for `qevo pareto show --layers` and the report: SQNR per layer at each format
         the run allows (and per activation tensor, on a target that quantizes every tensor)."""
         config, tensors = self.config, self.space.tensors
-        columns = [f"W:{f}" for f in config.weight_formats if f != "fp32"] + \
-                  [f"A:{f}" for f in config.act_formats if f != "fp32" and not tensors.names]
+        weights, activations = probed_formats(config.weight_formats, config.act_formats)
+        # a side with one allowed format was not probed: it has no sensitivity to show, not an infinite SQNR
+        columns = [f"W:{f}" for f in config.weight_formats if f != "fp32" and weights] + \
+                  [f"A:{f}" for f in config.act_formats if f != "fp32" and activations and not tensors.names]
         return proxy_summary(table, self.space.layers, columns,
                              tensors=[tensors.names[t] for t in tensors.genes],
                              tensor_formats=tensors.options[0] if tensors.names else ())
@@ -332,13 +334,15 @@ class Search:
         batches = front_recovery.recovery_batches(self.space, front.solutions, axis)
         total, done = sum(len(batch) for batch in batches), 0
         scored_before, cut_before = self.progress.evaluations, self.progress.estimated
-        for batch in batches:
+        # a resume runs the recovery again from its first batch: its rows replace the stopped process's
+        self.store.clear_convergence("recovery")
+        for number, batch in enumerate(batches, 1):
             self._phase("recovery", done, total)
             self.progress.batch_done = self.progress.batch_total = 0
             measure(batch)
             done += len(batch)
             front = self._write_front(references)
-            self._record_convergence("recovery", done)
+            self._record_convergence("recovery", number)
             self._phase("recovery", done, total)
         scored, cut = self.progress.evaluations - scored_before, self.progress.estimated - cut_before
         recovered = sum(s.policy.is_recovered for s in front.solutions)

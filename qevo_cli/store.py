@@ -153,7 +153,7 @@ class RunStore:
         if not database.exists():
             return False
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            with contextlib.closing(sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)) as db:
                 return db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0] > 0
         except sqlite3.Error as err:   # a store without the table was never written to
             return "no such table" not in str(err)
@@ -253,12 +253,18 @@ class RunStore:
 
     def record_convergence(self, phase: str, generation: int, front_size: int, hypervolume: float,
                            elapsed_s: float, process_started: float) -> None:
-        """The front after a generation (a resumed run that repeats one replaces its row)."""
+        """The front after a generation, or after a batch of the front's recovery (a resumed run that repeats one
+        replaces its row)."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("INSERT OR REPLACE INTO convergence VALUES (?, ?, (SELECT COUNT(*) FROM evaluation), "
                              "?, ?, ?, ?, ?)", (phase, generation, front_size, hypervolume, elapsed_s, time.time(),
                                                 process_started))
+
+    def clear_convergence(self, phase: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM convergence WHERE phase = ?", (phase,))
 
     def convergence(self) -> list[dict[str, Any]]:
         return self.convergence_rows(self._db)

@@ -156,14 +156,28 @@ def test_compare_refuses_bad_input(runs, arguments, message):
 
 def test_a_rule_that_picks_nothing_on_one_run_is_reported_for_that_run(runs):
     neon, hexagon = runs
-    tight = min(s.objectives["size"] for s in _front(hexagon).solutions) * 1000   # only hexagon's fit
+    tight = min(s.objectives["size"] for s in _front(neon).solutions)
+    assert min(s.objectives["size"] for s in _front(hexagon).solutions) > tight   # hexagon keeps its tensors wider
     result = runner.invoke(app, ["pareto", "compare", str(neon), str(hexagon), "--pick",
-                                 f"max-size-mb={tight / 1000:.9f},min=metric", "--json"])
+                                 f"max-size-mb={tight:.9f},min=metric", "--json"])
     assert result.exit_code == 0, result.output
     by_target = {run["target"]: run for run in json.loads(result.stdout)["runs"]}
-    if min(s.objectives["size"] for s in _front(neon).solutions) > tight / 1000:
-        assert by_target["arm-neon"]["picked"] is None and "no solution" in by_target["arm-neon"]["refusal"]
-    assert by_target["hexagon"]["picked"] is not None
+    assert by_target["hexagon"]["picked"] is None and "no solution" in by_target["hexagon"]["refusal"]
+    assert by_target["arm-neon"]["picked"]["objectives"]["size"] == pytest.approx(tight)
+
+
+def test_a_run_that_met_no_budget_is_never_the_best(runs, tmp_path):
+    """As qevo export refuses a rule on a run whose front lists only the closest policies, so do compare and
+    the report: the over-budget policy is not named best, starred, or opened on."""
+    over = _search(tmp_path, "over", target="arm-neon", weight_formats="int4,int8", act_formats="int8",
+                   max_latency_ms=0.000001, pop=8, generations=1)
+    assert not _front(over).feasible
+    result = runner.invoke(app, ["pareto", "compare", str(runs[0]), str(over), "--pick", "min=latency", "--json"])
+    compared = json.loads(result.stdout)
+    assert compared["runs"][1]["picked"] is None and "no policy within its budgets" in compared["runs"][1]["refusal"]
+    assert compared["best"] is None or compared["best"]["run"] == compared["runs"][0]["label"]
+    summary = json.loads(runner.invoke(app, ["report", str(over), "-o", str(tmp_path / "r.html"), "--json"]).stdout)
+    assert summary["chosen"] is None and summary["knee"] is None
 
 
 def test_a_layer_map_cell_names_everything_that_differs_from_the_defaults():
@@ -190,6 +204,10 @@ def test_axes_zoom_to_the_front():
     drops = zoom([0.0, 0.5, 60.0], "metric", metric_scale=98.0)
     assert drops.scale == "symlog" and drops.linear_width == pytest.approx(0.98)
     assert zoom([0.0, 0.5, 3.0], "metric", metric_scale=98.0).scale == "linear"
+    better = zoom([-60.0, -30.0], "metric", metric_scale=98.0)   # every policy beats fp32 on this split
+    assert better.contains(-60.0) and better.contains(-30.0)
+    worse = zoom([20.0, 60.0], "metric", metric_scale=98.0)
+    assert worse.contains(20.0) and worse.contains(60.0)
 
 
 def test_a_flat_objective_is_named_not_drawn(tmp_path):
@@ -202,6 +220,63 @@ def test_a_flat_objective_is_named_not_drawn(tmp_path):
     figure = tmp_path / "front.png"
     assert runner.invoke(app, ["pareto", "show", str(run), "--plot", str(figure)]).exit_code == 0
     assert _png_size(figure)[0] == 500
+
+
+def test_the_front_recovery_records_its_batches_once_however_often_it_runs(tmp_path):
+    run = _search(tmp_path, "recovered", target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8",
+                  recover_front=True, pop=8, generations=2)
+    first = RunStore(run, create=False).convergence()
+    resume_search(run)   # a finished run resumed: the recovery runs again from its first batch
+    rows = RunStore(run, create=False).convergence()
+    batches = [r["generation"] for r in rows if r["phase"] == "recovery"]
+    assert batches == list(range(1, len(batches) + 1)) and batches
+    assert [r["phase"] for r in rows] == ["search"] * (len(rows) - len(batches)) + ["recovery"] * len(batches)
+    assert all(a["evaluations"] <= b["evaluations"] for a, b in zip(rows, rows[1:]))
+    assert rows[:2] == first[:2]   # the evolution's rows are the first process's
+    text = runner.invoke(app, ["pareto", "show", str(run), "--convergence"]).stdout
+    assert "recovery batch 1" in text and "generation 2" in text
+
+
+def test_a_side_with_one_format_has_no_sensitivity_column(tmp_path):
+    """With one weight format the search probes no weights: the table must not show them as 100 dB."""
+    run = _search(tmp_path, "one-weight", target="arm-neon", weight_formats="int8", act_formats="int8,int16",
+                  pop=8, generations=1)
+    table = json.loads((run / "sensitivity.json").read_text())
+    assert table["columns"] == [] and table["tensors"]
+    shown = json.loads(runner.invoke(app, ["pareto", "show", str(run), "--layers", "--json"]).stdout)
+    assert shown["sensitivity"] is None
+
+
+@pytest.mark.parametrize("damage, field", [
+    ('{"columns": ["W:intx"], "sqnr_db": {}}', "columns"),
+    ('{"columns": ["W:int2"], "sqnr_db": {"stem": {"W:int2": "low"}}}', "sqnr_db.stem"),
+    ('{"columns": [], "sqnr_db": {}, "measured": []}', "measured"),
+    ('{"columns": 5, "sqnr_db": {}}', "columns"),
+    ("{not json", ""),
+])
+def test_a_damaged_sensitivity_table_is_named_not_a_traceback(runs, tmp_path, damage, field):
+    copy = tmp_path / "damaged"
+    shutil.copytree(runs[0], copy)
+    (copy / "sensitivity.json").write_text(damage)
+    for command in (["pareto", "show", str(copy), "--layers"], ["report", str(copy), "-o", str(tmp_path / "r.html")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "sensitivity.json" in result.stderr and field in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_damaged_store_is_named_and_a_path_with_hash_signs_is_read(runs, tmp_path):
+    odd = tmp_path / "run #1?%"
+    shutil.copytree(runs[0], odd)
+    shown = json.loads(runner.invoke(app, ["pareto", "show", str(odd), "--convergence", "--json"]).stdout)
+    assert [r["generation"] for r in shown["convergence"]] == [1, 2, 3, 4]
+    (odd / "evaluations.sqlite").write_bytes(b"not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (odd / f"evaluations.sqlite{suffix}").unlink(missing_ok=True)
+    result = runner.invoke(app, ["report", str(odd), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "evaluations.sqlite" in result.stderr
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_report_is_one_self_contained_file(runs, tmp_path):
@@ -298,4 +373,34 @@ def test_report_in_a_headless_browser(runs, browser, tmp_path):
     assert config.target == "arm-neon" and config.seed == 1 and list(config.weight_formats) == ["int2", "int4", "int8"]
     assert page.locator("#sensitivity-table tbody tr").count() == len(grid)
     assert problems == []
+    page.close()
+
+
+def test_report_with_names_that_look_like_html(browser, tmp_path):
+    """Layer names are the model's node names: ones holding </script>, <!--, & and $ must show as text and
+    leave the page's script running."""
+    import onnx
+
+    from qevo_cli.defaults import DEFAULT_CALIB, DEFAULT_DATA, DEFAULT_MODEL
+    from qevo_cli.model import load_model
+    model = onnx.load(DEFAULT_MODEL)
+    for node in model.graph.node:
+        node.name = f"<!--{node.name}</script><script>window.bad=1</script>&amp; $x$"
+    path = tmp_path / "hostile.onnx"
+    onnx.save(model, path)
+    run = _search(tmp_path, "hostile", model=str(path), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
+                  target="arm-neon",
+                  weight_formats="int4,int8", act_formats="int8", pop=8, generations=1)
+    page_file = tmp_path / "hostile.html"
+    assert runner.invoke(app, ["report", str(run), "-o", str(page_file)]).exit_code == 0
+    page = browser.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=10_000)
+    assert problems == [] and page.evaluate("window.bad") is None
+    names = [layer.name for layer in load_model(path).layers]
+    shown = page.locator("#chosen-layers tbody tr td:first-child").all_inner_texts()
+    assert shown == names
     page.close()

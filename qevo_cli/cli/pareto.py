@@ -15,7 +15,7 @@ from ..front import Front
 from ..layer_map import layer_map, save_layer_map, sensitivity_style, style, weight_sensitivity
 from ..pick import pick
 from ..plot import save_convergence, save_png, terminal_plot
-from ..runs import load_convergence, load_front, load_sensitivity
+from ..runs import convergence_steps, load_convergence, load_front, load_sensitivity
 from ..units import human, metric_label, metric_value
 from .common import handle_errors, out, print_json
 
@@ -146,14 +146,10 @@ def _print_convergence(rows: list[dict]) -> None:
                   "generation)", style="yellow")
         return
     table = Table(title="convergence: the front after each generation", title_justify="left")
-    for name in ("phase", "generation", "evaluations", "front size", "hypervolume", "time"):
-        table.add_column(name, justify="left" if name == "phase" else "right")
-    previous = None
-    for row in rows:
-        resumed = previous is not None and row["process_started"] != previous
-        previous = row["process_started"]
-        table.add_row(row["phase"] + (" (resumed)" if resumed else ""), str(row["generation"]),
-                      str(row["evaluations"]), str(row["front_size"]), f"{row['hypervolume']:.6f}",
+    for name in ("step", "evaluations", "front size", "hypervolume", "time"):
+        table.add_column(name, justify="left" if name == "step" else "right")
+    for step, row in convergence_steps(rows):
+        table.add_row(step, str(row["evaluations"]), str(row["front_size"]), f"{row['hypervolume']:.6f}",
                       f"{row['elapsed_s']:.1f} s")
     out.print(table)
 
@@ -217,8 +213,9 @@ def compare(
     for run in runs:
         front, chosen = run.front, run.chosen
         unit = front.metric_unit
-        head = [run.label, Path(front.model).name, front.target, f"{len(front.solutions)} of {front.evaluated}",
-                f"{front.hypervolume:.4f}"]
+        size = f"{len(front.solutions)} of {front.evaluated}" if front.feasible else \
+            f"[yellow]none within budget ({front.evaluated} evaluated)[/]"
+        head = [run.label, Path(front.model).name, front.target, size, f"{front.hypervolume:.4f}"]
         if chosen is None:
             table.add_row(*head, "[yellow]none[/]", *["" for _ in objectives], f"[yellow]{run.refusal}[/]")
             continue

@@ -28,5 +28,6 @@ def report(
     if json_output:
         print_json(summary)
         return
-    out.print(f"report written to {output} ({summary['policies']} policies, opens on #{summary['chosen']}; "
+    opens = f"opens on #{summary['chosen']}" if summary["chosen"] is not None else "no policy picked"
+    out.print(f"report written to {output} ({summary['policies']} policies, {opens}; "
               f"figures: {', '.join(summary['figures']) or 'none'})")

@@ -17,43 +17,64 @@ function shellQuote(text) {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : "'" + text.replace(/'/g, "'\\''") + "'";
 }
 
+// an axis: an objective in its display unit, or (when only one objective separates the policies) their order
+function objectiveAxis(name) {
+  const [factor, label] = data.axes[name];
+  return {label, value: p => p.objectives[name] / factor, shown: p => p.shown[name], metric: name === "metric"};
+}
+
+function orderAxis(by) {
+  const order = [...data.solutions].sort((a, b) => by.value(a) - by.value(b) || a.id - b.id).map(s => s.id);
+  return {label: "policies, in that order", value: p => order.indexOf(p.id), shown: p => `#${p.id}`, order: true};
+}
+
 function pairs() {
   const drawn = data.objectives.filter(name => !(name in data.flat));
-  const names = drawn.length >= 2 ? drawn : data.objectives;
   const result = [];
-  for (let i = 0; i < names.length; i++)
-    for (let j = i + 1; j < names.length; j++) result.push([names[i], names[j]]);
+  for (let i = 0; i < drawn.length; i++)
+    for (let j = i + 1; j < drawn.length; j++)
+      result.push({title: `${data.axes[drawn[i]][2]} / ${data.axes[drawn[j]][2]}`,
+                   axes: () => [objectiveAxis(drawn[i]), objectiveAxis(drawn[j])]});
+  if (!result.length) {   // one objective separates them (the others are flat): its values, policy by policy
+    const name = drawn[0] || data.objectives[0];
+    result.push({title: data.axes[name][2], axes: () => { const x = objectiveAxis(name); return [x, orderAxis(x)]; }});
+  }
   return result;
 }
 
-// an axis framed on the policies' values (not the references'), on a log scale when a cost spans decades
-function frame(name) {
-  const [factor] = data.axes[name];
-  const values = data.solutions.map(s => s.objectives[name] / factor);
+// the axis framed on the policies' values (not the references'), on a log scale when a cost spans decades
+function frame(axis) {
+  const values = data.solutions.map(axis.value);
   let low = Math.min(...values), high = Math.max(...values);
-  const log = name !== "metric" && low > 0 && high / low >= LOG_SPAN;
+  const log = !axis.metric && !axis.order && low > 0 && high / low >= LOG_SPAN;
   if (log) {
     const pad = Math.pow(high / low, PAD);
     low /= pad; high *= pad;
+  } else if (axis.order) {
+    low -= 0.5; high += 0.5;
   } else {
     const span = (high - low) || (Math.abs(high) * 0.05 || 1);
     low -= PAD * span; high += PAD * span;
   }
   const t = v => log ? Math.log10(v) : v;
-  return {name, factor, low, high, log, at: (v, size) => (t(v) - t(low)) / (t(high) - t(low)) * size};
+  return {...axis, low, high, log, at: (v, size) => (t(v) - t(low)) / (t(high) - t(low)) * size};
 }
 
+// [value, label] pairs: 1-2-5 steps, labelled with as many decimals as the step needs
 function ticks(axis) {
+  const out = [];
   if (axis.log) {
-    const out = [];
     for (let e = Math.floor(Math.log10(axis.low)); e <= Math.ceil(Math.log10(axis.high)); e++)
-      for (const c of [1, 2, 5]) { const v = c * Math.pow(10, e); if (v >= axis.low && v <= axis.high) out.push(v); }
+      for (const c of [1, 2, 5]) {
+        const v = c * Math.pow(10, e);
+        if (v >= axis.low && v <= axis.high) out.push([v, String(+v.toPrecision(3))]);
+      }
     return out;
   }
   const raw = (axis.high - axis.low) / 5, step0 = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 5, 10].map(c => c * step0).find(s => s >= raw);
-  const out = [];
-  for (let v = Math.ceil(axis.low / step) * step; v <= axis.high; v += step) out.push(+v.toPrecision(12));
+  const step = Math.max([1, 2, 5, 10].map(c => c * step0).find(s => s >= raw), axis.order ? 1 : 0);
+  const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+  for (let v = Math.ceil(axis.low / step) * step; v <= axis.high; v += step) out.push([v, v.toFixed(decimals)]);
   return out;
 }
 
@@ -66,50 +87,43 @@ function star(x, y, r) {
   return el("polygon", {points: points.join(" "), class: "chosen-star", fill: "#d62728", stroke: "#000"});
 }
 
-function draw(pair) {
+function draw(choice) {
   const svg = document.getElementById("scatter");
   svg.replaceChildren();
-  const x = frame(pair[0]), y = frame(pair[1]);
+  const [x, y] = choice.axes().map(frame);
   const plotW = W - LEFT - RIGHT, plotH = H - TOP - BOTTOM;
   const px = v => LEFT + x.at(v, plotW), py = v => TOP + plotH - y.at(v, plotH);
-  for (const v of ticks(x)) {
+  for (const [v, label] of ticks(x)) {
     svg.append(el("line", {x1: px(v), x2: px(v), y1: TOP, y2: TOP + plotH, class: "gridline"}));
-    svg.append(el("text", {x: px(v), y: TOP + plotH + 16, "text-anchor": "middle"}, +v.toPrecision(4)));
+    svg.append(el("text", {x: px(v), y: TOP + plotH + 16, "text-anchor": "middle"}, label));
   }
-  for (const v of ticks(y)) {
+  for (const [v, label] of ticks(y)) {
     svg.append(el("line", {x1: LEFT, x2: LEFT + plotW, y1: py(v), y2: py(v), class: "gridline"}));
-    svg.append(el("text", {x: LEFT - 6, y: py(v) + 4, "text-anchor": "end"}, +v.toPrecision(4)));
+    svg.append(el("text", {x: LEFT - 6, y: py(v) + 4, "text-anchor": "end"}, label));
   }
   svg.append(el("rect", {x: LEFT, y: TOP, width: plotW, height: plotH, fill: "none", class: "axis"}));
-  svg.append(el("text", {x: LEFT + plotW / 2, y: H - 10, "text-anchor": "middle"},
-                data.axes[pair[0]][1] + (x.log ? " (log)" : "")));
+  svg.append(el("text", {x: LEFT + plotW / 2, y: H - 10, "text-anchor": "middle"}, x.label + (x.log ? " (log)" : "")));
   svg.append(el("text", {x: 14, y: TOP + plotH / 2, "text-anchor": "middle",
-                         transform: `rotate(-90 14 ${TOP + plotH / 2})`}, data.axes[pair[1]][1] + (y.log ? " (log)" : "")));
-  const beyond = new Map();   // references beyond the zoomed axes, one label per place at the edge
-  for (const ref of data.references) {
-    const vx = ref.objectives[pair[0]] / x.factor, vy = ref.objectives[pair[1]] / y.factor;
+                         transform: `rotate(-90 14 ${TOP + plotH / 2})`}, y.label + (y.log ? " (log)" : "")));
+  const beyond = [];   // references beyond the zoomed axes: a marker at the edge, named under the figure
+  for (const ref of y.order ? [] : data.references) {
+    const vx = x.value(ref), vy = y.value(ref);
     const cx = Math.min(Math.max(vx, x.low), x.high), cy = Math.min(Math.max(vy, y.low), y.high);
     const mark = el("rect", {x: px(cx) - 5, y: py(cy) - 5, width: 10, height: 10, class: "reference"});
-    mark.append(el("title", {}, `${ref.name}: ${ref.shown[pair[0]]}, ${ref.shown[pair[1]]}`));
+    mark.append(el("title", {}, `${ref.name}: ${x.shown(ref)}, ${y.shown(ref)}`));
     svg.append(mark);
-    if (cx !== vx || cy !== vy) {
-      const key = `${cx},${cy}`;
-      if (!beyond.has(key)) beyond.set(key, {cx, cy, names: []});
-      beyond.get(key).names.push(`${ref.name} (${ref.shown[pair[0]]}, ${ref.shown[pair[1]]})`);
-    }
+    if (cx !== vx || cy !== vy) beyond.push(`${ref.name} (${x.shown(ref)}, ${y.shown(ref)})`);
   }
-  // named under the figure rather than beside their markers, where labels at one edge would overlap
-  document.getElementById("beyond").textContent = beyond.size ? "At the edge, beyond the axes: " +
-    [...beyond.values()].flatMap(place => place.names).join("; ") : "";
+  document.getElementById("beyond").textContent = beyond.length ? "At the edge, beyond the axes: " +
+    beyond.join("; ") : "";
   for (const s of data.solutions) {
-    const dot = el("circle", {cx: px(s.objectives[pair[0]] / x.factor), cy: py(s.objectives[pair[1]] / y.factor),
-                              r: 5, class: "point", "data-id": s.id});
-    dot.append(el("title", {}, `#${s.id}: ${s.shown[pair[0]]}, ${s.shown[pair[1]]}, ${s.bits}`));
+    const dot = el("circle", {cx: px(x.value(s)), cy: py(y.value(s)), r: 5, class: "point", "data-id": s.id});
+    dot.append(el("title", {}, `#${s.id}: ${x.shown(s)}, ${y.shown(s)}, ${s.bits}`));
     dot.addEventListener("click", () => select(s.id));
     svg.append(dot);
   }
   const chosen = data.solutions.find(s => s.id === data.chosen);
-  if (chosen) svg.append(star(px(chosen.objectives[pair[0]] / x.factor), py(chosen.objectives[pair[1]] / y.factor), 11));
+  if (chosen) svg.append(star(px(x.value(chosen)), py(y.value(chosen)), 11));
   highlight();
 }
 
@@ -192,10 +206,10 @@ function rowOf(cells, tag) {
 
 const choices = pairs();
 const selector = document.getElementById("pair");
-choices.forEach((pair, i) => {
+choices.forEach((choice, i) => {
   const option = document.createElement("option");
   option.value = i;
-  option.textContent = `${data.axes[pair[0]][2]} / ${data.axes[pair[1]][2]}`;
+  option.textContent = choice.title;
   selector.append(option);
 });
 selector.addEventListener("change", () => draw(choices[Number(selector.value)]));
