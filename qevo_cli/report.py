@@ -191,7 +191,8 @@ def _reproduce_section(directory: Path, settings: dict[str, Any]) -> str:
               if values.get("time_limit") else " The same seed and inputs give the same front.")
     return (f"<section id=\"reproduce\"><h2>Reproduce the search</h2>"
             f"<p>Save these settings as <code>settings.yaml</code> (<a download=\"settings.yaml\" href=\"{link}\">"
-            f"download</a>) and run the command.{timing}</p>"
+            f"download</a>) and run the command from the directory the search ran in (paths are kept as they were "
+            f"given).{timing}</p>"
             f"<pre id=\"reproduce-command\">{html.escape(command)}</pre>"
             f"<details><summary>settings.yaml</summary><pre id=\"settings-yaml\">{html.escape(text)}</pre></details>"
             f"</section>")

@@ -52,7 +52,9 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
         search.close()
         raise QevoError(f"the run's checkpoint has {genes} genes and this qevo builds {search.space.n_var} for the "
                         "same settings; start a new run", path=Path(run_dir) / RunStore.RUN_FILE, field="genes")
-    set_running_time(algorithm, time.time() - search.progress.elapsed_s)   # --time-limit counts running time only
+    # --time-limit counts running time only, on the search's own clock (building the evaluator above counts): a
+    # limit anchored after that would let generations run that the measurer, past its deadline, leaves empty
+    set_running_time(algorithm, time.time() - (time.perf_counter() - search.started))
     return search, algorithm
 
 
