@@ -84,7 +84,10 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    axes.flat[0].legend(list(legend.values()), list(legend), fontsize=8, loc="best")
+    # under the panels, where it covers no point and no label at an axis' edge
+    per_row = 2 if columns == 1 else 3
+    figure.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center", ncol=min(len(legend), per_row),
+                  frameon=False)
     title = f"{Path(front.model).name} on {front.target}: {len(solutions)} policies"
     if flat:
         from .units import human
@@ -93,7 +96,7 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
                                    f"({human(name, min(front.values(name)))} to {human(name, max(front.values(name)))})"
                                    for name, span in flat.items())
     figure.suptitle(title, fontsize=10)
-    return save_figure(figure, path, dpi=100)
+    return save_figure(figure, path, dpi=100, bottom=0.15 + 0.22 * -(-len(legend) // per_row))
 
 
 @dataclass(frozen=True)
@@ -215,13 +218,14 @@ def save_convergence(rows: list[dict], path: str | Path, title: str = "") -> Pat
     return save_figure(figure, path, dpi=100)
 
 
-def save_figure(figure, path: str | Path, dpi: int) -> Path:
-    """Lay out a matplotlib figure, write it as a PNG in one step (no half-written file) and close it."""
+def save_figure(figure, path: str | Path, dpi: int, bottom: float = 0.0) -> Path:
+    """Lay out a matplotlib figure (leaving `bottom` inches free under the panels, for a figure legend), write it
+    as a PNG in one step (no half-written file) and close it."""
     import io
 
     import matplotlib.pyplot as plt
 
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, bottom / figure.get_figheight(), 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
