@@ -45,20 +45,25 @@ def compare_runs(run_dirs: Sequence[Path], rule: str = "knee") -> list[ComparedR
     max-drop, say) is reported for that run; a rule no run can apply is an error."""
     if len(run_dirs) < 2:
         raise QevoError("expected two or more run directories to compare", field="RUN_DIR")
+    resolved = [Path(d).resolve() for d in run_dirs]
+    for index, where in enumerate(resolved):
+        if where in resolved[:index]:
+            raise QevoError("is given twice", path=run_dirs[index], field="RUN_DIR")
     runs = []
-    names = [Path(d).resolve().name for d in run_dirs]
+    names = [where.name for where in resolved]
     for directory, name in zip(run_dirs, names):
         label = name if names.count(name) == 1 else str(directory)   # two runs named alike: their paths
         directory, front = load_front(directory)
         try:
+            chosen, refusal = pick(front, rule), ""   # a rule that cannot be read fails here, on every run alike
             if not front.feasible and not rule.strip().isdigit():   # as qevo export: ids only, then
-                raise QevoError("the run found no policy within its budgets; its closest are picked by id only")
-            chosen, refusal = pick(front, rule), ""
+                chosen, refusal = None, "the run found no policy within its budgets; its closest are picked by id only"
         except QevoError as err:
             chosen, refusal = None, err.message
         runs.append(ComparedRun(label, directory, front, chosen, refusal))
     if all(run.chosen is None for run in runs):
-        raise QevoError(f"picks nothing on any run: {runs[0].refusal}", field="--pick")
+        reason = next((run.refusal for run in runs if run.front.feasible), runs[0].refusal)
+        raise QevoError(f"picks nothing on any run: {reason}", field="--pick")
     return runs
 
 
@@ -101,7 +106,7 @@ def shared_pairs(runs: Sequence[ComparedRun]) -> tuple[list[tuple[str, str]], li
 def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) -> Path:
     """Each run's front in its own colour on shared axes (a log scale where the values span decades), its pick
     starred, fp32 as a hollow square where it falls inside the zoom."""
-    from .plot import axis_unit, pyplot, save_figure, zoom
+    from .plot import axis_unit, legend_below, pyplot, save_figure, zoom
 
     plt = pyplot()
 
@@ -121,16 +126,18 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
         ys = [s.objectives[y_name] / y_scale for s in solutions]
         fp32 = first.fp32_metric / axis_unit(first, "metric", [])[0]   # in the metric axis' unit
         x_zoom, y_zoom = zoom(xs, x_name, fp32), zoom(ys, y_name, fp32)
-        for run, colour, marker in zip(runs, itertools.cycle(COLOURS), itertools.cycle(MARKERS)):
+        for index, run in enumerate(runs):
+            # colour and marker: a pair of its own for each of up to 64 runs
+            colour, marker = COLOURS[index % len(COLOURS)], MARKERS[(index + index // len(COLOURS)) % len(MARKERS)]
             ax.scatter([s.objectives[x_name] / x_scale for s in run.front.solutions],
                        [s.objectives[y_name] / y_scale for s in run.front.solutions], marker=marker, s=20,
                        color=colour, alpha=0.8, label=f"{run.label} ({run.front.target})")
             if run.chosen is not None:
                 ax.scatter(run.chosen.objectives[x_name] / x_scale, run.chosen.objectives[y_name] / y_scale,
                            marker="*", s=240, color=colour, edgecolor="black", linewidth=0.6, zorder=5)
-            fp32 = next((r for r in run.front.references if r.name == "fp32"), None)
-            if fp32 is not None:
-                x, y = fp32.objectives[x_name] / x_scale, fp32.objectives[y_name] / y_scale
+            reference = next((r for r in run.front.references if r.name == "fp32"), None)
+            if reference is not None:
+                x, y = reference.objectives[x_name] / x_scale, reference.objectives[y_name] / y_scale
                 if x_zoom.contains(x) and y_zoom.contains(y):
                     ax.scatter(x, y, marker="s", s=55, facecolor="none", edgecolor=colour, zorder=4)
         x_zoom.apply(ax, "x", x_label)
@@ -138,7 +145,7 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8, loc="best")
+    bottom = legend_below(figure, axes, columns)
     title = f"{len(runs)} runs compared; star: the pick ({rule}); hollow square: fp32 where in view"
-    figure.suptitle(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=10)
-    return save_figure(figure, path, dpi=100)
+    figure.suptitle("\n".join([title, *notes]), fontsize=9)
+    return save_figure(figure, path, dpi=100, bottom=bottom)

@@ -80,15 +80,8 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[max(len(pairs), 1):]:
         ax.axis("off")
-    legend = {}   # every panel's entries: a reference off one panel's axes may sit inside another's
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(label, handle)
-    # under the panels, where it covers no point and no label at an axis' edge
-    per_row = 2 if columns == 1 else 3
-    figure.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center", ncol=min(len(legend), per_row),
-                  frameon=False)
-    title = f"{Path(front.model).name} on {front.target}: {len(solutions)} policies"
+    bottom = legend_below(figure, axes, columns)
+    title = f"{Path(front.model).name} on {front.target}: {len(solutions)} polic{'y' if len(solutions) == 1 else 'ies'}"
     if flat:
         from .units import human
 
@@ -96,7 +89,21 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
                                    f"({human(name, min(front.values(name)))} to {human(name, max(front.values(name)))})"
                                    for name, span in flat.items())
     figure.suptitle(title, fontsize=10)
-    return save_figure(figure, path, dpi=100, bottom=0.15 + 0.22 * -(-len(legend) // per_row))
+    return save_figure(figure, path, dpi=100, bottom=bottom)
+
+
+def legend_below(figure, axes, columns: int) -> float:
+    """Every panel's legend entries once, under the panels, where they cover no point and no label at an axis'
+    edge (a reference off one panel's axes may sit inside another's); the inches it needs."""
+    legend = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    per_row = 2 if columns == 1 else 3
+    if legend:
+        figure.legend(list(legend.values()), list(legend), fontsize=8, loc="lower center",
+                      ncol=min(len(legend), per_row), frameon=False)
+    return 0.15 + 0.22 * -(-len(legend) // per_row)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,11 @@ class Zoom:
             axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         else:
             getattr(ax, f"set_{which}scale")(self.scale)
+            if self.scale == "log":   # plain numbers: matplotlib writes log ticks as mathtext, which pyplot() turns off
+                from matplotlib.ticker import NullFormatter
+
+                axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                axis.set_minor_formatter(NullFormatter())
         getattr(ax, f"set_{which}lim")(*self.limits)
         suffix = {"log": " (log)", "symlog": " (log scale beyond 1% of fp32)"}.get(self.scale, "")
         getattr(ax, f"set_{which}label")(label + suffix)
@@ -144,8 +156,9 @@ def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
     if name == "metric" and max(abs(low), abs(high)) >= LOG_SPAN * width:
         return Zoom((low - 2 * PAD * abs(low) if low < -width else min(low, 0.0) - 0.2 * width,
                      high + 2 * PAD * abs(high) if high > width else max(high, 0.0) + 0.2 * width), "symlog", width)
-    span = (high - low) or (abs(high) * 0.05 or 1.0)
-    return Zoom((low - PAD * span, high + PAD * span))
+    # one value (a front of one policy): a frame of a few ticks around it, not a hair's width
+    span = (high - low) or (10 * width if name == "metric" else abs(high) * 0.2 or 1.0)
+    return Zoom((low - PAD * span, high + PAD * span) if high > low else (low - span / 2, high + span / 2))
 
 
 def _references(ax, front: Front, x_name: str, y_name: str, scales, limits) -> None:
@@ -159,7 +172,8 @@ def _references(ax, front: Front, x_name: str, y_name: str, scales, limits) -> N
             ax.scatter(x, y, marker=marker, s=60, color="#7f7f7f", label=reference.name, zorder=4)
             continue
         arrow = ">" if x > x_high else "<" if x < x_low else "^" if y > y_high else "v"
-        value = f"{x:.4g}" if arrow in "<>" else f"{y:.4g}"
+        beyond_x, beyond_y = not x_low <= x <= x_high, not y_low <= y <= y_high
+        value = f"{x:.4g}, {y:.4g}" if beyond_x and beyond_y else f"{x:.4g}" if beyond_x else f"{y:.4g}"
         place = (arrow, min(max(x, x_low), x_high), min(max(y, y_low), y_high))
         beyond.setdefault(place, []).append(f"{reference.name} {value}")
     for number, ((arrow, x, y), names) in enumerate(beyond.items()):
@@ -200,8 +214,8 @@ def save_convergence(rows: list[dict], path: str | Path, title: str = "") -> Pat
                 ax.plot([r[x_name] for r in points], [r["hypervolume"] for r in points], marker="o", ms=3,
                         color=colour, label=f"hypervolume ({'evolution' if phase == 'search' else 'front recovery'})")
         sizes = ax.twinx()
-        sizes.step([r[x_name] for r in rows], [r["front_size"] for r in rows], where="post", color="#7f7f7f",
-                   alpha=0.6, label="front size")
+        sizes.plot([r[x_name] for r in rows], [r["front_size"] for r in rows], drawstyle="steps-post", marker=".",
+                   color="#7f7f7f", alpha=0.6, label="front size")
         sizes.set_ylabel("front size (policies)", color="#555555")
         sizes.set_ylim(bottom=0)
         for number, i in enumerate(resumes, 1):

@@ -41,8 +41,9 @@ def write_report(run_dir: Path | None, output: Path, pick_rule: str = "knee") ->
 
 def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, dict[str, Any]]:
     """The page's HTML, and a summary of what it shows."""
-    # as qevo export: on a run that met no budget, only an id picks one of the closest policies
-    chosen = pick(front, pick_rule) if front.solutions and (front.feasible or pick_rule.strip().isdigit()) else None
+    chosen = pick(front, pick_rule) if front.solutions else None   # a rule that cannot be read fails here
+    if not front.feasible and not pick_rule.strip().isdigit():
+        chosen = None   # as qevo export: on a run that met no budget, only an id picks one of the closest
     knee = pick(front, "knee").id if front.feasible and front.solutions else None
     sensitivity_table = load_sensitivity(directory)
     sensitivity = weight_sensitivity(sensitivity_table)
@@ -56,6 +57,8 @@ def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, di
         "axes": {name: [*axis_unit(front, name, [s.objectives[name] for s in shown]), _label(front, name)]
                  for name in front.objectives},
         "flat": front.flat_objectives(),
+        # 1% of the fp32 metric in the metric axis' unit: drops reaching ten times that get a symlog axis
+        "metric_width": 0.01 * (abs(front.fp32_metric) or 1.0) / axis_unit(front, "metric", [])[0],
         "layers": list(grid), "sensitivity": {"label": sensitivity[0], "values": sensitivity[1]} if sensitivity
         else None, "chosen": chosen.id if chosen else None, "knee": knee, "pick": pick_rule,
         "solutions": [_point(front, s, grid) for s in front.solutions],
@@ -63,7 +66,7 @@ def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, di
     }
     sections = [
         _header(front, directory, settings),
-        _front_section(front, figures, pick_rule),
+        _front_section(front, figures, pick_rule, chosen),
         _chosen_section(),
         _reproduce_section(directory, settings),
         _layers_section(figures),
@@ -157,12 +160,16 @@ def _header(front: Front, directory: Path, settings: dict[str, Any]) -> str:
             f"<section id=\"summary\"><table class=\"facts\">{rows}</table>{flat}</section>")
 
 
-def _front_section(front: Front, figures: dict[str, str], rule: str) -> str:
+def _front_section(front: Front, figures: dict[str, str], rule: str, chosen: Solution | None) -> str:
     columns = "".join(f"<th>{html.escape(_label(front, name))}</th>" for name in front.objectives)
-    return (f"<section id=\"front\"><h2>Pareto front</h2>"
-            f"<p>Click a point or a row to see that policy's layers and the commands that export it. "
-            f"Grey squares are the references; points beyond the zoomed axes sit at the edge with their value. "
-            f"The star is the policy <code>{html.escape(rule)}</code> picks.</p>"
+    picked = f"The star is the policy <code>{html.escape(rule)}</code> picks." if chosen is not None else \
+        ("No policy is picked: none met the run's budgets, and of the closest listed here one is picked by id "
+         "(<code>qevo report RUN_DIR --pick ID</code>)." if not front.feasible else "")
+    heading = "Pareto front" if front.feasible else "No policy met the budgets: the closest"
+    return (f"<section id=\"front\"><h2>{heading}</h2>"
+            f"<p>Click a point or a row (or move through the rows with the arrow keys) to see that policy's layers "
+            f"and the commands that export it. Grey squares are the references; those beyond the zoomed axes sit "
+            f"at the edge and are named under the figure. {picked}</p>"
             f"<div class=\"controls\"><label>axes <select id=\"pair\"></select></label></div>"
             f"<svg id=\"scatter\" viewBox=\"0 0 720 420\" role=\"img\" aria-label=\"Pareto front\"></svg>"
             f"<p id=\"beyond\" class=\"sub\"></p>"
@@ -225,33 +232,39 @@ def _sensitivity_section(table: dict | None) -> str:
                 "search space was small enough to measure whole, or the run was made by an earlier qevo. "
                 "<code>qevo inspect --sensitivity</code> measures one.</p></section>")
     columns = table.get("columns", [])
+    measured = table.get("measured", {})
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = []
-    for layer, row in table["sqnr_db"].items():
-        cells = []
-        for column in columns:
-            value = row.get(column) if isinstance(row, dict) else None
-            measured = column in table.get("measured", {}).get(layer, [])
-            cells.append("<td>-</td>" if value is None else
-                         f"<td class=\"{_sqnr_class(value)}\">{value:.1f}{'' if measured else '*'}</td>")
-        body.append(f"<tr><th>{html.escape(layer)}</th>{''.join(cells)}</tr>")
+    for layer, row in table["sqnr_db"].items() if columns else ():
+        cells = "".join(_sqnr_cell(row.get(column), column in measured.get(layer, [])) for column in columns)
+        body.append(f"<tr><th>{html.escape(layer)}</th>{cells}</tr>")
+    layers = (f"<table class=\"grid\" id=\"sensitivity-table\"><thead><tr><th>layer</th>{head}</tr></thead>"
+              f"<tbody>{''.join(body)}</tbody></table>") if columns else \
+        "<p class=\"note\">No layer column: the run allowed one format on each side of its layers, so the proxy " \
+        "probed neither (activations a target costs as tensors are below).</p>"
     tensors = ""
     if table.get("tensors"):
         tensor_columns = table.get("tensor_columns", [])
+        rows = "".join(f"<tr><th>{html.escape(tensor)}</th>"
+                       + "".join(_sqnr_cell(row.get(c), c in measured.get(f"T:{tensor}", [])) for c in tensor_columns)
+                       + "</tr>" for tensor, row in table["tensors"].items())
         tensors = (f"<details><summary>activation tensors ({len(table['tensors'])}), each alone at each format"
                    f"</summary><table class=\"grid\" id=\"tensor-sensitivity\"><thead><tr><th>tensor</th>"
-                   + "".join(f"<th>{html.escape(c)}</th>" for c in tensor_columns) + "</tr></thead><tbody>"
-                   + "".join(f"<tr><th>{html.escape(t)}</th>"
-                             + "".join(f"<td class=\"{_sqnr_class(v)}\">{v:.1f}</td>"
-                                       for v in (row.get(c, 100.0) for c in tensor_columns)) + "</tr>"
-                             for t, row in table["tensors"].items()) + "</tbody></table></details>")
+                   + "".join(f"<th>{html.escape(c)}</th>" for c in tensor_columns)
+                   + f"</tr></thead><tbody>{rows}</tbody></table></details>")
     return (f"<section id=\"sensitivity\"><h2>Sensitivity</h2><p>The model's output SQNR (dB) with one layer "
             f"quantized at each format, the rest fp32, from the search's proxy on {table.get('subset', '?')} "
             f"samples; lower is more sensitive (shaded red below 10 dB, amber below 20). * predicted from the probes "
             f"and the format's quantization noise, others measured."
             f"{'' if table.get('complete', True) else ' The time limit cut the probing short.'}</p>"
-            f"<table class=\"grid\" id=\"sensitivity-table\"><thead><tr><th>layer</th>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{tensors}</section>")
+            f"{layers}{tensors}</section>")
+
+
+def _sqnr_cell(value: float | None, measured: bool) -> str:
+    """A table cell: the SQNR, marked * when predicted rather than probed; '-' where there is none."""
+    if value is None:
+        return "<td>-</td>"
+    return f"<td class=\"{_sqnr_class(value)}\">{value:.1f}{'' if measured else '*'}</td>"
 
 
 def _sqnr_class(value: float) -> str:

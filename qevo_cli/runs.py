@@ -130,6 +130,9 @@ def read_run_config(directory: Path) -> dict:
     data = load_yaml(read_text(path, "a qevo run.yaml"), path)
     if not isinstance(data, dict):
         raise QevoError("expected a mapping", path=path)
+    for key in ("settings", "resolved", "versions"):
+        if not isinstance(data.get(key, {}), dict):
+            raise QevoError(f"got {type(data[key]).__name__}, expected a mapping", path=path, field=key)
     return data
 
 

@@ -147,6 +147,8 @@ def test_compare_puts_runs_side_by_side_and_names_the_best_under_a_rule(runs, tm
 @pytest.mark.parametrize("arguments, message", [
     (["one"], "expected two or more run directories"),
     (["a", "b", "--png", "x.jpg"], "expected a .png file"),
+    (["a", "a"], "is given twice"),
+    (["a", "b", "--pick", "median"], "expected knee, weights=..., an id"),
 ])
 def test_compare_refuses_bad_input(runs, arguments, message):
     arguments = [str(runs[0]) if a in ("one", "a") else str(runs[1]) if a == "b" else a for a in arguments]
@@ -178,6 +180,12 @@ def test_a_run_that_met_no_budget_is_never_the_best(runs, tmp_path):
     assert compared["best"] is None or compared["best"]["run"] == compared["runs"][0]["label"]
     summary = json.loads(runner.invoke(app, ["report", str(over), "-o", str(tmp_path / "r.html"), "--json"]).stdout)
     assert summary["chosen"] is None and summary["knee"] is None
+    assert "No policy met the budgets" in (tmp_path / "r.html").read_text()
+    for command in (["pareto", "compare", str(over), str(runs[0]), "--pick", "median"],
+                    ["report", str(over), "-o", str(tmp_path / "bad.html"), "--pick", "median"]):
+        bad = runner.invoke(app, command)   # the rule is wrong, whatever the run's budgets
+        assert bad.exit_code == 2 and "expected knee, weights=..., an id" in bad.stderr
+    assert not (tmp_path / "bad.html").exists()
 
 
 def test_a_layer_map_cell_names_everything_that_differs_from_the_defaults():
@@ -197,6 +205,25 @@ def test_a_layer_map_cell_names_everything_that_differs_from_the_defaults():
     assert cell(policy, "missing") == "W32fA32f"
 
 
+def test_log_axes_label_plain_numbers_and_a_fraction_metric_reads_in_points():
+    from qevo_cli.plot import axis_unit, pyplot
+    plt = pyplot()
+    figure, ax = plt.subplots()
+    ax.scatter([0.01, 5.0], [1.0, 2.0])
+    zoom([0.01, 5.0], "size").apply(ax, "x", "size (MB)")
+    figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plt.close(figure)
+    assert labels and not any("$" in label for label in labels)   # no mathtext left unparsed
+    front = Front.from_dict({**json.loads(json.dumps(_FRACTION_FRONT))})
+    assert axis_unit(front, "metric", []) == (0.01, "cosine drop (points)")
+
+
+_FRACTION_FRONT = {"version": 1, "model": "m.onnx", "target": "hexagon", "metric": "cosine", "metric_label": "cosine",
+                   "metric_unit": "fraction", "objectives": ["metric", "size"], "fp32_metric": 1.0,
+                   "references": [], "solutions": []}
+
+
 def test_axes_zoom_to_the_front():
     assert zoom([1.0, 2.0], "size").scale == "linear"
     framed = zoom([0.01, 5.0], "size")
@@ -204,6 +231,8 @@ def test_axes_zoom_to_the_front():
     drops = zoom([0.0, 0.5, 60.0], "metric", metric_scale=98.0)
     assert drops.scale == "symlog" and drops.linear_width == pytest.approx(0.98)
     assert zoom([0.0, 0.5, 3.0], "metric", metric_scale=98.0).scale == "linear"
+    alone = zoom([-0.111], "metric", metric_scale=98.0)   # a front of one policy: a readable frame around it
+    assert alone.limits[1] - alone.limits[0] > 5
     better = zoom([-60.0, -30.0], "metric", metric_scale=98.0)   # every policy beats fp32 on this split
     assert better.contains(-60.0) and better.contains(-30.0)
     worse = zoom([20.0, 60.0], "metric", metric_scale=98.0)
@@ -225,7 +254,11 @@ def test_a_flat_objective_is_named_not_drawn(tmp_path):
 def test_the_front_recovery_records_its_batches_once_however_often_it_runs(tmp_path):
     run = _search(tmp_path, "recovered", target="arm-neon", weight_formats="int2,int4,int8", act_formats="int8",
                   recover_front=True, pop=8, generations=2)
-    first = RunStore(run, create=False).convergence()
+    store = RunStore(run, create=False)
+    first = store.convergence()
+    # a row the stopped process left past the batches the resumed one will make
+    store.record_convergence("recovery", 99, 1, 0.5, 1.0, 0.0)
+    store.close()
     resume_search(run)   # a finished run resumed: the recovery runs again from its first batch
     rows = RunStore(run, create=False).convergence()
     batches = [r["generation"] for r in rows if r["phase"] == "recovery"]
@@ -264,6 +297,26 @@ def test_a_damaged_sensitivity_table_is_named_not_a_traceback(runs, tmp_path, da
         assert "sensitivity.json" in result.stderr and field in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_sensitivity_section_marks_predictions_and_gaps():
+    from qevo_cli.report import _sensitivity_section
+    page = _sensitivity_section({"columns": [], "sqnr_db": {"conv": {}}, "measured": {"T:x": ["A:int8"]},
+                                 "tensor_columns": ["A:int8", "A:int16"],
+                                 "tensors": {"x": {"A:int8": 30.0, "A:int16": 60.0}, "y": {"A:int8": 25.0}}})
+    assert ">30.0</td>" in page and ">60.0*</td>" in page   # probed at int8; int16 predicted
+    assert ">25.0*</td><td>-</td>" in page                  # y: no probe of its own, no int16 value
+    assert "No layer column" in page and "sensitivity-table" not in page
+
+
+def test_a_damaged_run_yaml_is_named(runs, tmp_path):
+    copy = tmp_path / "damaged"
+    shutil.copytree(runs[0], copy)
+    text = (copy / "run.yaml").read_text()
+    (copy / "run.yaml").write_text(text + "versions: x\n" if "versions:" not in text else
+                                   text.replace("versions:", "versions: x\nold_versions:", 1))
+    result = runner.invoke(app, ["report", str(copy), "-o", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "run.yaml" in result.stderr and "versions" in result.stderr
 
 
 def test_a_damaged_store_is_named_and_a_path_with_hash_signs_is_read(runs, tmp_path):
@@ -361,11 +414,26 @@ def test_report_in_a_headless_browser(runs, browser, tmp_path):
     assert f"--pick {other.id}" in page.inner_text("#export-commands")
     assert page.locator("#front-table tbody tr.selected").get_attribute("data-id") == str(other.id)
 
-    # another pair of axes redraws the same policies
+    # another pair of axes redraws the same policies where that pair puts them
     options = page.locator("#pair option").count()
     assert options == 3   # metric, size, latency taken two at a time
+    positions = "dots => dots.map(d => [d.getAttribute('cx'), d.getAttribute('cy')])"
+    before = page.eval_on_selector_all("#scatter circle.point", positions)
+    labels = page.text_content("#x-label"), page.text_content("#y-label")
     page.select_option("#pair", "2")
     assert page.locator("#scatter circle.point").count() == len(front.solutions)
+    assert (page.text_content("#x-label"), page.text_content("#y-label")) != labels
+    assert page.text_content("#x-label").startswith("size") and page.text_content("#y-label").startswith("latency")
+    assert page.eval_on_selector_all("#scatter circle.point", positions) != before
+    assert page.locator(f"#scatter circle.point[data-id='{other.id}']").get_attribute("class") == "point selected"
+
+    # the keyboard: a focused row selects with Enter, the arrow keys move to the next policy
+    rows_in_order = page.eval_on_selector_all("#front-table tbody tr[data-id]", "rows => rows.map(r => r.dataset.id)")
+    page.focus(f"#front-table tbody tr[data-id='{rows_in_order[0]}']")
+    page.keyboard.press("Enter")
+    assert page.inner_text("#chosen-title").startswith(f"#{rows_in_order[0]}")
+    page.keyboard.press("ArrowDown")
+    assert page.inner_text("#chosen-title").startswith(f"#{rows_in_order[1]}")
 
     # the settings shown reproduce the run
     settings = yaml.safe_load(page.locator("#settings-yaml").text_content())
@@ -385,7 +453,7 @@ def test_report_with_names_that_look_like_html(browser, tmp_path):
     from qevo_cli.model import load_model
     model = onnx.load(DEFAULT_MODEL)
     for node in model.graph.node:
-        node.name = f"<!--{node.name}</script><script>window.bad=1</script>&amp; $x$"
+        node.name = f"<!--{node.name}</script><script>window.bad=1</script>&amp; $\\frac{{$"
     path = tmp_path / "hostile.onnx"
     onnx.save(model, path)
     run = _search(tmp_path, "hostile", model=str(path), data=str(DEFAULT_DATA), calib=str(DEFAULT_CALIB),
@@ -403,4 +471,24 @@ def test_report_with_names_that_look_like_html(browser, tmp_path):
     names = [layer.name for layer in load_model(path).layers]
     shown = page.locator("#chosen-layers tbody tr td:first-child").all_inner_texts()
     assert shown == names
+    page.close()
+
+
+def test_report_when_one_objective_alone_separates_the_policies(browser, tmp_path):
+    """Hexagon costs every digits policy the same latency: asked for metric and latency, the page draws the
+    metric against the policies' order, labelled with their ids, and names the references under it."""
+    run = _search(tmp_path, "flat", target="hexagon", weight_formats="int4,int8", act_formats="int8",
+                  objectives="metric,latency", pop=8, generations=2)
+    front = _front(run)
+    assert "latency" in front.flat_objectives()
+    page_file = tmp_path / "flat.html"
+    assert runner.invoke(app, ["report", str(run), "-o", str(page_file)]).exit_code == 0
+    page = browser.new_page()
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=10_000)
+    assert page.locator("#pair option").count() == 1
+    assert page.locator("#scatter circle.point").count() == len(front.solutions)
+    ticks = page.eval_on_selector_all("#scatter text", "texts => texts.map(t => t.textContent)")
+    assert {f"#{s.id}" for s in front.solutions} <= set(ticks)
+    assert "fp32" in page.inner_text("#beyond") and "not drawn" in page.inner_text("#beyond")
     page.close()

@@ -25,7 +25,7 @@ function objectiveAxis(name) {
 
 function orderAxis(by) {
   const order = [...data.solutions].sort((a, b) => by.value(a) - by.value(b) || a.id - b.id).map(s => s.id);
-  return {label: "policies, in that order", value: p => order.indexOf(p.id), shown: p => `#${p.id}`, order: true};
+  return {label: "policies, in that order", value: p => order.indexOf(p.id), shown: p => `#${p.id}`, order};
 }
 
 function pairs() {
@@ -42,38 +42,55 @@ function pairs() {
   return result;
 }
 
-// the axis framed on the policies' values (not the references'), on a log scale when a cost spans decades
+// the axis framed on the policies' values (not the references'): a log scale when a cost spans decades; for a
+// metric drop reaching ten times 1% of the fp32 metric, linear near zero and logarithmic beyond (as the PNGs)
 function frame(axis) {
   const values = data.solutions.map(axis.value);
   let low = Math.min(...values), high = Math.max(...values);
-  const log = !axis.metric && !axis.order && low > 0 && high / low >= LOG_SPAN;
-  if (log) {
+  const width = data.metric_width;
+  let kind = "linear";
+  if (axis.order) {
+    low -= 0.5; high += 0.5;
+  } else if (!axis.metric && low > 0 && high / low >= LOG_SPAN) {
+    kind = "log";
     const pad = Math.pow(high / low, PAD);
     low /= pad; high *= pad;
-  } else if (axis.order) {
-    low -= 0.5; high += 0.5;
+  } else if (axis.metric && Math.max(Math.abs(low), Math.abs(high)) >= LOG_SPAN * width) {
+    kind = "symlog";
+    low = low < -width ? low - 2 * PAD * Math.abs(low) : Math.min(low, 0) - 0.2 * width;
+    high = high > width ? high + 2 * PAD * Math.abs(high) : Math.max(high, 0) + 0.2 * width;
   } else {
-    const span = (high - low) || (Math.abs(high) * 0.05 || 1);
-    low -= PAD * span; high += PAD * span;
+    const span = (high - low) || (axis.metric ? 10 * width : Math.abs(high) * 0.2 || 1);
+    if (high > low) { low -= PAD * span; high += PAD * span; } else { low -= span / 2; high += span / 2; }
   }
-  const t = v => log ? Math.log10(v) : v;
-  return {...axis, low, high, log, at: (v, size) => (t(v) - t(low)) / (t(high) - t(low)) * size};
+  const t = kind === "log" ? Math.log10 :
+    kind === "symlog" ? (v => Math.sign(v) * Math.log10(1 + Math.abs(v) / width)) : (v => v);
+  return {...axis, low, high, kind, at: (v, size) => (t(v) - t(low)) / (t(high) - t(low)) * size};
 }
 
-// [value, label] pairs: 1-2-5 steps, labelled with as many decimals as the step needs
+// 1-2-5 steps (powers of ten alone when they span more than three decades)
+function logSteps(from, to) {
+  const out = [], subs = Math.log10(to / from) > 3 ? [1] : [1, 2, 5];
+  for (let e = Math.floor(Math.log10(from)); e <= Math.ceil(Math.log10(to)); e++)
+    for (const c of subs) { const v = c * Math.pow(10, e); if (v >= from && v <= to) out.push(v); }
+  return out;
+}
+
+// [value, label] pairs, labelled with as many decimals as the step needs
 function ticks(axis) {
-  const out = [];
-  if (axis.log) {
-    for (let e = Math.floor(Math.log10(axis.low)); e <= Math.ceil(Math.log10(axis.high)); e++)
-      for (const c of [1, 2, 5]) {
-        const v = c * Math.pow(10, e);
-        if (v >= axis.low && v <= axis.high) out.push([v, String(+v.toPrecision(3))]);
-      }
-    return out;
+  const plain = v => String(+v.toPrecision(3));
+  if (axis.order)
+    return axis.order.length <= 24 ? axis.order.map((id, i) => [i, `#${id}`]) : [];
+  if (axis.kind === "log") return logSteps(axis.low, axis.high).map(v => [v, plain(v)]);
+  if (axis.kind === "symlog") {
+    const width = data.metric_width, up = axis.high > width ? logSteps(width, axis.high) : [];
+    const down = axis.low < -width ? logSteps(width, -axis.low).map(v => -v) : [];
+    return [...down.reverse(), 0, ...up].map(v => [v, plain(v)]);
   }
   const raw = (axis.high - axis.low) / 5, step0 = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = Math.max([1, 2, 5, 10].map(c => c * step0).find(s => s >= raw), axis.order ? 1 : 0);
+  const step = [1, 2, 5, 10].map(c => c * step0).find(s => s >= raw);
   const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+  const out = [];
   for (let v = Math.ceil(axis.low / step) * step; v <= axis.high; v += step) out.push([v, v.toFixed(decimals)]);
   return out;
 }
@@ -84,7 +101,9 @@ function star(x, y, r) {
     const a = Math.PI / 2 + i * Math.PI / 5, rr = i % 2 ? r * 0.45 : r;
     points.push(`${(x + rr * Math.cos(a)).toFixed(1)},${(y - rr * Math.sin(a)).toFixed(1)}`);
   }
-  return el("polygon", {points: points.join(" "), class: "chosen-star", fill: "#d62728", stroke: "#000"});
+  // drawn over the picked point, it lets clicks through to it
+  return el("polygon", {points: points.join(" "), class: "chosen-star", fill: "#d62728", stroke: "#000",
+                        "pointer-events": "none"});
 }
 
 function draw(choice) {
@@ -102,9 +121,11 @@ function draw(choice) {
     svg.append(el("text", {x: LEFT - 6, y: py(v) + 4, "text-anchor": "end"}, label));
   }
   svg.append(el("rect", {x: LEFT, y: TOP, width: plotW, height: plotH, fill: "none", class: "axis"}));
-  svg.append(el("text", {x: LEFT + plotW / 2, y: H - 10, "text-anchor": "middle"}, x.label + (x.log ? " (log)" : "")));
-  svg.append(el("text", {x: 14, y: TOP + plotH / 2, "text-anchor": "middle",
-                         transform: `rotate(-90 14 ${TOP + plotH / 2})`}, y.label + (y.log ? " (log)" : "")));
+  const scale = {log: " (log)", symlog: " (log beyond 1% of fp32)"};
+  svg.append(el("text", {x: LEFT + plotW / 2, y: H - 10, "text-anchor": "middle", id: "x-label"},
+                x.label + (scale[x.kind] || "")));
+  svg.append(el("text", {x: 14, y: TOP + plotH / 2, "text-anchor": "middle", id: "y-label",
+                         transform: `rotate(-90 14 ${TOP + plotH / 2})`}, y.label + (scale[y.kind] || "")));
   const beyond = [];   // references beyond the zoomed axes: a marker at the edge, named under the figure
   for (const ref of y.order ? [] : data.references) {
     const vx = x.value(ref), vy = y.value(ref);
@@ -114,8 +135,10 @@ function draw(choice) {
     svg.append(mark);
     if (cx !== vx || cy !== vy) beyond.push(`${ref.name} (${x.shown(ref)}, ${y.shown(ref)})`);
   }
-  document.getElementById("beyond").textContent = beyond.length ? "At the edge, beyond the axes: " +
-    beyond.join("; ") : "";
+  document.getElementById("beyond").textContent = y.order ?
+    "References, not drawn against the policies' order: " +
+      data.references.map(ref => `${ref.name} (${x.shown(ref)})`).join("; ") :
+    beyond.length ? "At the edge, beyond the axes: " + beyond.join("; ") : "";
   for (const s of data.solutions) {
     const dot = el("circle", {cx: px(x.value(s)), cy: py(y.value(s)), r: 5, class: "point", "data-id": s.id});
     dot.append(el("title", {}, `#${s.id}: ${x.shown(s)}, ${y.shown(s)}, ${s.bits}`));
@@ -140,12 +163,30 @@ function frontTable() {
     const cells = [reference ? s.name : String(s.id), ...data.objectives.map(n => s.shown[n]), s.metric, s.bits, marks];
     for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
     if (reference) tr.className = "reference";
-    else { tr.dataset.id = s.id; tr.addEventListener("click", () => select(s.id)); }
+    else {
+      tr.dataset.id = s.id;
+      tr.tabIndex = 0;
+      tr.addEventListener("click", () => select(s.id));
+      tr.addEventListener("keydown", event => keyOnRow(event, tr));
+    }
     body.append(tr);
   }
 }
 
 let selected = null;
+
+// Enter or Space selects the focused row; the arrow keys move to the next or previous policy and select it
+function keyOnRow(event, row) {
+  if (event.key === "Enter" || event.key === " ") {
+    select(Number(row.dataset.id));
+  } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    const next = event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
+    if (next && next.dataset.id !== undefined) { next.focus(); select(Number(next.dataset.id)); }
+  } else {
+    return;
+  }
+  event.preventDefault();
+}
 
 function highlight() {
   document.querySelectorAll("#scatter .point").forEach(p =>
