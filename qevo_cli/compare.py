@@ -94,10 +94,17 @@ def shared_pairs(runs: Sequence[ComparedRun]) -> tuple[list[tuple[str, str]], li
         if span < FLAT_SPAN:
             common.remove(name)
             notes.append(f"{name} separates no policy of any run (all within {100 * span:.2g}%): not drawn")
+    not_searched: dict[str, list[str]] = {}
     for run in runs:
-        others = [name for name in common if name not in run.front.objectives]
-        if others:
-            notes.append(f"{run.label} did not search on {', '.join(others)}: its front is drawn there as it stands")
+        for name in common:
+            if name not in run.front.objectives:
+                not_searched.setdefault(name, []).append(run.label)
+    for name, labels in not_searched.items():
+        if len(labels) == len(runs):
+            notes.append(f"{name}: no run searched on it; the fronts are drawn there as they stand")
+        else:
+            notes.append(f"{name}: {', '.join(labels)} did not search on it; drawn there as "
+                         f"{'they stand' if len(labels) > 1 else 'it stands'}")
     if "metric" in common:   # what a person trades: the metric against each cost
         return [("metric", name) for name in common if name != "metric"], notes
     return list(itertools.combinations(common, 2)), notes

@@ -135,8 +135,10 @@ class Zoom:
         else:
             getattr(ax, f"set_{which}scale")(self.scale)
             if self.scale == "log":   # plain numbers: matplotlib writes log ticks as mathtext, which pyplot() turns off
-                from matplotlib.ticker import NullFormatter
+                from matplotlib.ticker import LogLocator, NullFormatter
 
+                if math.log10(self.limits[1] / self.limits[0]) <= 3:   # 1-2-5 steps; decades alone when wider
+                    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
                 axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
                 axis.set_minor_formatter(NullFormatter())
         getattr(ax, f"set_{which}lim")(*self.limits)

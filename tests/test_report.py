@@ -136,6 +136,9 @@ def test_compare_puts_runs_side_by_side_and_names_the_best_under_a_rule(runs, tm
     for run, front in zip(compared["runs"], fronts):
         assert run["target"] == front.target and run["policies"] == len(front.solutions)
         assert run["picked"]["id"] == pick(front, rule).id
+    assert "energy: no run searched on it; the fronts are drawn there as they stand" in compared["notes"]
+    # hexagon left its flat latency out of its objectives
+    assert "latency: digits-hexagon did not search on it; drawn there as it stands" in compared["notes"]
     latencies = {run["label"]: run["picked"]["objectives"]["latency"] for run in compared["runs"]}
     assert compared["best"]["run"] == min(latencies, key=latencies.get)
     width, height = _png_size(figure)
@@ -209,12 +212,13 @@ def test_log_axes_label_plain_numbers_and_a_fraction_metric_reads_in_points():
     from qevo_cli.plot import axis_unit, pyplot
     plt = pyplot()
     figure, ax = plt.subplots()
-    ax.scatter([0.01, 5.0], [1.0, 2.0])
-    zoom([0.01, 5.0], "size").apply(ax, "x", "size (MB)")
+    ax.scatter([0.05, 5.0], [1.0, 2.0])
+    zoom([0.05, 5.0], "size").apply(ax, "x", "size (MB)")
     figure.canvas.draw()
     labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     plt.close(figure)
     assert labels and not any("$" in label for label in labels)   # no mathtext left unparsed
+    assert {"0.1", "0.2", "2"} <= set(labels)                       # 1-2-5 steps over under three decades
     front = Front.from_dict({**json.loads(json.dumps(_FRACTION_FRONT))})
     assert axis_unit(front, "metric", []) == (0.01, "cosine drop (points)")
 
