@@ -72,9 +72,8 @@ class Measurer:
                             + [(subset_key(self.race_rows, key), partial, seconds)
                                for key, _, _, seconds, partial in finished if partial is not None])
         self.store.record([self._row(key, policy, value, seconds, cached=False)
-                           for key, policy, value, seconds, _ in finished if value is not None], self.generation)
-        self.store.record_subset({key: partial for key, _, _, _, partial in finished if partial is not None},
-                                 self.generation)
+                           for key, policy, value, seconds, _ in finished if value is not None], self.generation,
+                          subsets={key: partial for key, _, _, _, partial in finished if partial is not None})
 
     # -- racing -------------------------------------------------------------------------------
     def _race_state(self) -> tuple[np.ndarray, float, float, bool]:
@@ -106,12 +105,11 @@ class Measurer:
         keys = [policy.key() for policy in policies]
         known = self.store.known(keys)
         from_cache = self.cache.get_many([k for k in keys if k not in known])
+        # with their subset metrics when a run raced them: the same pairs calibrate racing, cache or not
+        partials = self._cached_partials(from_cache) if self.race_rows is not None and from_cache else None
         self.store.record([self._row(k, p, *from_cache[k], cached=True) for k, p in zip(keys, policies)
-                           if k in from_cache], self.generation)
+                           if k in from_cache], self.generation, subsets=partials)
         known.update(from_cache)
-        if self.race_rows is not None and from_cache:
-            # their subset metrics too, when a run raced them: the same pairs calibrate racing, cache or not
-            self.store.record_subset(self._cached_partials(from_cache), self.generation)
         missing: dict[str, Policy] = {}
         for key, policy in zip(keys, policies):
             if key not in known:

@@ -199,7 +199,10 @@ class RunStore:
             raise QevoError(f"cannot read the checkpoint ({type(err).__name__}: {err})", path=path) from None
 
     # -- evaluations ---------------------------------------------------------------------------
-    def record(self, rows: list[dict[str, Any]], generation: int) -> None:
+    def record(self, rows: list[dict[str, Any]], generation: int, subsets: dict[str, float] | None = None) -> None:
+        """Store evaluated policies and, in the same transaction, racing's subset metrics (`subsets`, key ->
+        value): a process killed between the two would leave a policy measured in full without the subset
+        metric that calibrates racing, and a resumed run would then race later policies differently."""
         now = time.time()
         with self._db:
             self._db.execute("BEGIN")
@@ -208,6 +211,9 @@ class RunStore:
                 " cached, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r["key"], json.dumps(r["policy"]), r["metric"], json.dumps(r["objectives"]), r["violation"],
                   r["seconds"], generation, int(r["cached"]), now) for r in rows])
+            if subsets:
+                self._db.executemany("INSERT OR IGNORE INTO subset (key, value, generation) VALUES (?, ?, ?)",
+                                     [(key, value, generation) for key, value in subsets.items()])
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, float]]:
         """Stored sensitivity probes (the same interface as the evaluation cache)."""
