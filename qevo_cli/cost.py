@@ -107,12 +107,18 @@ def weight_bytes(layer: Layer, choice: LayerChoice, compressed: bool = False) ->
 NODE_BYTES = {"int": 55, "int2": 665, "fp16": 18, "int8": 150, "int16": 180, "dynamic-int8": 120, "fp16-activation": 60}
 
 
+BIAS_OVERHEAD_BYTES = 24   # a float initializer's name, shape and framing in the file
+
+
 def node_bytes(layer: Layer, choice: LayerChoice, tensors: Mapping[str, str] = {}) -> int:
     """What the exported file adds for the layer besides its weight values and scales (an input that
     `tensors` quantizes where it is produced gets no nodes of the layer's own)."""
     added = 0
     if layer.weight is not None and choice.weight != "fp32":
         added += NODE_BYTES["int2" if choice.weight == "int2" else "int" if choice.weight_is_int else "fp16"]
+    if choice.bias_correction and choice.weight_is_int and layer.bias is None and layer.channel_axis is not None:
+        # bias correction gives a Conv without a bias a float one, a value per output channel
+        added += 4 * layer.weight_shape[layer.channel_axis] + BIAS_OVERHEAD_BYTES
     if not layer.weight_only and choice.activation != "fp32":
         own = [name for name in layer.activation_inputs if tensors.get(name, "fp32") == "fp32"]
         added += _activation_node_bytes(choice.activation) * len(own)
