@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from .errors import QevoError
 from .front import FLAT_SPAN, OBJECTIVE_NAMES, Front, Solution, relative_span
-from .pick import pick
+from .pick import OVER_BUDGET, pick, picks_on
 from .runs import load_front
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
@@ -56,8 +56,8 @@ def compare_runs(run_dirs: Sequence[Path], rule: str = "knee") -> list[ComparedR
         directory, front = load_front(directory)
         try:
             chosen, refusal = pick(front, rule), ""   # a rule that cannot be read fails here, on every run alike
-            if not front.feasible and not rule.strip().isdigit():   # as qevo export: ids only, then
-                chosen, refusal = None, "the run found no policy within its budgets; its closest are picked by id only"
+            if not picks_on(front, rule):
+                chosen, refusal = None, OVER_BUDGET
         except QevoError as err:
             chosen, refusal = None, err.message
         runs.append(ComparedRun(label, directory, front, chosen, refusal))
@@ -113,7 +113,7 @@ def shared_pairs(runs: Sequence[ComparedRun]) -> tuple[list[tuple[str, str]], li
 def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) -> Path:
     """Each run's front in its own colour on shared axes (a log scale where the values span decades), its pick
     starred, fp32 as a hollow square where it falls inside the zoom."""
-    from .plot import axis_unit, legend_below, pyplot, save_figure, zoom
+    from .plot import axis_unit, legend_below, metric_scale, pyplot, save_figure, zoom
 
     plt = pyplot()
 
@@ -131,8 +131,7 @@ def save_comparison(runs: Sequence[ComparedRun], path: str | Path, rule: str) ->
         y_scale, y_label = axis_unit(first, y_name, [s.objectives[y_name] for s in solutions])
         xs = [s.objectives[x_name] / x_scale for s in solutions]
         ys = [s.objectives[y_name] / y_scale for s in solutions]
-        fp32 = first.fp32_metric / axis_unit(first, "metric", [])[0]   # in the metric axis' unit
-        x_zoom, y_zoom = zoom(xs, x_name, fp32), zoom(ys, y_name, fp32)
+        x_zoom, y_zoom = zoom(xs, x_name, metric_scale(first)), zoom(ys, y_name, metric_scale(first))
         for index, run in enumerate(runs):
             # colour and marker: a pair of its own for each of up to 64 runs
             colour, marker = COLOURS[index % len(COLOURS)], MARKERS[(index + index // len(COLOURS)) % len(MARKERS)]

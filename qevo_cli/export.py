@@ -111,12 +111,12 @@ def check_output(output: str | Path) -> Path:
 
 def choose(run_dir: str | Path | None, rule: str) -> tuple[Path, Front, Solution]:
     """(run directory, its front, the solution `rule` picks) of a named run, or the most recent one."""
-    from .pick import pick
+    from .pick import OVER_BUDGET, pick, picks_on
     from .runs import load_front
 
     directory, front = load_front(run_dir)
-    if not front.feasible and not rule.isdigit():
-        raise QevoError("the run found no policy within its budgets; pick one of the closest by id", path=directory)
+    if not picks_on(front, rule):
+        raise QevoError(OVER_BUDGET, path=directory)
     return directory, front, pick(front, rule)
 
 

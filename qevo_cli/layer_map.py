@@ -16,6 +16,7 @@ from typing import Sequence
 from .errors import QevoError
 from .front import Solution
 from .policy import FP32, Policy
+from .units import human
 
 WEIGHT_STYLES = {2: "bold red", 3: "red", 4: "yellow", 5: "yellow", 6: "yellow", 7: "yellow", 8: "green",
                  16: "cyan", 32: "dim"}
@@ -63,6 +64,12 @@ def layer_map(model_path: str, solutions: Sequence[Solution]) -> dict[str, dict[
             for layer in layer_order(model_path, solutions)}
 
 
+def column_titles(front, solutions: Sequence[Solution]) -> list[str]:
+    """The heatmap's column labels: a reference's name, or a policy's id and metric drop."""
+    return [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], front.metric_unit)})"
+            for s in solutions]
+
+
 def weight_sensitivity(table: dict | None) -> tuple[str, dict[str, float]] | None:
     """From a run's sensitivity.json: (column label, layer -> model output SQNR in dB) at the run's fewest-bit
     integer weight format, the one that tells sensitive layers apart best; None without a table."""
@@ -76,9 +83,20 @@ def weight_sensitivity(table: dict | None) -> tuple[str, dict[str, float]] | Non
     return f"SQNR W{bits[column]} alone (dB)", values
 
 
+SENSITIVE_DB, DOUBTFUL_DB = 10.0, 20.0   # output SQNR below which a layer alone at a format is marked
+
+
+def sensitivity_level(db: float | None) -> str:
+    """"sensitive" below SENSITIVE_DB, "doubtful" below DOUBTFUL_DB, else "" (and for no value): the layers
+    whose weights cannot take the format alone, or hardly."""
+    if db is None:
+        return ""
+    return "sensitive" if db < SENSITIVE_DB else "doubtful" if db < DOUBTFUL_DB else ""
+
+
 def sensitivity_style(db: float) -> str:
-    """Red below 10 dB, yellow below 20: the layers whose weights cannot take the format alone."""
-    return "red" if db < 10 else "yellow" if db < 20 else ""
+    """The rich style of a sensitivity value: red when sensitive, yellow when doubtful."""
+    return {"sensitive": "red", "doubtful": "yellow"}.get(sensitivity_level(db), "")
 
 
 def style(text: str) -> str:
@@ -97,7 +115,6 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
     import numpy as np
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-
     layers = list(grid)
     columns = list(next(iter(grid.values()))) if grid else []
     bits = np.array([[_bits(grid[layer][column]) for column in columns] for layer in layers], dtype=float)
@@ -112,8 +129,8 @@ def save_layer_map(grid: dict[str, dict[str, str]], titles: Sequence[str], path:
         label, values = sensitivity
         known = [values.get(layer) for layer in layers]
         side.barh(range(len(layers)), [v if v is not None else 0 for v in known],
-                  color=["#54278f" if v is not None and v < 10 else "#9e9ac8" if v is not None and v < 20
-                         else "#d9d9d9" for v in known])
+                  color=[{"sensitive": "#54278f", "doubtful": "#9e9ac8"}.get(sensitivity_level(v), "#d9d9d9")
+                         for v in known])
         for i, v in enumerate(known):
             side.text(0.5, i, "-" if v is None else f"{v:.0f}", va="center", fontsize=6.5)
         side.invert_xaxis()

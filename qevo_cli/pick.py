@@ -36,6 +36,20 @@ def _nearest_ideal(F: np.ndarray, candidates: Sequence[int]) -> int:
     return min(candidates, key=lambda i: (float(np.linalg.norm(F[i])), i))
 
 
+OVER_BUDGET = "the run found no policy within its budgets; pick one of the closest by id"
+
+
+def picks_on(front: Front, rule: str) -> bool:
+    """Whether `rule` may choose on this front: any rule on a front that met the budgets; on the list of the
+    policies closest to them, an id only (no trade-off among policies that all miss is a choice to offer)."""
+    return front.feasible or rule.strip().isdigit()
+
+
+def knee_id(front: Front) -> int | None:
+    """The knee's id, on a front that met the budgets."""
+    return pick(front, "knee").id if front.feasible and front.solutions else None
+
+
 def pick(front: Front, rule: str) -> Solution:
     """The solution of `front` that `rule` selects."""
     solutions = front.solutions

@@ -69,8 +69,7 @@ def save_png(front: Front, path: str | Path, knee_id: int | None = None) -> Path
         ys = [s.objectives[y_name] / y_scale for s in solutions]
         ax.scatter(xs, ys, s=22, color="#1f77b4", label="Pareto front" if front.feasible else "closest policies",
                    zorder=3)
-        fp32 = front.fp32_metric / axis_unit(front, "metric", [])[0]   # in the metric axis' unit
-        x_zoom, y_zoom = zoom(xs, x_name, fp32), zoom(ys, y_name, fp32)
+        x_zoom, y_zoom = zoom(xs, x_name, metric_scale(front)), zoom(ys, y_name, metric_scale(front))
         _references(ax, front, x_name, y_name, (x_scale, y_scale), (x_zoom.limits, y_zoom.limits))
         if knee is not None:
             ax.scatter(knee.objectives[x_name] / x_scale, knee.objectives[y_name] / y_scale, marker="*",
@@ -146,6 +145,16 @@ class Zoom:
         getattr(ax, f"set_{which}label")(label + suffix)
 
 
+def metric_scale(front: Front) -> float:
+    """The fp32 metric in the metric axis' unit (axis_unit): what `zoom` frames a drop against."""
+    return front.fp32_metric / axis_unit(front, "metric", [])[0]
+
+
+def linear_width(metric_scale: float) -> float:
+    """1% of the fp32 metric: a symlog drop axis is linear within it, and goes symlog at LOG_SPAN times it."""
+    return 0.01 * (abs(metric_scale) or 1.0)
+
+
 def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
     """The front's values (not the references') framed: a log scale for a cost spanning LOG_SPAN or more; for a
     metric drop reaching beyond LOG_SPAN times 1% of the fp32 metric (`metric_scale`, in the values' unit), a
@@ -154,7 +163,7 @@ def zoom(values: list[float], name: str, metric_scale: float = 100.0) -> Zoom:
     if name != "metric" and low > 0 and high / low >= LOG_SPAN:
         pad = 10 ** (PAD * math.log10(high / low))
         return Zoom((low / pad, high * pad), "log")
-    width = 0.01 * (abs(metric_scale) or 1.0)
+    width = linear_width(metric_scale)
     if name == "metric" and max(abs(low), abs(high)) >= LOG_SPAN * width:
         return Zoom((low - 2 * PAD * abs(low) if low < -width else min(low, 0.0) - 0.2 * width,
                      high + 2 * PAD * abs(high) if high > width else max(high, 0.0) + 0.2 * width), "symlog", width)

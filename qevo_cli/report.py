@@ -20,10 +20,11 @@ import yaml
 from .errors import QevoError
 from .files import atomic_write_text
 from .front import Front, Solution
-from .layer_map import layer_map, save_layer_map, weight_sensitivity
-from .pick import pick
-from .plot import axis_unit, save_convergence, save_png
-from .runs import convergence_steps, load_convergence, load_front, load_sensitivity, read_run_config
+from .layer_map import (DOUBTFUL_DB, SENSITIVE_DB, column_titles, layer_map, save_layer_map, sensitivity_level,
+                        weight_sensitivity)
+from .pick import knee_id, pick, picks_on
+from .plot import axis_unit, linear_width, metric_scale, save_convergence, save_png
+from .runs import NO_CONVERGENCE, convergence_steps, load_convergence, load_front, load_sensitivity, read_run_config
 from .units import human, metric_label, metric_value
 
 ASSETS = Path(__file__).with_name("report_assets")
@@ -42,9 +43,9 @@ def write_report(run_dir: Path | None, output: Path, pick_rule: str = "knee") ->
 def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, dict[str, Any]]:
     """The page's HTML, and a summary of what it shows."""
     chosen = pick(front, pick_rule) if front.solutions else None   # a rule that cannot be read fails here
-    if not front.feasible and not pick_rule.strip().isdigit():
-        chosen = None   # as qevo export: on a run that met no budget, only an id picks one of the closest
-    knee = pick(front, "knee").id if front.feasible and front.solutions else None
+    if not picks_on(front, pick_rule):
+        chosen = None
+    knee = knee_id(front)
     sensitivity_table = load_sensitivity(directory)
     sensitivity = weight_sensitivity(sensitivity_table)
     history = load_convergence(directory)
@@ -57,10 +58,10 @@ def build_report(directory: Path, front: Front, pick_rule: str) -> tuple[str, di
         "axes": {name: [*axis_unit(front, name, [s.objectives[name] for s in shown]), _label(front, name)]
                  for name in front.objectives},
         "flat": front.flat_objectives(),
-        # 1% of the fp32 metric in the metric axis' unit: drops reaching ten times that get a symlog axis
-        "metric_width": 0.01 * (abs(front.fp32_metric) or 1.0) / axis_unit(front, "metric", [])[0],
-        "layers": list(grid), "sensitivity": {"label": sensitivity[0], "values": sensitivity[1]} if sensitivity
-        else None, "chosen": chosen.id if chosen else None, "knee": knee, "pick": pick_rule,
+        # the metric axis' linear part, as the PNGs frame it: drops reaching ten times that get a symlog axis
+        "metric_width": linear_width(metric_scale(front)),
+        "layers": list(grid), "sensitivity": {"label": sensitivity[0], "values": sensitivity[1],
+                                            "levels": [SENSITIVE_DB, DOUBTFUL_DB]} if sensitivity else None, "chosen": chosen.id if chosen else None, "knee": knee, "pick": pick_rule,
         "solutions": [_point(front, s, grid) for s in front.solutions],
         "references": [_point(front, r, grid) for r in front.references],
     }
@@ -118,11 +119,8 @@ def _figures(front: Front, grid, shown, history, sensitivity, knee) -> dict[str,
         if front.solutions:
             figures["front"] = _png_data(save_png(front, folder / "front.png", knee_id=knee))
         if grid and shown:
-            unit = front.metric_unit
-            titles = [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], unit)})"
-                      for s in shown]
             figures["layers"] = _png_data(save_layer_map(
-                grid, titles, folder / "layers.png",
+                grid, column_titles(front, shown), folder / "layers.png",
                 f"weight formats per layer (columns: policy, {metric_label(front)} drop)", sensitivity))
         if history:
             figures["convergence"] = _png_data(save_convergence(history, folder / "convergence.png",
@@ -215,7 +213,7 @@ def _layers_section(figures: dict[str, str]) -> str:
 def _convergence_section(history: list[dict], figures: dict[str, str]) -> str:
     if not history:
         return ("<section id=\"convergence\"><h2>Convergence</h2><p class=\"note\">This run records no "
-                "convergence (made by an earlier qevo, or stopped before its first generation).</p></section>")
+                f"convergence ({NO_CONVERGENCE}).</p></section>")
     rows = [f"<tr><td>{step}</td><td>{row['evaluations']}</td><td>{row['front_size']}</td>"
             f"<td>{row['hypervolume']:.6f}</td><td>{row['elapsed_s']:.1f} s</td></tr>"
             for step, row in convergence_steps(history)]
@@ -254,7 +252,8 @@ def _sensitivity_section(table: dict | None) -> str:
                    + f"</tr></thead><tbody>{rows}</tbody></table></details>")
     return (f"<section id=\"sensitivity\"><h2>Sensitivity</h2><p>The model's output SQNR (dB) with one layer "
             f"quantized at each format, the rest fp32, from the search's proxy on {table.get('subset', '?')} "
-            f"samples; lower is more sensitive (shaded red below 10 dB, amber below 20). * predicted from the probes "
+            f"samples; lower is more sensitive (shaded red below {SENSITIVE_DB:g} dB, amber below {DOUBTFUL_DB:g}). "
+            f"* predicted from the probes "
             f"and the format's quantization noise, others measured."
             f"{'' if table.get('complete', True) else ' The time limit cut the probing short.'}</p>"
             f"{layers}{tensors}</section>")
@@ -268,4 +267,4 @@ def _sqnr_cell(value: float | None, measured: bool) -> str:
 
 
 def _sqnr_class(value: float) -> str:
-    return "bad" if value < 10 else "warn" if value < 20 else ""
+    return {"sensitive": "bad", "doubtful": "warn"}.get(sensitivity_level(value), "")

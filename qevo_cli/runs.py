@@ -9,9 +9,9 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import QevoError
-from .files import load_yaml, read_text
+from .files import read_text
 from .front import Front
-from .store import RunStore
+from .store import RunStore, read_only_uri
 
 RUNS_DIR = Path("qevo-runs")
 
@@ -33,8 +33,6 @@ def load_front(run_dir: str | Path | None) -> tuple[Path, Front]:
     if not path.is_file():
         raise QevoError(f"not a qevo run directory (no {RunStore.FRONT_FILE})", path=directory)
     return directory, Front.from_dict(RunStore.read_front_file(path), path)
-
-
 
 
 def load_sensitivity(directory: Path) -> dict | None:
@@ -90,6 +88,9 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+NO_CONVERGENCE = "made by an earlier qevo, or stopped before its first generation"   # why a run has none
+
+
 def load_convergence(directory: Path) -> list[dict]:
     """The run's front after each generation (RunStore.convergence), read without writing to the run; none for a
     run made by an earlier qevo, or with no evaluation store."""
@@ -117,23 +118,10 @@ def convergence_steps(rows: list[dict]) -> list[tuple[str, dict]]:
     return steps
 
 
-def read_only_uri(database: Path) -> str:
-    """An SQLite URI opening `database` read-only, whatever characters (#, ?, %) its path holds."""
-    return Path(database).resolve().as_uri() + "?mode=ro"
-
-
 def read_run_config(directory: Path) -> dict:
     """run.yaml of a run, read without opening its store; {} when the run has none."""
     path = Path(directory) / RunStore.RUN_FILE
-    if not path.is_file():
-        return {}
-    data = load_yaml(read_text(path, "a qevo run.yaml"), path)
-    if not isinstance(data, dict):
-        raise QevoError("expected a mapping", path=path)
-    for key in ("settings", "resolved", "versions"):
-        if not isinstance(data.get(key, {}), dict):
-            raise QevoError(f"got {type(data[key]).__name__}, expected a mapping", path=path, field=key)
-    return data
+    return RunStore.read_config_file(path) if path.is_file() else {}
 
 
 def default_run_dir(model_name: str, target: str) -> Path:

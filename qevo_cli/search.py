@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -208,18 +208,18 @@ class Search:
                               prune=[(group, options[0]) for group, options in zip(prune.groups, prune.options)],
                               progress=lambda done, total: self._phase("sensitivity", done, total))
         self.progress.probes += table.probes
-        self.store.write_sensitivity(self._sensitivity_summary(table))
+        self.store.write_sensitivity(self._sensitivity_summary(table, weights, activations))
         if not table.complete:
             self.notes.append("the sensitivity proxy was cut short by the time limit; unprobed layers and tensors "
                               "use the median sensitivity of the probed ones")
         return table
 
-    def _sensitivity_summary(self, table) -> dict[str, Any]:
+    def _sensitivity_summary(self, table, weights: Sequence[str], activations: Sequence[str]) -> dict[str, Any]:
         """What the proxy found, for `qevo pareto show --layers` and the report: SQNR per layer at each format
-        the run allows (and per activation tensor, on a target that quantizes every tensor)."""
+        the run allows (and per activation tensor, on a target that quantizes every tensor); `weights` and
+        `activations` are the formats it probed."""
         config, tensors = self.config, self.space.tensors
-        weights, activations = probed_formats(config.weight_formats, config.act_formats)
-        # a side with one allowed format was not probed: it has no sensitivity to show, not an infinite SQNR
+        # a side with no format probed (one allowed) has no sensitivity to show, not an infinite SQNR
         columns = [f"W:{f}" for f in config.weight_formats if f != "fp32" and weights] + \
                   [f"A:{f}" for f in config.act_formats if f != "fp32" and activations and not tensors.names]
         return proxy_summary(table, self.space.layers, columns,

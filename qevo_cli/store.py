@@ -34,6 +34,11 @@ def _rows_in(db: sqlite3.Connection, columns: str, table: str, keys: list[str]) 
         yield from db.execute(f"SELECT {columns} FROM {table} WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
 
+def read_only_uri(database: Path) -> str:
+    """An SQLite URI opening `database` read-only, whatever characters (#, ?, %) its path holds."""
+    return Path(database).resolve().as_uri() + "?mode=ro"
+
+
 def connect_database(path: Path) -> sqlite3.Connection:
     # Switching a new database to WAL takes an exclusive lock that SQLite's busy timeout does not wait for:
     # two searches opening one fresh cache at once would see "database is locked". Retry for a while.
@@ -153,7 +158,7 @@ class RunStore:
         if not database.exists():
             return False
         try:
-            with contextlib.closing(sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+            with contextlib.closing(sqlite3.connect(read_only_uri(database), uri=True)) as db:
                 return db.execute("SELECT COUNT(*) FROM evaluation").fetchone()[0] > 0
         except sqlite3.Error as err:   # a store without the table was never written to
             return "no such table" not in str(err)
@@ -163,10 +168,17 @@ class RunStore:
         atomic_write_text(self.dir / self.RUN_FILE, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
-        path = self.dir / self.RUN_FILE
+        return self.read_config_file(self.dir / self.RUN_FILE)
+
+    @staticmethod
+    def read_config_file(path: Path) -> dict[str, Any]:
+        """A run.yaml: a mapping whose settings, resolved inputs and versions are mappings too."""
         data = load_yaml(read_text(path, "a qevo run.yaml"), path)
         if not isinstance(data, dict):
             raise QevoError("expected a mapping", path=path)
+        for key in ("settings", "resolved", "versions"):
+            if not isinstance(data.get(key, {}), dict):
+                raise QevoError(f"got {type(data[key]).__name__}, expected a mapping", path=path, field=key)
         return data
 
     def write_front(self, front: dict[str, Any]) -> None:

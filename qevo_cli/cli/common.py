@@ -33,6 +33,12 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_png(path, option: str) -> None:
+    """A figure's output file must end in .png: the one line otherwise names it and the option."""
+    if path is not None and path.suffix.lower() != ".png":
+        raise QevoError(f"got {path.suffix or 'no suffix'}, expected a .png file", path=path, field=option)
+
+
 def print_json(data: Any) -> None:
     """Write `data` as JSON to stdout and nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")

@@ -11,13 +11,13 @@ from rich.table import Table
 from ..compare import best_across, compare_runs, save_comparison, shared_pairs
 from ..errors import QevoError
 from ..export import check_output, choose, write_choice
-from ..front import Front
-from ..layer_map import layer_map, save_layer_map, sensitivity_style, style, weight_sensitivity
-from ..pick import pick
+from ..layer_map import (DOUBTFUL_DB, SENSITIVE_DB, column_titles, layer_map, save_layer_map, sensitivity_style,
+                         style, weight_sensitivity)
+from ..pick import knee_id, pick
 from ..plot import save_convergence, save_png, terminal_plot
-from ..runs import convergence_steps, load_convergence, load_front, load_sensitivity
+from ..runs import NO_CONVERGENCE, convergence_steps, load_convergence, load_front, load_sensitivity
 from ..units import human, metric_label, metric_value
-from .common import handle_errors, out, print_json
+from .common import check_png, handle_errors, out, print_json
 
 app = typer.Typer(help="Look at a search's Pareto front and choose from it.", no_args_is_help=True)
 
@@ -25,10 +25,6 @@ RunArg = Annotated[Optional[Path], typer.Argument(
     help="Run directory. Default: the most recent run under ./qevo-runs.", show_default=False)]
 PickOpt = Annotated[Optional[str], typer.Option(
     "--pick", help="knee, weights=ACC,SIZE,LAT,ENERGY, an id, or a rule such as max-drop=1.0,min=latency.")]
-
-
-def _knee_id(front: Front) -> int | None:
-    return pick(front, "knee").id if front.feasible and front.solutions else None
 
 
 @app.command("show")
@@ -59,8 +55,7 @@ def show(
 ) -> None:
     """Show a run's Pareto front in human units, with the references and the knee marked."""
     for option, value in (("--plot", plot), ("--layers-png", layers_png), ("--convergence-png", convergence_png)):
-        if value is not None and value.suffix.lower() != ".png":
-            raise QevoError(f"got {value.suffix or 'no suffix'}, expected a .png file", path=value, field=option)
+        check_png(value, option)
     directory, front = load_front(run_dir)
     objectives = front.objectives
     if sort is not None and sort not in objectives:
@@ -70,23 +65,20 @@ def show(
     solutions.sort(key=lambda s: ([s.objectives[key]] + [s.objectives[n] for n in objectives], s.id))
     if limit:
         solutions = solutions[:limit]
-    knee = _knee_id(front)
+    knee = knee_id(front)
     picked = pick(front, pick_rule).id if pick_rule else None
     sensitivity = weight_sensitivity(load_sensitivity(directory)) if layers or layers_png else None
+    shown = front.references + solutions
+    grid = layer_map(front.model, shown) if layers or layers_png else {}   # loads the model: once
     history = load_convergence(directory) if convergence or convergence_png else []
     if convergence_png is not None:
         if not history:
-            raise QevoError("records no convergence (made by an earlier qevo, or stopped before its "
-                            "first generation)", path=directory, field="--convergence-png")
+            raise QevoError(f"records no convergence ({NO_CONVERGENCE})", path=directory, field="--convergence-png")
         save_convergence(history, convergence_png, f"{Path(front.model).name} on {front.target}: convergence")
     if plot is not None:
         save_png(front, plot, knee_id=knee)
     if layers_png is not None:
-        shown = front.references + solutions
-        unit = front.metric_unit
-        save_layer_map(layer_map(front.model, shown),
-                       [s.name if s.id is None else f"#{s.id} ({human('metric', s.objectives['metric'], unit)})"
-                        for s in shown], layers_png,
+        save_layer_map(grid, column_titles(front, shown), layers_png,
                        f"{Path(front.model).name} on {front.target}: weight formats per layer "
                        f"(columns: policy, {metric_label(front)} drop)", sensitivity)
     if json_output:
@@ -94,7 +86,7 @@ def show(
                     "objectives": objectives, "knee": knee, "picked": picked, "plot": str(plot) if plot else None,
                     "references": [r.to_dict() for r in front.references], "flat": front.flat_objectives(),
                     "solutions": [{**s.to_dict(), "bits": s.policy.summary()} for s in solutions],
-                    **({"layers": layer_map(front.model, front.references + solutions),
+                    **({"layers": grid,
                         "sensitivity": {"label": sensitivity[0], "values": sensitivity[1]} if sensitivity else None}
                        if layers else {}),
                     **({"convergence": history} if convergence else {})})
@@ -120,7 +112,7 @@ def show(
         table.add_row(*[f"[{style}]{c}[/]" if style and c else c for c in cells])
     out.print(table)
     if layers:
-        _print_layer_map(front, solutions, sensitivity)
+        _print_layer_map(grid, shown, sensitivity)
     if convergence:
         _print_convergence(history)
     if len(objectives) >= 2 and front.solutions and shutil.get_terminal_size((80, 24)).columns >= 60:
@@ -142,8 +134,7 @@ def show(
 
 def _print_convergence(rows: list[dict]) -> None:
     if not rows:
-        out.print("this run records no convergence (made by an earlier qevo, or stopped before its first "
-                  "generation)", style="yellow")
+        out.print(f"this run records no convergence ({NO_CONVERGENCE})", style="yellow")
         return
     table = Table(title="convergence: the front after each generation", title_justify="left")
     for name in ("step", "evaluations", "front size", "hypervolume", "time"):
@@ -154,9 +145,7 @@ def _print_convergence(rows: list[dict]) -> None:
     out.print(table)
 
 
-def _print_layer_map(front: Front, solutions: list, sensitivity) -> None:
-    shown = front.references + solutions
-    grid = layer_map(front.model, shown)
+def _print_layer_map(grid: dict[str, dict[str, str]], shown: list, sensitivity) -> None:
     table = Table(title=f"which layer got which format ({len(grid)} layers)", title_justify="left")
     table.add_column("layer")
     if sensitivity:
@@ -171,7 +160,7 @@ def _print_layer_map(front: Front, solutions: list, sensitivity) -> None:
     out.print(table)
     if sensitivity:
         out.print(f"[dim]{sensitivity[0]}: the model's output SQNR with only that layer's weights at that format "
-                  "(the search's sensitivity proxy); red below 10 dB, yellow below 20[/]")
+                  f"(the search's sensitivity proxy); red below {SENSITIVE_DB:g} dB, yellow below {DOUBTFUL_DB:g}[/]")
 
 
 @app.command("compare")
@@ -189,8 +178,7 @@ def compare(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")] = False,
 ) -> None:
     """Put several runs side by side: their fronts, and the policy a rule picks on each."""
-    if png is not None and png.suffix.lower() != ".png":
-        raise QevoError(f"got {png.suffix or 'no suffix'}, expected a .png file", path=png, field="--png")
+    check_png(png, "--png")
     runs = compare_runs(run_dirs, pick_rule)
     best = best_across(runs, pick_rule)
     notes = shared_pairs(runs)[1]

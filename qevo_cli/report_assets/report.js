@@ -232,7 +232,8 @@ function select(id) {
     tr.lastChild.className = bitsClass(s.layers[layer]);
     if (data.sensitivity && layer in data.sensitivity.values) {
       const v = data.sensitivity.values[layer];
-      tr.children[1].className = v < 10 ? "bad" : v < 20 ? "warn" : "";
+      const [sensitive, doubtful] = data.sensitivity.levels;
+      tr.children[1].className = v < sensitive ? "bad" : v < doubtful ? "warn" : "";
     }
     body.append(tr);
   }
